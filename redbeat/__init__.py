@@ -1,0 +1,19 @@
+"""redbeat: a Celery beat scheduler that keeps the schedule in Redis.
+
+``celery -A proj beat -S redbeat.RedBeatScheduler`` (or the older name
+``redbeat.RedisBeatScheduler``); entries are managed with
+:class:`RedBeatSchedulerEntry`, the CLI, or plain redis-cli.
+"""
+
+from .entry import RedBeatSchedulerEntry, delete_entries, save_entries
+from .schedulers import RedBeatScheduler, RedisBeatScheduler
+
+__version__ = '3.0.0.dev0'
+
+__all__ = [
+    'RedBeatScheduler',
+    'RedBeatSchedulerEntry',
+    'RedisBeatScheduler',
+    'delete_entries',
+    'save_entries',
+]

@@ -1,0 +1,153 @@
+"""Settings, read once from the Celery configuration into a typed object.
+
+Each setting may be spelled ``redbeat_x`` (Celery 4+ style), ``REDBEAT_X``
+(old upper-case style) or ``CELERY_REDBEAT_X`` (Django settings loaded with
+``namespace='CELERY'``).  A bad value fails at start, naming the setting.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from celery import Celery
+
+from .errors import ConfigurationError
+from .keys import Keys
+
+#: Default lock timeout, in seconds.  A standby beat takes over at most this
+#: long after the leader dies without releasing the lock; the leader renews it
+#: every third of it.  Ten seconds keeps failover fast while tolerating a GC
+#: pause or a slow Redis answer of a few seconds.
+DEFAULT_LOCK_TIMEOUT = 10.0
+
+REDIS_SCHEMES = ('redis', 'rediss', 'unix', 'redis-sentinel', 'sentinel', 'redis-cluster')
+_UNSET = object()
+
+
+def _lookup(conf: Any, name: str) -> Any:
+    """The value of setting ``name`` in any of its spellings, or ``_UNSET``."""
+    for spelling in (name, name.upper(), 'CELERY_' + name.upper()):
+        if spelling in conf:
+            return conf[spelling]
+    return _UNSET
+
+
+def _mask(url: str) -> str:
+    """The URL with any password replaced by ``**``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(':' + parts.password + '@', ':**@', 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+def masked_url(url: str) -> str:
+    """``url`` fit for logs and banners: every password (also in ``;`` lists) masked."""
+    return ';'.join(_mask(part) for part in url.split(';'))
+
+
+@dataclass(frozen=True)
+class RedBeatConfig:
+    """Everything redbeat reads from the Celery configuration."""
+
+    redis_url: str
+    key_prefix: str = 'redbeat:'
+    lock_key: str | None = None
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+    redis_options: dict[str, Any] = field(default_factory=dict)
+    use_ssl: bool | dict[str, Any] = False
+    #: Celery's ``timezone``: the zone crontab fields are read in.
+    timezone: str = 'UTC'
+    #: Celery's ``beat_max_loop_interval``: the longest beat sleeps between checks.
+    max_loop_interval: float = 300.0
+
+    @property
+    def keys(self) -> Keys:
+        return Keys(self.key_prefix)
+
+    @property
+    def masked_url(self) -> str:
+        return masked_url(self.redis_url)
+
+    @classmethod
+    def from_app(cls, app: Celery) -> RedBeatConfig:
+        """Read and check the settings of ``app``; ConfigurationError if one is bad."""
+        conf = app.conf
+        prefix = _lookup(conf, 'redbeat_key_prefix')
+        prefix = 'redbeat:' if prefix is _UNSET or prefix is None else prefix
+        if not isinstance(prefix, str) or not prefix:
+            raise ConfigurationError(
+                'redbeat_key_prefix', f'must be a non-empty string, got {prefix!r}'
+            )
+        keys = Keys(prefix)
+
+        url = _lookup(conf, 'redbeat_redis_url')
+        if url is _UNSET or url is None:
+            broker = conf.broker_url or ''
+            if not isinstance(broker, str) or urlsplit(broker).scheme not in REDIS_SCHEMES:
+                raise ConfigurationError(
+                    'redbeat_redis_url',
+                    'is not set and the broker URL is not a Redis URL; '
+                    "set it, e.g. redbeat_redis_url = 'redis://localhost:6379/1'",
+                )
+            url = broker
+        _check_url(url)
+
+        lock_key = _lookup(conf, 'redbeat_lock_key')
+        if lock_key is _UNSET:
+            lock_key = keys.default_lock
+        elif lock_key is not None and (not isinstance(lock_key, str) or not lock_key):
+            raise ConfigurationError(
+                'redbeat_lock_key', f'must be a key name or None, got {lock_key!r}'
+            )
+
+        timeout = _lookup(conf, 'redbeat_lock_timeout')
+        timeout = DEFAULT_LOCK_TIMEOUT if timeout is _UNSET or timeout is None else timeout
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise ConfigurationError(
+                'redbeat_lock_timeout', f'must be a number of seconds > 0, got {timeout!r}'
+            )
+        if math.isinf(timeout) or math.isnan(timeout):
+            raise ConfigurationError('redbeat_lock_timeout', f'must be finite, got {timeout!r}')
+
+        options = _lookup(conf, 'redbeat_redis_options')
+        if options is _UNSET or options is None:
+            options = conf.broker_transport_options or {} if url == conf.broker_url else {}
+        if not isinstance(options, dict):
+            raise ConfigurationError('redbeat_redis_options', f'must be a dict, got {options!r}')
+
+        use_ssl = _lookup(conf, 'redbeat_redis_use_ssl')
+        if use_ssl is _UNSET or use_ssl is None:
+            use_ssl = conf.broker_use_ssl or False if url == conf.broker_url else False
+        if not isinstance(use_ssl, (bool, dict)):
+            raise ConfigurationError(
+                'redbeat_redis_use_ssl',
+                f'must be True/False or a dict of ssl options, got {use_ssl!r}',
+            )
+
+        max_interval = conf.beat_max_loop_interval or 300
+        return cls(
+            redis_url=url,
+            key_prefix=prefix,
+            lock_key=lock_key,
+            lock_timeout=float(timeout),
+            redis_options=dict(options),
+            use_ssl=use_ssl,
+            timezone=str(conf.timezone or 'UTC'),
+            max_loop_interval=float(max_interval),
+        )
+
+
+def _check_url(url: Any) -> None:
+    if not isinstance(url, str) or not url:
+        raise ConfigurationError('redbeat_redis_url', f'must be a URL string, got {url!r}')
+    scheme = urlsplit(url.split(';')[0]).scheme
+    if scheme not in REDIS_SCHEMES:
+        raise ConfigurationError(
+            'redbeat_redis_url',
+            f'{masked_url(url)!r} has scheme {scheme!r}; '
+            f'expected one of {", ".join(REDIS_SCHEMES)}',
+        )

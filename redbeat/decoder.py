@@ -1,0 +1,366 @@
+"""The JSON codec for everything redbeat stores: typed values and definitions.
+
+Typed values are JSON objects carrying ``__type__``; only the types listed in
+``_BUILDERS`` are ever built, from plain fields, so nothing read from Redis can
+name a class to import or carry code to run.  The forms are celery-redbeat
+2.x's, so either package reads what the other wrote.
+
+``RedBeatJSONEncoder``/``RedBeatJSONDecoder`` keep their 2.x names for user
+code; the scheduler itself goes through :func:`decode_definition`,
+:func:`encode_definition`, :func:`decode_meta` and :func:`encode_meta`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import datetime, timedelta, timezone, tzinfo
+from typing import Any, Callable
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from celery.schedules import BaseSchedule, crontab, schedule, solar
+from dateutil.rrule import weekday
+
+from .errors import DefinitionError
+from .schedules import RULE_FIELDS, rrule
+
+__all__ = [
+    'RedBeatJSONDecoder',
+    'RedBeatJSONEncoder',
+    'decode_definition',
+    'decode_meta',
+    'dumps',
+    'encode_definition',
+    'encode_meta',
+    'from_timestamp',
+    'to_timestamp',
+]
+
+CRONTAB_FIELDS = ('minute', 'hour', 'day_of_week', 'day_of_month', 'month_of_year')
+DATETIME_FIELDS = ('year', 'month', 'day', 'hour', 'minute', 'second', 'microsecond')
+#: Fields of a definition that belong to the entry, not to its schedule.
+ENTRY_FIELDS = ('name', 'task', 'schedule', 'args', 'kwargs', 'options', 'enabled')
+
+
+class TypedValueError(ValueError):
+    """A ``__type__`` object whose fields cannot build that type."""
+
+
+def to_timestamp(dt: datetime) -> float:
+    """Seconds since the epoch for an aware datetime (naive is taken as UTC)."""
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.timestamp()
+
+
+def from_timestamp(seconds: float, tz_minutes: float = 0) -> datetime:
+    """An aware datetime for seconds since the epoch, at a UTC offset in minutes."""
+    tz = timezone(timedelta(minutes=tz_minutes)) if tz_minutes else timezone.utc
+    return datetime.fromtimestamp(seconds, tz=tz)
+
+
+# --- decoding: plain JSON fields -> allow-listed objects -----------------------
+
+
+def _zone(value: Any) -> tzinfo:
+    if value is None or value == 'UTC':
+        return timezone.utc
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return timezone(timedelta(seconds=value))  # 2.x writes offsets in seconds
+    if isinstance(value, str):
+        try:
+            return ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise TypedValueError(f'unknown time zone {value!r}') from None
+    raise TypedValueError(f'timezone must be a zone name or an offset in seconds, not {value!r}')
+
+
+def _build_datetime(d: dict[str, Any]) -> datetime:
+    fields = {k: d[k] for k in DATETIME_FIELDS if k in d}
+    extra = set(d) - set(DATETIME_FIELDS) - {'timezone'}
+    if extra:
+        raise TypedValueError(f'datetime has unknown fields {sorted(extra)}')
+    return datetime(tzinfo=_zone(d.get('timezone')), **fields)
+
+
+def _build_interval(d: dict[str, Any]) -> schedule:
+    every = d.get('every')
+    if isinstance(every, bool) or not isinstance(every, (int, float)) or every <= 0:
+        raise TypedValueError(f"interval needs 'every' > 0 seconds, got {every!r}")
+    return schedule(run_every=timedelta(seconds=every), relative=bool(d.get('relative', False)))
+
+
+def _build_crontab(d: dict[str, Any]) -> crontab:
+    extra = set(d) - set(CRONTAB_FIELDS)
+    if extra:
+        raise TypedValueError(f'crontab has unknown fields {sorted(extra)}')
+    fields = {k: d.get(k, '*') for k in CRONTAB_FIELDS}
+    for name, value in fields.items():
+        if not isinstance(value, (str, int)) or isinstance(value, bool):
+            raise TypedValueError(f'crontab {name} must be a string, got {value!r}')
+    try:
+        return crontab(**{k: str(v) for k, v in fields.items()})
+    except Exception as exc:  # celery raises ValueError or its ParseException
+        raise TypedValueError(f'invalid crontab: {exc}') from None
+
+
+def _build_solar(d: dict[str, Any]) -> solar:
+    try:
+        return solar(d['event'], d['lat'], d['lon'])
+    except KeyError as missing:
+        raise TypedValueError(f'solar needs {missing}') from None
+    except Exception as exc:  # ImproperlyConfigured when ephem is missing
+        raise TypedValueError(f'invalid solar: {exc}') from None
+
+
+def _build_weekday(d: dict[str, Any]) -> weekday:
+    try:
+        return weekday(d['wkday'], d.get('n'))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise TypedValueError(f'invalid weekday {d!r}: {exc}') from None
+
+
+def _build_rrule(d: dict[str, Any]) -> rrule:
+    fields = dict(d)
+    for key in ('dtstart', 'until'):
+        stamp = fields.get(key)
+        minutes = fields.pop(key + '_tz', 0) or 0
+        if isinstance(stamp, (int, float)) and not isinstance(stamp, bool):
+            fields[key] = from_timestamp(stamp, minutes)
+    extra = set(fields) - set(RULE_FIELDS) - {'dtstart', 'until'}
+    if extra:
+        raise TypedValueError(f'rrule has unknown fields {sorted(extra)}')
+    if 'freq' not in fields:
+        raise TypedValueError("rrule needs 'freq'")
+    try:
+        return rrule(**fields)
+    except (TypeError, ValueError) as exc:
+        raise TypedValueError(f'invalid rrule: {exc}') from None
+
+
+_BUILDERS: dict[str, Callable[[dict[str, Any]], Any]] = {
+    'datetime': _build_datetime,
+    'interval': _build_interval,
+    'crontab': _build_crontab,
+    'solar': _build_solar,
+    'rrule': _build_rrule,
+    'weekday': _build_weekday,
+}
+KNOWN_TYPES = frozenset(_BUILDERS)
+
+
+def _build(d: dict[str, Any]) -> Any:
+    """Object hook: build an allow-listed type; leave any other dict as it is."""
+    kind = d.get('__type__')
+    builder = _BUILDERS.get(kind) if isinstance(kind, str) else None
+    if builder is None:
+        return d
+    return builder({k: v for k, v in d.items() if k != '__type__'})
+
+
+class RedBeatJSONDecoder(json.JSONDecoder):
+    """A JSON decoder that builds redbeat's typed values (and nothing else)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault('object_hook', _build)
+        super().__init__(*args, **kwargs)
+
+
+def _revive(value: Any) -> Any:
+    if isinstance(value, dict):
+        return _build({k: _revive(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return [_revive(v) for v in value]
+    return value
+
+
+# --- encoding: objects -> plain JSON fields ------------------------------------
+
+
+def _zone_name(dt: datetime) -> str | float:
+    tz = dt.tzinfo
+    if tz is None or tz is timezone.utc:
+        return 'UTC'
+    key = getattr(tz, 'key', None) or getattr(tz, 'zone', None)  # zoneinfo, pytz
+    if isinstance(key, str):
+        return key
+    offset = dt.utcoffset()
+    seconds = offset.total_seconds() if offset else 0
+    return 'UTC' if seconds == 0 else seconds
+
+
+def _cron_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, Iterable):
+        return ','.join(str(v) for v in sorted(value))
+    raise TypeError(f'cannot store crontab field {value!r}')
+
+
+def _number(seconds: float) -> float | int:
+    return int(seconds) if float(seconds).is_integer() else seconds
+
+
+def _encode_rrule(rule: rrule) -> dict[str, Any]:
+    out: dict[str, Any] = {'__type__': 'rrule'}
+    out.update({name: getattr(rule, name) for name in RULE_FIELDS})
+    for key in ('dtstart', 'until'):
+        moment = getattr(rule, key)
+        if moment is not None:
+            offset = moment.utcoffset()
+            out[key] = _number(to_timestamp(moment))
+            out[key + '_tz'] = _number(offset.total_seconds() / 60) if offset else 0
+    return out
+
+
+def encode_value(obj: Any) -> Any:
+    """The JSON form of one typed value; TypeError for anything else."""
+    if isinstance(obj, datetime):
+        out: dict[str, Any] = {'__type__': 'datetime'}
+        out.update({name: getattr(obj, name) for name in DATETIME_FIELDS})
+        out['timezone'] = _zone_name(obj)
+        return out
+    if isinstance(obj, crontab):
+        fields = (obj._orig_minute, obj._orig_hour, obj._orig_day_of_week,
+                  obj._orig_day_of_month, obj._orig_month_of_year)  # fmt: skip
+        return {'__type__': 'crontab'} | dict(zip(CRONTAB_FIELDS, map(_cron_text, fields)))
+    if isinstance(obj, solar):
+        return {'__type__': 'solar', 'event': obj.event, 'lat': obj.lat, 'lon': obj.lon}
+    if isinstance(obj, rrule):
+        return _encode_rrule(obj)
+    if isinstance(obj, weekday):
+        return {'__type__': 'weekday', 'wkday': obj.weekday} | ({'n': obj.n} if obj.n else {})
+    if isinstance(obj, schedule):
+        every = obj.run_every.total_seconds()
+        return {'__type__': 'interval', 'every': every, 'relative': bool(obj.relative)}
+    if isinstance(obj, timedelta):
+        return {'__type__': 'interval', 'every': obj.total_seconds(), 'relative': False}
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    raise TypeError(f'cannot store a {type(obj).__name__} in Redis as JSON: {obj!r}')
+
+
+class RedBeatJSONEncoder(json.JSONEncoder):
+    """A JSON encoder for redbeat's typed values."""
+
+    def default(self, o: Any) -> Any:
+        return encode_value(o)
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON, as redbeat stores it."""
+    return json.dumps(value, default=encode_value, separators=(',', ':'), ensure_ascii=False)
+
+
+# --- definitions and meta ------------------------------------------------------
+
+
+def _split_flat(raw: dict[str, Any]) -> dict[str, Any]:
+    """The older flat layout: schedule fields and ``__type__`` beside the entry's."""
+    sched = {k: v for k, v in raw.items() if k not in ENTRY_FIELDS}
+    entry = {k: v for k, v in raw.items() if k in ENTRY_FIELDS}
+    # The RedBeat README's crontab example is labelled "interval"; its fields say crontab.
+    looks_cron = any(k in sched for k in CRONTAB_FIELDS)
+    if sched.get('__type__') == 'interval' and 'every' not in sched and looks_cron:
+        sched['__type__'] = 'crontab'
+    entry['schedule'] = sched
+    return entry
+
+
+def decode_definition(key: str, text: str | None) -> dict[str, Any]:
+    """Read a stored definition into checked entry fields.
+
+    Returns ``name, task, schedule, args, kwargs, options, enabled``; raises
+    :class:`DefinitionError` naming ``key`` and what is wrong.
+    """
+    if text is None:
+        raise DefinitionError(key, "hash has no 'definition' field")
+    try:
+        raw = json.loads(text)
+    except ValueError as exc:
+        raise DefinitionError(key, f'definition is not valid JSON ({exc})') from None
+    if not isinstance(raw, dict):
+        raise DefinitionError(key, f'definition must be a JSON object, not {type(raw).__name__}')
+    if '__type__' in raw:
+        raw = _split_flat(raw)
+    try:
+        fields: dict[str, Any] = _revive(raw)
+    except TypedValueError as exc:
+        raise DefinitionError(key, str(exc)) from None
+    return check_fields(key, fields)
+
+
+def check_fields(key: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """Validate decoded entry fields and fill the defaults."""
+    for required in ('name', 'task'):
+        value = fields.get(required)
+        if not isinstance(value, str) or not value:
+            raise DefinitionError(key, f'definition needs {required!r} (a non-empty string)')
+    sched = fields.get('schedule')
+    if sched is None:
+        raise DefinitionError(key, "definition needs a 'schedule'")
+    if isinstance(sched, dict):
+        kind = sched.get('__type__')
+        if kind is None:
+            raise DefinitionError(key, "schedule has no '__type__'")
+        raise DefinitionError(key, f'unknown schedule __type__ {kind!r} '
+                                   f'(known: {", ".join(sorted(KNOWN_TYPES))})')  # fmt: skip
+    if not isinstance(sched, BaseSchedule):
+        raise DefinitionError(key, f'schedule must be an object with __type__, not {sched!r}')
+    checked = {
+        'name': fields['name'],
+        'task': fields['task'],
+        'schedule': sched,
+        'args': _typed(key, fields, 'args', list, []),
+        'kwargs': _typed(key, fields, 'kwargs', dict, {}),
+        'options': _typed(key, fields, 'options', dict, {}),
+        'enabled': _typed(key, fields, 'enabled', bool, True),
+    }
+    return checked
+
+
+def _typed(key: str, fields: dict[str, Any], name: str, kind: type, default: Any) -> Any:
+    value = fields.get(name)
+    if value is None:
+        return default
+    if kind is list and isinstance(value, tuple):
+        return list(value)
+    if not isinstance(value, kind):
+        raise DefinitionError(key, f'{name} must be a JSON {kind.__name__}, got {value!r}')
+    return value
+
+
+def encode_definition(fields: dict[str, Any]) -> str:
+    """The stored JSON of a definition (name, task, schedule, args, ...)."""
+    body = {name: fields.get(name) for name in ENTRY_FIELDS}
+    body['args'] = list(body['args'] or [])
+    body['kwargs'] = dict(body['kwargs'] or {})
+    body['options'] = dict(body['options'] or {})
+    body['enabled'] = bool(True if body['enabled'] is None else body['enabled'])
+    return dumps(body)
+
+
+def decode_meta(key: str, text: str | None) -> tuple[datetime | None, int]:
+    """``(last_run_at, total_run_count)`` from a stored meta (absent: never run)."""
+    if not text:
+        return None, 0
+    try:
+        raw = json.loads(text, cls=RedBeatJSONDecoder)
+    except (ValueError, TypeError) as exc:
+        raise DefinitionError(key, f'meta is not valid: {exc}') from None
+    if not isinstance(raw, dict):
+        raise DefinitionError(key, 'meta must be a JSON object')
+    last = raw.get('last_run_at')
+    if last is not None and not isinstance(last, datetime):
+        raise DefinitionError(key, f'meta last_run_at must be a datetime, got {last!r}')
+    count = raw.get('total_run_count') or 0
+    if not isinstance(count, int):
+        raise DefinitionError(key, f'meta total_run_count must be an integer, got {count!r}')
+    return last, count
+
+
+def encode_meta(last_run_at: datetime | None, total_run_count: int) -> str:
+    """The stored JSON of an entry's run state, as celery-redbeat 2.x reads it."""
+    return dumps({'last_run_at': last_run_at, 'total_run_count': total_run_count})

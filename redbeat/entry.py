@@ -1,0 +1,298 @@
+"""The entry model: :class:`RedBeatSchedulerEntry`, and saving/loading entries.
+
+An entry is Celery's :class:`~celery.beat.ScheduleEntry` plus ``enabled`` and
+the Redis key it lives under.  Its properties are pure (no Redis I/O);
+``save``, ``delete``, ``from_key`` and ``reschedule`` each make one or two
+round trips through the app's :class:`~redbeat.store.ScheduleStore`, and
+:func:`save_entries` / :func:`delete_entries` do the same for many at once.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone, tzinfo
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from celery import Celery
+from celery.app import app_or_default
+from celery.beat import ScheduleEntry
+from celery.schedules import BaseSchedule, schedstate
+
+from . import timing
+from .client import redis_from_config
+from .config import RedBeatConfig
+from .decoder import check_fields, decode_definition, decode_meta, encode_definition, encode_meta
+from .errors import DefinitionError, EntryNotFound, RedBeatError
+from .store import SaveItem, ScheduleStore
+
+_SAVE_ATTEMPTS = 5
+
+
+class Binding:
+    """An app's redbeat settings and store, made once per app (no I/O)."""
+
+    def __init__(self, app: Celery, config: RedBeatConfig | None = None) -> None:
+        self.app = app
+        self.config = config or RedBeatConfig.from_app(app)
+        self.store = ScheduleStore(redis_from_config(self.config), self.config.keys)
+        self.tz: tzinfo = zone(self.config.timezone)
+
+
+_bindings: weakref.WeakKeyDictionary[Celery, Binding] = weakref.WeakKeyDictionary()
+
+
+def binding_for(app: Celery | None) -> Binding:
+    """The :class:`Binding` of ``app`` (the current app when None)."""
+    app = app_or_default(app)
+    bound = _bindings.get(app)
+    if bound is None:
+        bound = _bindings[app] = Binding(app)
+    return bound
+
+
+def zone(name: str | tzinfo | None) -> tzinfo:
+    """A tzinfo for a zone name (UTC for None)."""
+    if name is None or name == 'UTC':
+        return timezone.utc
+    if isinstance(name, tzinfo):
+        return name
+    return ZoneInfo(str(name))
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class RedBeatSchedulerEntry(ScheduleEntry):  # type: ignore[misc]
+    """A periodic task stored in Redis.
+
+    ``last_run_at`` is None until the entry has a run state; saving a new
+    entry records the save time there, so it first fires at its schedule's
+    first occurrence after the save (never at once, then again on time).
+    """
+
+    def __init__(
+        self,
+        name: str | None = None,
+        task: str | None = None,
+        schedule: Any = None,
+        args: Sequence[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        options: dict[str, Any] | None = None,
+        enabled: bool = True,
+        app: Celery | None = None,
+        last_run_at: datetime | None = None,
+        total_run_count: int | None = None,
+        relative: bool = False,
+    ) -> None:
+        super().__init__(
+            name=name,
+            task=task,
+            schedule=schedule,
+            args=list(args or ()),
+            kwargs=dict(kwargs or {}),
+            options=dict(options or {}),
+            relative=relative,
+            app=app_or_default(app),
+        )
+        self.enabled = bool(enabled)
+        # Celery's ScheduleEntry sets "now" here; None means "no run state yet".
+        self.last_run_at = last_run_at
+        self.total_run_count = total_run_count or 0
+
+    # --- pure properties ---------------------------------------------------
+
+    @property
+    def binding(self) -> Binding:
+        return binding_for(self.app)
+
+    @property
+    def key(self) -> str:
+        """The Redis hash key of this entry."""
+        return self.binding.config.keys.entry(self.name)
+
+    @property
+    def due_at(self) -> datetime | None:
+        """When the entry is due next (now if it never ran); None if never again."""
+        now = utcnow()
+        if self.last_run_at is None:
+            return now
+        due = timing.next_after(self.schedule, self.last_run_at, self.binding.tz)
+        if due is not None and due < now:
+            return now
+        return due
+
+    @property
+    def score(self) -> float:
+        """The sorted-set score: due time in UTC UNIX seconds; -1 if disabled or finished."""
+        if not self.enabled:
+            return timing.NEVER
+        return timing.to_score(self.due_at)
+
+    def is_due(self) -> schedstate:
+        """Celery's ``(is_due, seconds until next check)``."""
+        if not self.enabled:
+            return schedstate(False, 5.0)
+        due = self.due_at
+        if due is None:
+            return schedstate(False, None)  # type: ignore[arg-type]
+        now = utcnow()
+        if due > now:
+            return schedstate(False, (due - now).total_seconds())
+        following = timing.next_after(self.schedule, now, self.binding.tz)
+        return schedstate(True, None if following is None else (following - now).total_seconds())  # type: ignore[arg-type]
+
+    def definition(self) -> dict[str, Any]:
+        """The fields stored in the ``definition`` JSON."""
+        return {
+            'name': self.name,
+            'task': self.task,
+            'schedule': self.schedule,
+            'args': list(self.args),
+            'kwargs': dict(self.kwargs),
+            'options': dict(self.options),
+            'enabled': self.enabled,
+        }
+
+    def _next_instance(
+        self, last_run_at: datetime | None = None, only_update_last_run_at: bool = False
+    ) -> RedBeatSchedulerEntry:
+        """A copy after one more run (pure: nothing is written to Redis)."""
+        return type(self)(
+            **self.definition(),
+            app=self.app,
+            last_run_at=last_run_at or utcnow(),
+            total_run_count=self.total_run_count + (0 if only_update_last_run_at else 1),
+        )
+
+    __next__ = next = _next_instance
+
+    def __repr__(self) -> str:
+        state = '' if self.enabled else ' disabled'
+        call = f'{self.task}(*{self.args}, **{self.kwargs})'
+        return f'<RedBeatSchedulerEntry: {self.name} {call} {self.schedule}{state}>'
+
+    # --- Redis I/O ---------------------------------------------------------
+
+    def save(self) -> RedBeatSchedulerEntry:
+        """Store the definition; keep any run state already stored."""
+        save_entries([self])
+        return self
+
+    def delete(self) -> None:
+        """Remove the entry (hash and schedule member)."""
+        delete_entries([self.name], app=self.app)
+
+    def reschedule(self, last_run_at: datetime | None = None) -> None:
+        """Set the last run (default: now) and move the due time to match."""
+        self.last_run_at = last_run_at or utcnow()
+        store = self.binding.store
+        store.set_state(self.key, encode_meta(self.last_run_at, self.total_run_count), self.score)
+
+    @classmethod
+    def from_key(cls, key: str, app: Celery | None = None) -> RedBeatSchedulerEntry:
+        """Load the entry stored under ``key`` (EntryNotFound, DefinitionError)."""
+        bound = binding_for(app)
+        row, _score = bound.store.read(bound.config.keys.key_of(key))
+        if row.error:
+            raise DefinitionError(row.key, row.error)
+        if row.definition is None:
+            raise EntryNotFound(row.key)
+        return entry_from_row(bound.app, row.key, row.definition, row.meta, cls)
+
+
+def entry_from_row(
+    app: Celery,
+    key: str,
+    definition: str,
+    meta: str | None,
+    cls: type[RedBeatSchedulerEntry] = RedBeatSchedulerEntry,
+) -> RedBeatSchedulerEntry:
+    """An entry from its stored strings (DefinitionError if they are bad)."""
+    fields = decode_definition(key, definition)
+    last_run_at, count = decode_meta(key, meta)
+    return cls(app=app, last_run_at=last_run_at, total_run_count=count, **fields)
+
+
+def check_entry(entry: RedBeatSchedulerEntry) -> None:
+    """DefinitionError unless the entry can be stored and scheduled."""
+    label = entry.name or '<unnamed entry>'
+    if not isinstance(entry.name, str) or not entry.name or entry.name.startswith(':'):
+        raise DefinitionError(label, 'name must be a non-empty string not starting with ":"')
+    check_fields(label, entry.definition())
+    if not isinstance(entry.schedule, BaseSchedule):
+        raise DefinitionError(label, f'unsupported schedule {entry.schedule!r}')
+    try:
+        encode_definition(entry.definition())
+        timing.next_after(entry.schedule, utcnow(), entry.binding.tz)
+    except TypeError as exc:
+        raise DefinitionError(label, str(exc)) from None
+
+
+def save_entries(
+    entries: Sequence[RedBeatSchedulerEntry], now: datetime | None = None, notify: bool = True
+) -> None:
+    """Store many entries of one app in two round trips; keep their run state.
+
+    A new entry gets a run state of "saved at ``now``, run 0 times", so it is
+    first due at its schedule's first occurrence after ``now``.  An entry whose
+    definition did not change keeps its due time.
+    """
+    if not entries:
+        return
+    bound = entries[0].binding
+    now = now or utcnow()
+    for entry in entries:
+        check_entry(entry)
+    pending = list(entries)
+    for _ in range(_SAVE_ATTEMPTS):
+        rows = bound.store.fetch([e.key for e in pending])
+        items = [
+            _save_item(bound, e, row.definition, row.meta, row.error, now)
+            for e, row in zip(pending, rows)
+        ]
+        written = bound.store.save(items, notify=notify)
+        pending = [e for e, ok in zip(pending, written) if not ok]
+        if not pending:
+            return
+    raise RedBeatError(f'{pending[0].key}: run state kept changing while saving; try again')
+
+
+def _save_item(
+    bound: Binding,
+    entry: RedBeatSchedulerEntry,
+    stored_definition: str | None,
+    meta: str | None,
+    error: str | None,
+    now: datetime,
+) -> SaveItem:
+    if error:  # never overwrite a key that holds something else
+        raise DefinitionError(entry.key, error)
+    definition = encode_definition(entry.definition())
+    last_run_at, count = decode_meta(entry.key, meta)
+    new_meta = None
+    if meta is None:
+        last_run_at = now if entry.last_run_at is None else entry.last_run_at
+        count = entry.total_run_count
+        new_meta = encode_meta(last_run_at, count)
+    entry.last_run_at, entry.total_run_count = last_run_at, count
+    if entry.enabled:
+        score = timing.to_score(timing.due_after_change(entry.schedule, last_run_at, now, bound.tz))
+    else:
+        score = timing.NEVER
+    return SaveItem(
+        key=entry.key,
+        name=entry.name,
+        definition=definition,
+        expected_meta=meta,
+        new_meta=new_meta,
+        score=score,
+        keep_score=stored_definition == definition and meta is not None,
+    )
+
+
+def delete_entries(names: Iterable[str], app: Celery | None = None) -> int:
+    """Delete entries by name in one round trip; returns how many existed."""
+    return binding_for(app).store.delete(names)

@@ -1,0 +1,64 @@
+"""Every Redis key name redbeat uses, derived from one prefix.
+
+With the default prefix ``redbeat:`` the layout is the celery-redbeat 2.x one::
+
+    redbeat:<name>        hash: definition, meta (+ fields only redbeat reads)
+    redbeat::schedule     sorted set: member = entry key, score = next due time
+    redbeat::statics      set: names of entries that come from beat_schedule
+    redbeat::lock         string: the leader lock
+    redbeat::changes      pub/sub channel: "something changed, look again"
+
+Entry names never start with ``:``, so ``<prefix>:<anything>`` is ours.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = 'redbeat:'
+
+    @property
+    def schedule(self) -> str:
+        return self.prefix + ':schedule'
+
+    @property
+    def statics(self) -> str:
+        return self.prefix + ':statics'
+
+    @property
+    def default_lock(self) -> str:
+        return self.prefix + ':lock'
+
+    @property
+    def changes(self) -> str:
+        return self.prefix + ':changes'
+
+    def entry(self, name: str) -> str:
+        """The hash key of the entry called ``name``."""
+        return self.prefix + name
+
+    def name_of(self, key: str) -> str:
+        """The entry name for a hash key or a sorted-set member.
+
+        A member written by hand without the prefix (``ZADD redbeat::schedule
+        0 nightly``) names the entry ``nightly``.
+        """
+        if key.startswith(self.prefix):
+            return key[len(self.prefix) :]
+        return key
+
+    def key_of(self, member: str) -> str:
+        """The hash key a sorted-set member stands for."""
+        return self.entry(self.name_of(member))
+
+    def is_internal(self, key: str) -> bool:
+        """True for keys redbeat owns that are not entries (``<prefix>:...``)."""
+        return key.startswith(self.prefix + ':')
+
+    def scan_pattern(self) -> str:
+        """A SCAN MATCH pattern for every key under the prefix."""
+        escaped = ''.join('\\' + c if c in '*?[]\\' else c for c in self.prefix)
+        return escaped + '*'

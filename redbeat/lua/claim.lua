@@ -1,0 +1,42 @@
+-- claim.lua: claim due occurrences before they are sent, fenced by the lock.
+--
+-- An occurrence is claimed by moving its entry's score from the value the
+-- scheduler read to the next due time, and storing the new run state, in one
+-- step.  Nothing is claimed unless the caller still holds the leader lock, so
+-- a beat that lost leadership (paused, partitioned) cannot send anything, and
+-- two beats can never both claim the same occurrence.
+--
+-- KEYS[1]      the schedule sorted set
+-- KEYS[2]      the leader lock (any key when locking is disabled)
+-- KEYS[2 + i]  hash key of entry i
+-- ARGV[1]      the lock token this beat holds ("" = locking disabled)
+-- ARGV, 4 per entry i, from index 2 + 4 * (i - 1):
+--   member    sorted-set member as read (possibly written without the prefix)
+--   expected  score as read (the exact string Redis returned)
+--   score     new score (next due time, or -1)
+--   meta      new meta JSON ("" = leave meta as it is)
+-- Returns: -1 if the lock is not held by ARGV[1]; else a list with, per
+-- entry, 1 if claimed or 0 if its score changed since it was read.
+if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[1] then
+  return -1
+end
+local claimed = {}
+for i = 1, #KEYS - 2 do
+  local key = KEYS[2 + i]
+  local base = 2 + 4 * (i - 1)
+  local member, expected = ARGV[base], ARGV[base + 1]
+  local score, meta = ARGV[base + 2], ARGV[base + 3]
+  if redis.call('ZSCORE', KEYS[1], member) ~= expected then
+    claimed[i] = 0
+  else
+    if member ~= key then
+      redis.call('ZREM', KEYS[1], member)
+    end
+    redis.call('ZADD', KEYS[1], score, key)
+    if meta ~= '' then
+      redis.pcall('HSET', key, 'meta', meta)
+    end
+    claimed[i] = 1
+  end
+end
+return claimed

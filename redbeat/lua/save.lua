@@ -1,0 +1,48 @@
+-- save.lua: write entry definitions, keeping run state that changed meanwhile.
+--
+-- Compare-and-set on each entry's meta: the score was computed in Python
+-- from the meta read just before, so it is only written if that meta is
+-- still the one stored (beat may have dispatched the entry in between).
+--
+-- KEYS[1]      the schedule sorted set
+-- KEYS[1 + i]  hash key of entry i
+-- ARGV[1]      the changes channel (published to once if anything was written)
+-- ARGV, 7 per entry i, from index 2 + 7 * (i - 1):
+--   member      sorted-set member of the entry (its hash key)
+--   name        entry name: a member written without the prefix is removed
+--   definition  JSON to store in field "definition"
+--   expected    meta read before ("" = none was stored)
+--   meta        meta to store when none was stored ("" = leave as it is)
+--   score       new score
+--   keep        "1" to leave the score alone when the entry is already scheduled
+-- Returns: a list with, per entry, 1 if written or 0 if its meta changed.
+local written = {}
+local any = false
+for i = 1, #KEYS - 1 do
+  local key = KEYS[1 + i]
+  local base = 2 + 7 * (i - 1)
+  local member, name, definition = ARGV[base], ARGV[base + 1], ARGV[base + 2]
+  local expected, meta, score = ARGV[base + 3], ARGV[base + 4], ARGV[base + 5]
+  local keep = ARGV[base + 6] == '1'
+  local current = redis.call('HGET', key, 'meta') or ''
+  if current ~= expected then
+    written[i] = 0
+  else
+    redis.call('HSET', key, 'definition', definition)
+    if current == '' and meta ~= '' then
+      redis.call('HSET', key, 'meta', meta)
+    end
+    if name ~= member then
+      redis.call('ZREM', KEYS[1], name)
+    end
+    if not keep or not redis.call('ZSCORE', KEYS[1], member) then
+      redis.call('ZADD', KEYS[1], score, member)
+    end
+    written[i] = 1
+    any = true
+  end
+end
+if any and ARGV[1] ~= '' then
+  redis.call('PUBLISH', ARGV[1], 'save')
+end
+return written

@@ -93,13 +93,14 @@ def _sentinel_client(config: RedBeatConfig, kwargs: dict[str, Any]) -> redis.Red
         )
     kwargs.setdefault('password', password)
     kwargs.setdefault('db', db)
-    sentinel = Sentinel(
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
         nodes,
         sentinel_kwargs=options.get('sentinel_kwargs')
         or {'socket_timeout': kwargs['socket_timeout']},
         **{k: v for k, v in kwargs.items() if k != 'db'},
     )
-    return sentinel.master_for(service, db=kwargs['db'])  # type: ignore[no-any-return]
+    master: redis.Redis = sentinel.master_for(service, db=kwargs['db'])  # type: ignore[no-untyped-call]
+    return master
 
 
 def redis_from_config(config: RedBeatConfig) -> redis.Redis:

@@ -137,12 +137,13 @@ class RedBeatSchedulerEntry(ScheduleEntry):  # type: ignore[misc]
             return schedstate(False, 5.0)
         due = self.due_at
         if due is None:
-            return schedstate(False, None)  # type: ignore[arg-type]
+            return schedstate(False, None)
         now = utcnow()
         if due > now:
             return schedstate(False, (due - now).total_seconds())
         following = timing.next_after(self.schedule, now, self.binding.tz)
-        return schedstate(True, None if following is None else (following - now).total_seconds())  # type: ignore[arg-type]
+        seconds = None if following is None else (following - now).total_seconds()
+        return schedstate(True, seconds)
 
     def definition(self) -> dict[str, Any]:
         """The fields stored in the ``definition`` JSON."""

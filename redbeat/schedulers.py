@@ -102,6 +102,11 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         super().__init__(app, **kwargs)
 
     @property
+    def max_wait(self) -> float:
+        """The longest beat sleeps between ticks (Celery's beat_max_loop_interval)."""
+        return float(self.max_interval)
+
+    @property
     def config(self) -> RedBeatConfig:
         return self.binding.config
 
@@ -239,15 +244,15 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
             if not self._ready:
                 self._setup()
             if not self.leader.ensure():
-                return min(1.0, self.leader.renew_every, self.max_interval)
+                return min(1.0, self.leader.renew_every, self.max_wait)
             self._dispatch_due()
             wait = self._until_next_due()
         except LeadershipLost as exc:
             self.leader.lost(str(exc))
-            return min(1.0, self.max_interval)
+            return min(1.0, self.max_wait)
         except REDIS_ERRORS as exc:
             self._failures += 1
-            delay = min(self.max_backoff, 0.5 * 2 ** min(self._failures, 10))
+            delay: float = min(self.max_backoff, 0.5 * 2.0 ** min(self._failures, 10))
             logger.warning(
                 'beat: Redis error (%s: %s); retrying in %.1fs.', type(exc).__name__, exc, delay
             )
@@ -260,10 +265,10 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
     def _until_next_due(self) -> float:
         now = time.time()
         following = self.store.next_due(now)
-        wait = self.max_interval if following is None else max(0.0, following - now)
+        wait = self.max_wait if following is None else max(0.0, following - now)
         if self.leader.fence is not None:
             wait = min(wait, self.leader.renew_every)
-        return min(wait, self.max_interval)
+        return min(wait, self.max_wait)
 
     def _dispatch_due(self) -> None:
         now_ts = time.time()
@@ -296,12 +301,12 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
             fields = self._decode(row)
             _, count = decode_meta(row.key, row.meta)
         except DefinitionError as exc:
-            retry_at = now.timestamp() + self.max_interval
+            retry_at = now.timestamp() + self.max_wait
             logger.error(
                 'beat: Entry %s skipped: %s. Its data is left as it is; looking again in %s.',
                 exc.key,
                 exc.reason,
-                humanize_seconds(self.max_interval),
+                humanize_seconds(self.max_wait),
             )
             return self._park(member, score, row, retry_at)
         if not fields['enabled']:

@@ -29,13 +29,17 @@ RULE_FIELDS = (
 )  # fmt: skip
 
 
+def _as_utc(dt: datetime) -> datetime:
+    return dt if dt.tzinfo is not None else dt.replace(tzinfo=timezone.utc)
+
+
 def _aware(dt: datetime | None) -> datetime | None:
     if dt is None or dt.tzinfo is not None:
         return dt
     return dt.replace(tzinfo=timezone.utc)
 
 
-class rrule(BaseSchedule):
+class rrule(BaseSchedule):  # type: ignore[misc]
     """A schedule that fires on the occurrences of a python-dateutil rule.
 
     Naive ``dtstart``/``until`` are taken as UTC.  Without ``dtstart`` the rule
@@ -89,7 +93,7 @@ class rrule(BaseSchedule):
         self.byminute = byminute
         self.bysecond = bysecond
         self.rrule = du.rrule(
-            freq,
+            freq,  # type: ignore[arg-type]
             dtstart=self.dtstart,
             interval=interval,
             wkst=wkst,
@@ -109,20 +113,21 @@ class rrule(BaseSchedule):
 
     def next_after(self, moment: datetime) -> datetime | None:
         """The first occurrence strictly after ``moment`` (aware), or None."""
-        found: datetime | None = self.rrule.after(_aware(moment))
+        found: datetime | None = self.rrule.after(_as_utc(moment))
         return found
 
     # Celery's BaseSchedule interface, for code that asks the schedule itself.
-    def remaining_estimate(self, last_run_at: datetime) -> timedelta | None:  # type: ignore[override]
+    def remaining_estimate(self, last_run_at: datetime) -> timedelta | None:
         following = self.next_after(last_run_at)
         if following is None:
             return None
-        return following - self.now().astimezone(timezone.utc)
+        now: datetime = self.now()
+        return following - now.astimezone(timezone.utc)
 
     def is_due(self, last_run_at: datetime) -> schedstate:
         remaining = self.remaining_estimate(last_run_at)
         if remaining is None:
-            return schedstate(False, None)  # type: ignore[arg-type]
+            return schedstate(False, None)
         if remaining.total_seconds() > 0:
             return schedstate(False, remaining.total_seconds())
         upcoming = self.remaining_estimate(self.now())

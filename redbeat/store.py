@@ -8,7 +8,7 @@ number of entries it is given, unless its docstring says otherwise.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Union
@@ -24,7 +24,7 @@ Score = Union[float, str]
 
 
 def _script(client: redis.Redis, name: str) -> Script:
-    source = resources.files('redbeat').joinpath('lua', name).read_text(encoding='utf-8')
+    source = (resources.files('redbeat') / 'lua' / name).read_text(encoding='utf-8')
     return client.register_script(source)
 
 
@@ -99,7 +99,7 @@ class ScheduleStore:
             self.keys.schedule, 0, now, start=0 if limit else None, num=limit,
             withscores=True, score_cast_func=_exact,
         )  # fmt: skip
-        return [(member, score) for member, score in rows]
+        return [(str(row[0]), str(row[1])) for row in rows]
 
     def next_due(self, now: float) -> float | None:
         """The score of the first entry due after ``now``, or None if there is none."""
@@ -139,14 +139,14 @@ class ScheduleStore:
             cursor, found = self.client.scan(
                 cursor, match=self.keys.scan_pattern(), count=count, _type='hash'
             )
-            batch = [k for k in found if not self.keys.is_internal(k)]
+            batch = [str(k) for k in found if not self.keys.is_internal(str(k))]
             if batch:
                 yield batch
             if cursor == 0:
                 return
 
     def statics(self) -> set[str]:
-        return set(self.client.smembers(self.keys.statics))
+        return {str(name) for name in self.client.smembers(self.keys.statics)}
 
     def count(self) -> int:
         return int(self.client.zcard(self.keys.schedule))
@@ -215,7 +215,7 @@ class ScheduleStore:
         if names:
             self.client.srem(self.keys.statics, *names)
 
-    def add_missing(self, scores: dict[str, Score]) -> int:
+    def add_missing(self, scores: Mapping[str, Score]) -> int:
         """Add members that are not in the schedule yet (ZADD NX)."""
         if not scores:
             return 0

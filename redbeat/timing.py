@@ -73,7 +73,7 @@ def next_after(sched: BaseSchedule, moment: datetime, tz: tzinfo = timezone.utc)
 
 def interval_next(sched: schedule, last: datetime, tz: tzinfo = timezone.utc) -> datetime:
     """Last run plus the interval; ``relative`` rounds down to its resolution, as Celery."""
-    due = last + sched.run_every
+    due: datetime = last + sched.run_every
     if not sched.relative:
         return due
     seconds = sched.run_every.total_seconds()

@@ -233,13 +233,17 @@ def check_entry(entry: RedBeatSchedulerEntry) -> None:
 
 
 def save_entries(
-    entries: Sequence[RedBeatSchedulerEntry], now: datetime | None = None, notify: bool = True
+    entries: Sequence[RedBeatSchedulerEntry],
+    now: datetime | None = None,
+    notify: bool = True,
 ) -> None:
-    """Store many entries of one app in two round trips; keep their run state.
+    """Store many entries of one app, keeping their run state.
 
     A new entry gets a run state of "saved at ``now``, run 0 times", so it is
     first due at its schedule's first occurrence after ``now``.  An entry whose
-    definition did not change keeps its due time.
+    definition did not change keeps its due time.  New and unchanged entries
+    take one round trip; entries whose stored definition changed take two more
+    (read their run state, then write).
     """
     if not entries:
         return
@@ -247,18 +251,32 @@ def save_entries(
     now = now or utcnow()
     for entry in entries:
         check_entry(entry)
-    pending = list(entries)
+    # First pass: assume each entry is new (no run state stored yet).
+    items = [_save_item(bound, e, None, None, now) for e in entries]
+    pending = _write(bound, entries, items, notify)
     for _ in range(_SAVE_ATTEMPTS):
-        rows = bound.store.fetch([e.key for e in pending])
-        items = [
-            _save_item(bound, e, row.definition, row.meta, row.error, now)
-            for e, row in zip(pending, rows)
-        ]
-        written = bound.store.save(items, notify=notify)
-        pending = [e for e, ok in zip(pending, written) if not ok]
         if not pending:
             return
+        rows = bound.store.fetch([e.key for e in pending])
+        items = [
+            _save_item(bound, e, row.definition, row.meta, now) for e, row in zip(pending, rows)
+        ]
+        pending = _write(bound, pending, items, notify)
     raise RedBeatError(f'{pending[0].key}: run state kept changing while saving; try again')
+
+
+def _write(
+    bound: Binding,
+    entries: Sequence[RedBeatSchedulerEntry],
+    items: Sequence[SaveItem],
+    notify: bool,
+) -> list[RedBeatSchedulerEntry]:
+    """Write ``items``; the entries to read again and retry."""
+    results = bound.store.save(items, notify=notify)
+    wrong = [e.key for e, result in zip(entries, results) if result < 0]
+    if wrong:
+        raise DefinitionError(wrong[0], 'key holds a value of the wrong type (a hash is expected)')
+    return [e for e, result in zip(entries, results) if result == 0]
 
 
 def _save_item(
@@ -266,11 +284,8 @@ def _save_item(
     entry: RedBeatSchedulerEntry,
     stored_definition: str | None,
     meta: str | None,
-    error: str | None,
     now: datetime,
 ) -> SaveItem:
-    if error:  # never overwrite a key that holds something else
-        raise DefinitionError(entry.key, error)
     definition = encode_definition(entry.definition())
     last_run_at, count = decode_meta(entry.key, meta)
     new_meta = None

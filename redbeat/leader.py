@@ -86,6 +86,12 @@ class Leadership:
             )
         self.held = False
 
+    def expire_if_stale(self, clock: float | None = None) -> None:
+        """After Redis errors: once the lock could have expired, stop counting on it."""
+        now = time.monotonic() if clock is None else clock
+        if self.held and now - self._renewed_at >= self.timeout:
+            self.lost(f'it could not be renewed for {self.timeout:g}s')
+
     def release(self) -> None:
         """Release the lock if held (on a clean stop), so a standby takes over at once."""
         if self._lock is None or not self.held:

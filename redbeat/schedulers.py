@@ -38,6 +38,7 @@ from .decoder import decode_definition, decode_meta, encode_meta
 from .entry import Binding, RedBeatSchedulerEntry, check_entry, save_entries
 from .errors import DefinitionError, LeadershipLost
 from .leader import Leadership
+from .publish import Message, Publisher
 from .store import Claim, Restore, Row
 
 logger = logging.getLogger('celery.beat')
@@ -58,7 +59,7 @@ class Plan:
 
     claim: Claim
     restore: Restore
-    fields: dict[str, Any] | None = None  # None: nothing to send (parked)
+    message: Message | None = None  # None: nothing to send (parked)
 
 
 def chunks(items: Sequence[Any], first: int, size: int) -> Iterator[Sequence[Any]]:
@@ -80,6 +81,10 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
     chunk_size = 5000
     #: Longest pause after consecutive Redis errors, in seconds.
     max_backoff = 30.0
+    #: Messages per broker round trip (kombu's Producer.batch, where supported).
+    publish_group = 200
+    #: Wait on the changes channel so a saved entry is seen at once, not at the next poll.
+    listen_for_changes = True
 
     def __init__(
         self,
@@ -99,6 +104,8 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         self._ready = False
         self._failures = 0
         self._decoded: dict[str, dict[str, Any]] = {}
+        self._changes: redis.client.PubSub | None = None
+        self.publisher = Publisher(app, lambda: self.producer, self.publish_group)
         super().__init__(app, **kwargs)
 
     @property
@@ -245,13 +252,13 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
                 self._setup()
             if not self.leader.ensure():
                 return min(1.0, self.leader.renew_every, self.max_wait)
-            self._dispatch_due()
-            wait = self._until_next_due()
+            following = self._dispatch_due()
         except LeadershipLost as exc:
             self.leader.lost(str(exc))
             return min(1.0, self.max_wait)
         except REDIS_ERRORS as exc:
             self._failures += 1
+            self.leader.expire_if_stale()
             delay: float = min(self.max_backoff, 0.5 * 2.0 ** min(self._failures, 10))
             logger.warning(
                 'beat: Redis error (%s: %s); retrying in %.1fs.', type(exc).__name__, exc, delay
@@ -260,41 +267,89 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         if self._failures:
             logger.warning('beat: Redis is reachable again after %d failed ticks.', self._failures)
             self._failures = 0
-        return wait
+        return self._wait(following)
 
-    def _until_next_due(self) -> float:
-        now = time.time()
-        following = self.store.next_due(now)
-        wait = self.max_wait if following is None else max(0.0, following - now)
+    def _wait(self, following: float | None) -> float:
+        """Sleep until ``following`` (capped), waking early when an entry changes.
+
+        With a change subscription the wait happens here and 0 is returned, so
+        beat ticks again at once; without one, beat's own loop sleeps.
+        """
+        wait = self.max_wait if following is None else max(0.0, following - time.time())
         if self.leader.fence is not None:
             wait = min(wait, self.leader.renew_every)
-        return min(wait, self.max_wait)
+        wait = min(wait, self.max_wait)
+        if wait <= 0 or not self.listen_for_changes:
+            return wait
+        try:
+            if self._changes is None:
+                self._changes = self.store.listen()
+            deadline = time.monotonic() + wait
+            while (left := deadline - time.monotonic()) > 0:
+                if self._changes.get_message(timeout=left) is not None:
+                    logger.debug('beat: Woken up by a change to the schedule.')
+                    break
+        except REDIS_ERRORS as exc:
+            logger.warning('beat: Lost the change subscription (%s); polling instead.', exc)
+            self._changes = None
+            return wait
+        return 0.0
 
-    def _dispatch_due(self) -> None:
+    def _dispatch_due(self) -> float | None:
+        """Claim and send everything due now; returns the next due score."""
         now_ts = time.time()
         now = datetime.fromtimestamp(now_ts, tz=timezone.utc)
-        due = self.store.due(now_ts)
-        for chunk in chunks(due, self.first_chunk, self.chunk_size):
+        due, following = self.store.due_and_next(now_ts)
+        if not due:
+            return following
+        parts = list(chunks(due, self.first_chunk, self.chunk_size))
+        rows = self.store.fetch(self._keys_of(parts[0]))
+        for index, part in enumerate(parts):
             if not self.leader.ensure():
                 raise LeadershipLost(self.config.lock_key or '')
-            keys = [self.config.keys.key_of(member) for member, _ in chunk]
-            rows = self.store.fetch(keys)
+            last = index == len(parts) - 1
             plans = [
-                self._plan(member, score, row, now) for (member, score), row in zip(chunk, rows)
+                self._plan(member, score, row, now) for (member, score), row in zip(part, rows)
             ]
             claimed = self.store.claim(
-                [p.claim for p in plans], self.config.lock_key, self.leader.fence
+                [p.claim for p in plans],
+                self.config.lock_key,
+                self.leader.fence,
+                prefetch=() if last else self._keys_of(parts[index + 1]),
+                peek_after=now_ts if last else None,
             )
-            failed = [
-                p.restore
-                for p, ok in zip(plans, claimed)
-                if ok and p.fields and not self._send(p.fields)
-            ]
-            if failed:
-                restored = self.store.rollback(failed, self.config.lock_key, self.leader.fence)
-                logger.warning(
-                    'beat: %d entries could not be sent; %d will be retried.', len(failed), restored
-                )
+            rows, following = claimed.rows, claimed.next_due
+            if not self._send([p for p, ok in zip(plans, claimed.flags) if ok and p.message]):
+                return now_ts + 1.0  # handed back to be retried: look again soon
+        return following
+
+    def _keys_of(self, part: Sequence[tuple[str, str]]) -> list[str]:
+        return [self.config.keys.key_of(member) for member, _ in part]
+
+    def _send(self, plans: Sequence[Plan]) -> bool:
+        """Send claimed occurrences; hand back the claims of those the broker did not take.
+
+        A claim is the commit point: once claimed an occurrence is sent even
+        if the lock is lost meanwhile, since no other beat can claim it.
+        """
+        messages = [p.message for p in plans if p.message is not None]
+        outcome = self.publisher.send(messages, between_groups=self._renew)
+        if not outcome.retry:
+            return True
+        restored = self.store.rollback([plans[i].restore for i in outcome.retry])
+        logger.warning(
+            'beat: %d occurrences were not sent; %d handed back to be sent again.',
+            len(outcome.retry),
+            restored,
+        )
+        return False
+
+    def _renew(self) -> None:
+        """Keep the lock during a long dispatch (a no-op until a renewal is due)."""
+        try:
+            self.leader.ensure()
+        except REDIS_ERRORS as exc:
+            logger.warning('beat: Could not renew the lock during dispatch: %s', exc)
 
     def _plan(self, member: str, score: str, row: Row, now: datetime) -> Plan:
         try:
@@ -317,9 +372,10 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         new_score = timing.to_score(following)
         claim = Claim(row.key, member, score, new_score, encode_meta(last, count + 1))
         restore = Restore(row.key, new_score, score, row.meta)
-        return Plan(claim, restore, fields)
+        return Plan(claim, restore, Message(row.key, fields, last))
 
     def _park(self, member: str, score: str, row: Row, until: float) -> Plan:
+        """Move an entry that will not be sent out of the due range; its data is untouched."""
         return Plan(
             Claim(row.key, member, score, until, None), Restore(row.key, until, score, row.meta)
         )
@@ -339,34 +395,14 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
             self._decoded[row.definition] = fields
         return fields
 
-    def _send(self, fields: dict[str, Any]) -> bool:
-        """Publish one task as Celery's own scheduler would; False if it failed."""
-        name = fields['task']
-        options = dict(fields['options'])
-        options['headers'] = {**options.get('headers', {}), 'celery_beat_task': True}
-        logger.info('Scheduler: Sending due task %s (%s)', fields['name'], name)
-        try:
-            task = self.app.tasks.get(name)
-            if task is not None:
-                task.apply_async(
-                    fields['args'], fields['kwargs'], producer=self.producer, **options
-                )
-            else:
-                self.app.send_task(
-                    name, fields['args'], fields['kwargs'], producer=self.producer, **options
-                )
-        except Exception as exc:
-            logger.error(
-                'beat: Could not send %s (%s): %s', fields['name'], name, exc, exc_info=True
-            )
-            return False
-        return True
-
     # --- shutdown and banner -----------------------------------------------
 
     def close(self) -> None:
         try:
             self.leader.release()
+            if self._changes is not None:
+                self._changes.close()
+                self._changes = None
         finally:
             super().close()
 

@@ -72,6 +72,15 @@ class Claim:
 
 
 @dataclass(frozen=True)
+class Claimed:
+    """What :meth:`ScheduleStore.claim` found: per-claim flags, prefetched rows, next due."""
+
+    flags: list[bool]
+    rows: list[Row]
+    next_due: float | None
+
+
+@dataclass(frozen=True)
 class Restore:
     """Undo a claim: put back ``score`` and ``meta`` if the claim still stands."""
 
@@ -92,21 +101,6 @@ class ScheduleStore:
         self._rollback = _script(client, 'rollback.lua')
 
     # --- reading -----------------------------------------------------------
-
-    def due(self, now: float, limit: int | None = None) -> list[tuple[str, str]]:
-        """Members due at ``now`` (score 0..now), earliest first, with exact scores."""
-        rows = self.client.zrangebyscore(
-            self.keys.schedule, 0, now, start=0 if limit else None, num=limit,
-            withscores=True, score_cast_func=_exact,
-        )  # fmt: skip
-        return [(str(row[0]), str(row[1])) for row in rows]
-
-    def next_due(self, now: float) -> float | None:
-        """The score of the first entry due after ``now``, or None if there is none."""
-        rows = self.client.zrangebyscore(
-            self.keys.schedule, f'({now!r}', '+inf', start=0, num=1, withscores=True
-        )
-        return float(rows[0][1]) if rows else None
 
     def fetch(self, keys: Sequence[str]) -> list[Row]:
         """Definition and meta of each key, in one pipeline; errors kept per key."""
@@ -160,10 +154,22 @@ class ScheduleStore:
         value = reply.get(name)
         return None if value is None else str(value)
 
+    def listen(self) -> redis.client.PubSub:
+        """A subscription to the changes channel (saves and deletes publish there)."""
+        pubsub: redis.client.PubSub = self.client.pubsub(  # type: ignore[no-untyped-call]
+            ignore_subscribe_messages=True
+        )
+        pubsub.subscribe(self.keys.changes)
+        return pubsub
+
     # --- writing -----------------------------------------------------------
 
-    def save(self, items: Sequence[SaveItem], notify: bool = True) -> list[bool]:
-        """Write definitions (one script call); False where meta changed meanwhile."""
+    def save(self, items: Sequence[SaveItem], notify: bool = True) -> list[int]:
+        """Write definitions (one script call).
+
+        Per item: 1 written (or already stored unchanged), 0 the stored meta is
+        not the expected one (read and retry), -1 the key is not a hash.
+        """
         if not items:
             return []
         args: list[Any] = [self.keys.changes if notify else '']
@@ -178,7 +184,7 @@ class ScheduleStore:
                 '1' if item.keep_score else '0',
             ]
         result = self._save(keys=[self.keys.schedule, *(i.key for i in items)], args=args)
-        return [bool(flag) for flag in result]
+        return [int(flag) for flag in result]
 
     def delete(self, names: Iterable[str], notify: bool = True) -> int:
         """Delete entries (hash and schedule member); returns how many hashes existed."""
@@ -222,34 +228,151 @@ class ScheduleStore:
         mapping = {key: _score_text(s) for key, s in scores.items()}
         return int(self.client.zadd(self.keys.schedule, mapping, nx=True))  # type: ignore[arg-type]
 
-    def claim(self, claims: Sequence[Claim], lock_key: str | None, token: str | None) -> list[bool]:
-        """Claim occurrences (one script call); False where the score moved.
+    def claim(
+        self,
+        claims: Sequence[Claim],
+        lock_key: str | None,
+        token: str | None,
+        prefetch: Sequence[str] = (),
+        peek_after: float | None = None,
+    ) -> Claimed:
+        """Claim occurrences, in the same round trip fetch the next chunk and peek.
 
-        Raises :class:`LeadershipLost` when ``token`` no longer holds the lock.
+        ``prefetch`` keys are fetched as :meth:`fetch` does; with ``peek_after``
+        the first score after it is read once the claims are in (the next due
+        time).  Raises :class:`LeadershipLost` when ``token`` no longer holds
+        the lock; then nothing was claimed.
         """
-        if not claims:
-            return []
-        args: list[Any] = [token or '']
-        for c in claims:
-            args += [c.member, c.expected, _score_text(c.score), c.meta or '']
-        keys = [self.keys.schedule, lock_key or self.keys.schedule, *(c.key for c in claims)]
-        result = self._claim(keys=keys, args=args)
-        if result == -1:
-            raise LeadershipLost(lock_key or '')
-        return [bool(flag) for flag in result]
+        with self.client.pipeline(transaction=False) as pipe:
+            if claims:
+                args: list[Any] = [token or '']
+                for c in claims:
+                    args += [c.member, c.expected, _score_text(c.score), c.meta or '']
+                keys = [
+                    self.keys.schedule,
+                    lock_key or self.keys.schedule,
+                    *(c.key for c in claims),
+                ]
+                self._claim(keys=keys, args=args, client=pipe)
+            for key in prefetch:
+                pipe.hmget(key, 'definition', 'meta')
+            if peek_after is not None:
+                self._peek(pipe, peek_after)
+            replies = pipe.execute(raise_on_error=False)
+        flags: list[bool] = []
+        if claims:
+            result = replies.pop(0)
+            if isinstance(result, Exception):
+                raise result
+            if result == -1:
+                raise LeadershipLost(lock_key or '')
+            flags = [bool(flag) for flag in result]
+        following = _first_score(replies.pop()) if peek_after is not None else None
+        rows = [_row(key, reply) for key, reply in zip(prefetch, replies)]
+        return Claimed(flags, rows, following)
 
-    def rollback(self, restores: Sequence[Restore], lock_key: str | None, token: str | None) -> int:
+    def _peek(self, pipe: Any, after: float) -> None:
+        pipe.zrangebyscore(
+            self.keys.schedule, f'({after!r}', '+inf', start=0, num=1, withscores=True
+        )
+
+    def due_and_next(self, now: float) -> tuple[list[tuple[str, str]], float | None]:
+        """Members due at ``now`` with exact scores, and the first score after now.
+
+        One round trip: an idle tick costs this and nothing else.
+        """
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.zrangebyscore(self.keys.schedule, 0, now, withscores=True, score_cast_func=_exact)
+            self._peek(pipe, now)
+            due, following = pipe.execute()
+        return [(str(m), str(s)) for m, s in due], _first_score(following)
+
+    def rollback(self, restores: Sequence[Restore]) -> int:
         """Undo claims whose publish failed; returns how many were restored."""
         if not restores:
             return 0
-        args: list[Any] = [token or '']
+        args: list[Any] = []
         for r in restores:
             args += [_score_text(r.claimed), _score_text(r.score), r.meta or '']
-        keys = [self.keys.schedule, lock_key or self.keys.schedule, *(r.key for r in restores)]
-        result = int(self._rollback(keys=keys, args=args))
-        if result == -1:
-            raise LeadershipLost(lock_key or '')
-        return result
+        keys = [self.keys.schedule, *(r.key for r in restores)]
+        return int(self._rollback(keys=keys, args=args))
+
+    # --- listing and inspection (management API) ---
+
+    @dataclass(frozen=True)
+    class Overview:
+        """What ``redbeat status`` shows, read in one round trip by :meth:`overview`."""
+
+        entries: int
+        due: int
+        overdue: int
+        upcoming: list[tuple[str, float]]  # (member, score), earliest first
+        lock_holder: str | None
+        lock_ttl: float | None  # seconds; None when free or without expiry
+
+    def scan_schedule(self, count: int = 1000) -> Iterator[list[tuple[str, str]]]:
+        """Batches of ``(member, exact score)`` from the sorted set (ZSCAN: one round trip a batch).
+
+        ZSCAN, unlike paging by rank, neither skips nor stops early while beat
+        moves scores; a member may come twice, so callers de-duplicate.
+        """
+        cursor = 0
+        while True:
+            cursor, found = self.client.zscan(
+                self.keys.schedule, cursor, count=count, score_cast_func=_exact
+            )
+            if found:
+                yield [(str(member), str(score)) for member, score in found]
+            if cursor == 0:
+                return
+
+    def inspect(self, keys: Sequence[str]) -> list[tuple[Row, bool]]:
+        """Each key's row and whether the key exists at all, in one pipeline.
+
+        Tells a missing hash from a hash without a ``definition`` field, which
+        HMGET alone cannot.
+        """
+        if not keys:
+            return []
+        with self.client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.hmget(key, 'definition', 'meta')
+                pipe.exists(key)
+            replies = pipe.execute(raise_on_error=False)
+        pairs = zip(replies[::2], replies[1::2])
+        return [(_row(key, row), exists == 1) for key, (row, exists) in zip(keys, pairs)]
+
+    def overview(
+        self, lock_key: str | None, now: float, overdue_before: float, upcoming: int
+    ) -> ScheduleStore.Overview:
+        """Counts, the first ``upcoming`` due times and the lock, in one round trip."""
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.zcard(self.keys.schedule)
+            pipe.zcount(self.keys.schedule, 0, now)
+            pipe.zcount(self.keys.schedule, 0, overdue_before)
+            pipe.zrangebyscore(
+                self.keys.schedule, 0, '+inf', start=0, num=upcoming, withscores=True
+            )
+            if lock_key:
+                pipe.get(lock_key)
+                pipe.pttl(lock_key)
+            replies = pipe.execute()
+        total, due, overdue, first = replies[:4]
+        holder, ttl = replies[4:] if lock_key else (None, None)
+        return ScheduleStore.Overview(
+            entries=int(total),
+            due=int(due),
+            overdue=int(overdue),
+            upcoming=[(str(member), float(score)) for member, score in first],
+            lock_holder=None if holder is None else str(holder),
+            lock_ttl=ttl / 1000 if isinstance(ttl, int) and ttl > 0 else None,
+        )
+
+
+def _first_score(reply: Any) -> float | None:
+    if isinstance(reply, Exception):
+        raise reply
+    return float(reply[0][1]) if reply else None
 
 
 def _row(key: str, reply: Any) -> Row:

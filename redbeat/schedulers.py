@@ -39,7 +39,7 @@ from .entry import Binding, RedBeatSchedulerEntry, check_entry, save_entries
 from .errors import DefinitionError, LeadershipLost
 from .leader import Leadership
 from .publish import Message, Publisher
-from .store import Claim, Restore, Row
+from .store import Claim, Claimed, Due, Restore, Row
 
 logger = logging.getLogger('celery.beat')
 
@@ -51,6 +51,8 @@ REDIS_ERRORS = (
     redis.ReadOnlyError,
 )
 _DECODED_CACHE_MAX = 200_000
+#: Bound on the chunks one tick handles (a tick never loops forever).
+_MAX_CHUNKS_PER_TICK = 1000
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,7 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
     #: Entries in the first chunk of a tick (small: the first message leaves fast).
     first_chunk = 100
     #: Entries per chunk after the first (bounds memory and lock renewal gaps).
-    chunk_size = 5000
+    chunk_size = 10000
     #: Longest pause after consecutive Redis errors, in seconds.
     max_backoff = 30.0
     #: Messages per broker round trip (kombu's Producer.batch, where supported).
@@ -296,35 +298,52 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         return 0.0
 
     def _dispatch_due(self) -> float | None:
-        """Claim and send everything due now; returns the next due score."""
+        """Claim and send everything due now; returns the next due score.
+
+        Round trips: one to load the first (small) chunk and peek, one to
+        claim it, so its messages leave at once; then one per further chunk,
+        each claiming the previous chunk and loading the next.  10k due
+        entries: 4 round trips.
+        """
         now_ts = time.time()
         now = datetime.fromtimestamp(now_ts, tz=timezone.utc)
-        due, following = self.store.due_and_next(now_ts)
-        if not due:
-            return following
-        parts = list(chunks(due, self.first_chunk, self.chunk_size))
-        rows = self.store.fetch(self._keys_of(parts[0]))
-        for index, part in enumerate(parts):
-            if not self.leader.ensure():
-                raise LeadershipLost(self.config.lock_key or '')
-            last = index == len(parts) - 1
-            plans = [
-                self._plan(member, score, row, now) for (member, score), row in zip(part, rows)
-            ]
-            claimed = self.store.claim(
-                [p.claim for p in plans],
-                self.config.lock_key,
-                self.leader.fence,
-                prefetch=() if last else self._keys_of(parts[index + 1]),
-                peek_after=now_ts if last else None,
+        due, following = self.store.due(now_ts, self.first_chunk, peek=True)
+        if due and not self._claim_and_send(due, now, then_due=None):
+            return now_ts + 1.0
+        more = len(due) >= self.first_chunk
+        if more:
+            due, _ = self.store.due(now_ts, self.chunk_size)
+        for _ in range(_MAX_CHUNKS_PER_TICK):
+            if not more or not due:
+                break
+            more = len(due) >= self.chunk_size
+            claimed = self._claim_and_send(
+                due, now, then_due=(now_ts, self.chunk_size) if more else None
             )
-            rows, following = claimed.rows, claimed.next_due
-            if not self._send([p for p, ok in zip(plans, claimed.flags) if ok and p.message]):
-                return now_ts + 1.0  # handed back to be retried: look again soon
+            if claimed is None:
+                return now_ts + 1.0
+            due, following = claimed.due, claimed.next_due
         return following
 
-    def _keys_of(self, part: Sequence[tuple[str, str]]) -> list[str]:
-        return [self.config.keys.key_of(member) for member, _ in part]
+    def _claim_and_send(
+        self, due: Sequence[Due], now: datetime, then_due: tuple[float, int] | None
+    ) -> Claimed | None:
+        """Claim one chunk (loading the next in the same round trip) and send it.
+
+        None when the broker did not take everything: the rest was handed back.
+        """
+        if not self.leader.ensure():
+            raise LeadershipLost(self.config.lock_key or '')
+        plans = [self._plan(d.member, d.score, d.row, now) for d in due]
+        claimed = self.store.claim(
+            [p.claim for p in plans],
+            self.config.lock_key,
+            self.leader.fence,
+            then_due=then_due,
+            peek_after=now.timestamp(),
+        )
+        sent = self._send([p for p, ok in zip(plans, claimed.flags) if ok and p.message])
+        return claimed if sent else None
 
     def _send(self, plans: Sequence[Plan]) -> bool:
         """Send claimed occurrences; hand back the claims of those the broker did not take.

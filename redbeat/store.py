@@ -15,6 +15,7 @@ from typing import Any, Union
 
 import redis
 from redis.commands.core import Script
+from redis.exceptions import NoScriptError
 
 from .errors import LeadershipLost
 from .keys import Keys
@@ -72,11 +73,20 @@ class Claim:
 
 
 @dataclass(frozen=True)
+class Due:
+    """A due member of the schedule: as stored in the sorted set, and its hash."""
+
+    member: str
+    score: str  # exact, as Redis returned it
+    row: Row
+
+
+@dataclass(frozen=True)
 class Claimed:
-    """What :meth:`ScheduleStore.claim` found: per-claim flags, prefetched rows, next due."""
+    """What :meth:`ScheduleStore.claim` found: per-claim flags, the next due rows, next due."""
 
     flags: list[bool]
-    rows: list[Row]
+    due: list[Due]
     next_due: float | None
 
 
@@ -99,6 +109,7 @@ class ScheduleStore:
         self._save = _script(client, 'save.lua')
         self._claim = _script(client, 'claim.lua')
         self._rollback = _script(client, 'rollback.lua')
+        self._due = _script(client, 'due.lua')
 
     # --- reading -----------------------------------------------------------
 
@@ -228,37 +239,63 @@ class ScheduleStore:
         mapping = {key: _score_text(s) for key, s in scores.items()}
         return int(self.client.zadd(self.keys.schedule, mapping, nx=True))  # type: ignore[arg-type]
 
+    def due(self, now: float, limit: int, peek: bool = False) -> tuple[list[Due], float | None]:
+        """Up to ``limit`` entries due at ``now``, earliest first, with their fields.
+
+        With ``peek``, also the first score after ``now`` (same round trip): an
+        idle tick costs this one call.
+        """
+        for attempt in (1, 2):
+            with self.client.pipeline(transaction=False) as pipe:
+                pipe.evalsha(
+                    self._due.sha, 1, self.keys.schedule, repr(now), limit, self.keys.prefix
+                )
+                if peek:
+                    self._peek(pipe, now)
+                replies = pipe.execute(raise_on_error=False)
+            if attempt == 1 and isinstance(replies[0], NoScriptError):
+                self.load_scripts()
+                continue
+            break
+        following = _first_score(replies[1]) if peek else None
+        return self._due_rows(replies[0]), following
+
     def claim(
         self,
         claims: Sequence[Claim],
         lock_key: str | None,
         token: str | None,
-        prefetch: Sequence[str] = (),
+        then_due: tuple[float, int] | None = None,
         peek_after: float | None = None,
     ) -> Claimed:
-        """Claim occurrences, in the same round trip fetch the next chunk and peek.
+        """Claim occurrences; in the same round trip load the next due ones and peek.
 
-        ``prefetch`` keys are fetched as :meth:`fetch` does; with ``peek_after``
-        the first score after it is read once the claims are in (the next due
-        time).  Raises :class:`LeadershipLost` when ``token`` no longer holds
-        the lock; then nothing was claimed.
+        ``then_due=(now, limit)`` reads the entries still due once the claims
+        are in (as :meth:`due`); ``peek_after`` reads the first score after it
+        (the next due time).  Raises :class:`LeadershipLost` when ``token`` no
+        longer holds the lock; then nothing was claimed.
         """
-        with self.client.pipeline(transaction=False) as pipe:
-            if claims:
-                args: list[Any] = [token or '']
-                for c in claims:
-                    args += [c.member, c.expected, _score_text(c.score), c.meta or '']
-                keys = [
-                    self.keys.schedule,
-                    lock_key or self.keys.schedule,
-                    *(c.key for c in claims),
-                ]
-                self._claim(keys=keys, args=args, client=pipe)
-            for key in prefetch:
-                pipe.hmget(key, 'definition', 'meta')
-            if peek_after is not None:
-                self._peek(pipe, peek_after)
-            replies = pipe.execute(raise_on_error=False)
+        args: list[Any] = [token or '']
+        for c in claims:
+            args += [c.member, c.expected, _score_text(c.score), c.meta or '']
+        keys = [self.keys.schedule, lock_key or self.keys.schedule, *(c.key for c in claims)]
+        for attempt in (1, 2):
+            with self.client.pipeline(transaction=False) as pipe:
+                # evalsha, not Script objects: those cost a SCRIPT EXISTS round trip.
+                if claims:
+                    pipe.evalsha(self._claim.sha, len(keys), *keys, *args)
+                if then_due is not None:
+                    now, limit = then_due
+                    pipe.evalsha(
+                        self._due.sha, 1, self.keys.schedule, repr(now), limit, self.keys.prefix
+                    )
+                if peek_after is not None:
+                    self._peek(pipe, peek_after)
+                replies = pipe.execute(raise_on_error=False)
+            if attempt == 1 and any(isinstance(r, NoScriptError) for r in replies):
+                self.load_scripts()  # Redis restarted or was flushed
+                continue
+            break
         flags: list[bool] = []
         if claims:
             result = replies.pop(0)
@@ -268,24 +305,32 @@ class ScheduleStore:
                 raise LeadershipLost(lock_key or '')
             flags = [bool(flag) for flag in result]
         following = _first_score(replies.pop()) if peek_after is not None else None
-        rows = [_row(key, reply) for key, reply in zip(prefetch, replies)]
+        rows = self._due_rows(replies.pop()) if then_due is not None else []
         return Claimed(flags, rows, following)
+
+    def load_scripts(self) -> None:
+        """Load the Lua scripts used by sha in pipelines (after a Redis restart)."""
+        for script in (self._due, self._claim, self._save, self._rollback):
+            script.sha = self.client.script_load(script.script)
+
+    def _due_rows(self, reply: Any) -> list[Due]:
+        if isinstance(reply, Exception):
+            raise reply
+        out = []
+        for i in range(0, len(reply), 5):
+            member, score, definition, meta, error = reply[i : i + 5]
+            key = self.keys.key_of(str(member))
+            if error is not None:
+                row = _row(key, redis.ResponseError(str(error)))
+            else:
+                row = Row(key, definition, meta)
+            out.append(Due(str(member), str(score), row))
+        return out
 
     def _peek(self, pipe: Any, after: float) -> None:
         pipe.zrangebyscore(
             self.keys.schedule, f'({after!r}', '+inf', start=0, num=1, withscores=True
         )
-
-    def due_and_next(self, now: float) -> tuple[list[tuple[str, str]], float | None]:
-        """Members due at ``now`` with exact scores, and the first score after now.
-
-        One round trip: an idle tick costs this and nothing else.
-        """
-        with self.client.pipeline(transaction=False) as pipe:
-            pipe.zrangebyscore(self.keys.schedule, 0, now, withscores=True, score_cast_func=_exact)
-            self._peek(pipe, now)
-            due, following = pipe.execute()
-        return [(str(m), str(s)) for m, s in due], _first_score(following)
 
     def rollback(self, restores: Sequence[Restore]) -> int:
         """Undo claims whose publish failed; returns how many were restored."""
@@ -349,7 +394,7 @@ class ScheduleStore:
         with self.client.pipeline(transaction=False) as pipe:
             pipe.zcard(self.keys.schedule)
             pipe.zcount(self.keys.schedule, 0, now)
-            pipe.zcount(self.keys.schedule, 0, overdue_before)
+            pipe.zcount(self.keys.schedule, '(0', overdue_before)  # 0: just marked due
             pipe.zrangebyscore(
                 self.keys.schedule, 0, '+inf', start=0, num=upcoming, withscores=True
             )

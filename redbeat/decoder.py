@@ -99,9 +99,17 @@ def _build_crontab(d: dict[str, Any]) -> crontab:
         if not isinstance(value, (str, int)) or isinstance(value, bool):
             raise TypedValueError(f'crontab {name} must be a string, got {value!r}')
     try:
-        return crontab(**{k: str(v) for k, v in fields.items()})
+        return crontab(**{k: _cron_field(v) for k, v in fields.items()})
     except Exception as exc:  # celery raises ValueError or its ParseException
         raise TypedValueError(f'invalid crontab: {exc}') from None
+
+
+def _cron_field(value: str | int) -> str:
+    """A crontab field as Celery parses it; ``[1-12]`` (RedBeat README style) is ``1-12``."""
+    text = str(value).strip()
+    if text.startswith('[') and text.endswith(']'):
+        text = text[1:-1]
+    return text
 
 
 def _build_solar(d: dict[str, Any]) -> solar:

@@ -1,0 +1,560 @@
+"""The Python management API: :class:`Schedule`, one object to list and change entries.
+
+``Schedule(app)`` (or ``Schedule.from_url(url, prefix)`` without an app) is
+what the ``redbeat`` command line is built on.  Reads go through
+:class:`~redbeat.store.ScheduleStore` in pages of a bounded number of round
+trips (never one per entry); writes go through
+:func:`~redbeat.entry.save_entries` (keeps run state, computes scores) and
+:meth:`~redbeat.store.ScheduleStore.delete`, which publish a change notice so
+a running beat sees them at once.  Listing never fails because one entry is
+malformed: the entry comes back with ``error`` set instead.
+"""
+
+from __future__ import annotations
+
+import builtins
+import fnmatch
+import json
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from urllib.parse import urlsplit
+
+from celery import Celery
+from celery.schedules import BaseSchedule, schedule
+
+from . import timing
+from .client import redis_from_config
+from .config import REDIS_SCHEMES, RedBeatConfig, masked_url
+from .decoder import decode_definition, decode_meta, dumps, encode_definition
+from .entry import RedBeatSchedulerEntry, binding_for, save_entries, zone
+from .errors import ConfigurationError, DefinitionError, EntryNotFound, RedBeatError
+from .keys import Keys
+from .store import Row, ScheduleStore
+
+__all__ = ['TASK_NAME', 'EntryInfo', 'Overview', 'Problem', 'Schedule']
+
+#: What a task name may look like (``proj.tasks.report``, ``app:job-1``).
+TASK_NAME = re.compile(r'^[\w.:-]+$')
+_GLOB_CHARS = re.compile(r'[*?\[]')
+
+
+@dataclass(frozen=True)
+class EntryInfo:
+    """One entry as stored, decoded as far as it can be.
+
+    ``error`` is set (and the decoded fields left empty) when the definition
+    cannot be read; ``score`` is None when the entry is not in the schedule.
+    """
+
+    name: str
+    key: str
+    task: str | None = None
+    schedule: BaseSchedule | None = None
+    args: list[Any] = field(default_factory=list)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    enabled: bool = True
+    score: float | None = None
+    last_run_at: datetime | None = None
+    total_run_count: int = 0
+    definition: str | None = None
+    meta: str | None = None
+    error: str | None = None
+    exists: bool = True
+
+    @property
+    def next_due(self) -> datetime | None:
+        """When it runs next (from the score): None if never; score 0 (due now) is the epoch."""
+        return None if self.score is None else timing.from_score(self.score)
+
+    @property
+    def due_now(self) -> bool:
+        return self.score == timing.NOW
+
+    @property
+    def scheduled(self) -> bool:
+        """True when the entry is a member of the schedule sorted set."""
+        return self.score is not None
+
+    def as_item(self) -> dict[str, Any]:
+        """The entry as a ``beat_schedule`` item with its schedule in stored JSON form."""
+        fields = json.loads(encode_definition(self._fields()))
+        del fields['name']
+        return dict(fields)
+
+    def _fields(self) -> dict[str, Any]:
+        if self.error:
+            raise DefinitionError(self.key, self.error)
+        return {
+            'name': self.name,
+            'task': self.task,
+            'schedule': self.schedule,
+            'args': self.args,
+            'kwargs': self.kwargs,
+            'options': self.options,
+            'enabled': self.enabled,
+        }
+
+
+@dataclass(frozen=True)
+class Overview:
+    """The state of the schedule as ``redbeat status`` reports it."""
+
+    lock_key: str | None
+    lock_holder: str | None
+    lock_ttl: float | None
+    entries: int
+    due: int
+    overdue: int
+    upcoming: list[tuple[str, datetime | None]]
+    eviction_policy: str | None
+    maxmemory: str | None
+
+    @property
+    def eviction_risk(self) -> bool:
+        """True when Redis may evict schedule keys under memory pressure."""
+        policy, limit = self.eviction_policy, self.maxmemory
+        return bool(policy and policy.startswith('allkeys-') and limit not in (None, '0'))
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One inconsistency ``check`` found; ``fixable`` when ``check --fix`` repairs it."""
+
+    kind: str  # malformed | dangling-member | unscheduled | stale-disabled-score
+    name: str
+    detail: str
+    fixable: bool
+
+
+def _info(store: ScheduleStore, row: Row, exists: bool, score: float | None) -> EntryInfo:
+    """Decode what was read for one key; a decoding problem becomes ``error``."""
+    base = EntryInfo(
+        name=store.keys.name_of(row.key),
+        key=row.key,
+        score=score,
+        definition=row.definition,
+        meta=row.meta,
+        exists=exists,
+    )
+    try:
+        if row.error:
+            raise DefinitionError(row.key, row.error)
+        if not exists:
+            raise DefinitionError(row.key, 'is in the schedule but the hash does not exist')
+        fields = decode_definition(row.key, row.definition)
+        last_run_at, count = decode_meta(row.key, row.meta)
+    except DefinitionError as exc:
+        return replace(base, error=exc.reason)
+    del fields['name']  # the key names the entry, as beat reads it
+    return replace(base, last_run_at=last_run_at, total_run_count=count, **fields)
+
+
+def _check_url(url: str) -> None:
+    scheme = urlsplit(url.split(';')[0]).scheme
+    if scheme not in REDIS_SCHEMES:
+        raise ConfigurationError(
+            'redbeat_redis_url',
+            f'{masked_url(url)!r} is not a Redis URL (schemes: {", ".join(REDIS_SCHEMES)})',
+        )
+
+
+def coerce_schedule(name: str, value: Any) -> BaseSchedule:
+    """A schedule from what a ``beat_schedule`` item may hold (or its stored JSON form)."""
+    if isinstance(value, BaseSchedule):
+        return value
+    if isinstance(value, timedelta):
+        return schedule(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return schedule(timedelta(seconds=value))
+    if isinstance(value, Mapping):
+        text = dumps({'name': name, 'task': 'x', 'schedule': dict(value)})
+        sched: BaseSchedule = decode_definition(name, text)['schedule']
+        return sched
+    raise DefinitionError(name, f'schedule must be a schedule, seconds or timedelta, not {value!r}')
+
+
+def check_task_name(name: str, task: Any) -> str:
+    if not isinstance(task, str) or not TASK_NAME.match(task):
+        raise DefinitionError(
+            name, f'task {task!r} is not a task name (letters, digits, and . _ : - only)'
+        )
+    return task
+
+
+class Schedule:
+    """The entries stored under one prefix of one Redis.  Constructing it does no I/O.
+
+    ``app`` is the Celery app tasks are sent with (``run_now``); without one,
+    entries are bound to a private app carrying only the redbeat settings.
+    """
+
+    def __init__(
+        self,
+        app: Celery | None = None,
+        *,
+        config: RedBeatConfig | None = None,
+        store: ScheduleStore | None = None,
+    ) -> None:
+        if app is None and config is None:
+            raise TypeError('Schedule needs a Celery app or a RedBeatConfig')
+        self.app = app
+        if config is None:  # the app's own settings and client, as beat uses them
+            bound = binding_for(app)
+            config, store = bound.config, store or bound.store
+        self.config = config
+        self.store = store or ScheduleStore(redis_from_config(config), config.keys)
+        self._entry_app: Celery | None = None
+
+    @classmethod
+    def from_app(cls, app: Celery) -> Schedule:
+        """The schedule ``app``'s settings point at, sharing its client (= ``Schedule(app)``)."""
+        return cls(app)
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        prefix: str = 'redbeat:',
+        *,
+        timezone: str = 'UTC',
+        app: Celery | None = None,
+    ) -> Schedule:
+        """The schedule at ``url`` under ``prefix``, without needing an app's settings."""
+        _check_url(url)
+        if not prefix:
+            raise ConfigurationError('redbeat_key_prefix', 'must be a non-empty string')
+        lock_key = Keys(prefix).default_lock
+        config = RedBeatConfig(url, key_prefix=prefix, lock_key=lock_key, timezone=timezone)
+        return cls(app, config=config)
+
+    # --- reading -----------------------------------------------------------
+
+    def list(
+        self,
+        pattern: str = '*',
+        enabled: bool | None = None,
+        task: str | None = None,
+        page_size: int = 1000,
+    ) -> Iterator[EntryInfo]:
+        """Entries whose name matches the glob ``pattern``, in no particular order.
+
+        Pages through the sorted set (ZSCAN, then one pipeline per page), then
+        through hashes that are not in it (SCAN, ZMSCORE, one pipeline).
+        ``task`` is a glob on the task name; ``enabled`` keeps only enabled
+        (True) or disabled (False) entries.  Malformed entries match any
+        ``enabled``/``task`` filter, so they are never hidden.
+        """
+        for info in self._all(pattern, page_size):
+            if info.error is None:
+                if enabled is not None and info.enabled != enabled:
+                    continue
+                if task is not None and not fnmatch.fnmatchcase(info.task or '', task):
+                    continue
+            yield info
+
+    def _all(self, pattern: str, page_size: int) -> Iterator[EntryInfo]:
+        keys = self.config.keys
+        seen: set[str] = set()
+        for page in self.store.scan_schedule(page_size):
+            wanted: dict[str, float] = {}
+            for member, score in page:
+                key = keys.key_of(member)
+                if key not in seen and fnmatch.fnmatchcase(keys.name_of(key), pattern):
+                    seen.add(key)
+                    wanted[key] = float(score)
+            for row, exists in self.store.inspect(list(wanted)):
+                yield _info(self.store, row, exists, wanted[row.key])
+        for batch in self._unscheduled(pattern, page_size):
+            for row, exists in self.store.inspect(batch):
+                yield _info(self.store, row, exists, None)
+
+    def _unscheduled(self, pattern: str, page_size: int) -> Iterator[builtins.list[str]]:
+        """Batches of entry hashes that are not in the sorted set (under any member form)."""
+        keys = self.config.keys
+        for batch in self.store.scan_entry_keys(page_size):
+            batch = [k for k in batch if fnmatch.fnmatchcase(keys.name_of(k), pattern)]
+            found = self.store.scores([*batch, *(keys.name_of(k) for k in batch)])
+            missing = [
+                k
+                for k, full, bare in zip(batch, found, found[len(batch) :])
+                if full is None and bare is None
+            ]
+            if missing:
+                yield missing
+
+    def names(self, pattern: str = '*', page_size: int = 1000) -> builtins.list[str]:
+        """Names of the entries matching ``pattern`` (members and hashes), sorted."""
+        keys = self.config.keys
+        found = {
+            keys.name_of(member)
+            for page in self.store.scan_schedule(page_size)
+            for member, _ in page
+        }
+        found.update(
+            keys.name_of(k) for batch in self.store.scan_entry_keys(page_size) for k in batch
+        )
+        return sorted(n for n in found if fnmatch.fnmatchcase(n, pattern))
+
+    def get(self, name: str) -> EntryInfo:
+        """One entry; EntryNotFound when there is neither a hash nor a member."""
+        key = self.config.keys.entry(name)
+        ((row, exists),) = self.store.inspect([key])
+        full, bare = self.store.scores([key, name])
+        score = full if full is not None else bare
+        if not exists and score is None:
+            raise EntryNotFound(key)
+        return _info(self.store, row, exists, score)
+
+    def overview(self, now: datetime | None = None, upcoming: int = 5) -> Overview:
+        """Lock holder, counts of due and overdue entries, the next due, eviction policy.
+
+        Overdue means due for longer than ``beat_max_loop_interval``: a live
+        leader would have sent it by then.
+        """
+        moment = (now or datetime.now(timezone.utc)).timestamp()
+        lock_key = self.config.lock_key
+        raw = self.store.overview(
+            lock_key, moment, moment - self.config.max_loop_interval, upcoming
+        )
+        return Overview(
+            lock_key=lock_key,
+            lock_holder=raw.lock_holder,
+            lock_ttl=raw.lock_ttl,
+            entries=raw.entries,
+            due=raw.due,
+            overdue=raw.overdue,
+            upcoming=[(self.config.keys.name_of(m), timing.from_score(s)) for m, s in raw.upcoming],
+            eviction_policy=self.store.config_get('maxmemory-policy'),
+            maxmemory=self.store.config_get('maxmemory'),
+        )
+
+    # --- writing -----------------------------------------------------------
+
+    @property
+    def entry_app(self) -> Celery:
+        """The app entries are bound to: one whose redbeat settings are this schedule's."""
+        if self.app is not None and self._app_config() == self.config:
+            return self.app
+        if self._entry_app is None:
+            self._entry_app = _settings_app(self.config)
+        return self._entry_app
+
+    def _app_config(self) -> RedBeatConfig | None:
+        try:
+            return binding_for(self.app).config
+        except ConfigurationError:  # an app used only to send tasks
+            return None
+
+    def entry(
+        self,
+        name: str,
+        task: str,
+        schedule: Any,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
+        enabled: bool = True,
+    ) -> RedBeatSchedulerEntry:
+        """A checked entry object (DefinitionError naming what is wrong); no I/O."""
+        check_task_name(name, task)
+        for label, value, kind in (('args', args, (list, tuple)), ('kwargs', kwargs, Mapping),
+                                   ('options', options, Mapping)):  # fmt: skip
+            if value is not None and not isinstance(value, kind):
+                raise DefinitionError(name, f'{label} must be a {kind}, not {value!r}')
+        return RedBeatSchedulerEntry(
+            name=name,
+            task=task,
+            schedule=coerce_schedule(name, schedule),
+            args=list(args or ()),
+            kwargs=dict(kwargs or {}),
+            options=dict(options or {}),
+            enabled=enabled,
+            app=self.entry_app,
+        )
+
+    def entry_from_dict(self, name: str, item: Mapping[str, Any]) -> RedBeatSchedulerEntry:
+        """An entry from a ``beat_schedule`` item (``task``, ``schedule``, ``args``, ...)."""
+        if not isinstance(item, Mapping):
+            raise DefinitionError(name, f'must be a mapping of entry fields, not {item!r}')
+        unknown = set(item) - {'task', 'schedule', 'args', 'kwargs', 'options', 'enabled', 'name'}
+        if unknown:
+            raise DefinitionError(name, f'unknown fields {sorted(unknown)}')
+        if 'schedule' not in item:
+            raise DefinitionError(name, "needs a 'schedule'")
+        enabled = item.get('enabled', True)
+        if not isinstance(enabled, bool):
+            raise DefinitionError(name, f'enabled must be true or false, not {enabled!r}')
+        return self.entry(
+            name,
+            item.get('task'),  # type: ignore[arg-type]  # checked by entry()
+            item['schedule'],
+            item.get('args'),
+            item.get('kwargs'),
+            item.get('options'),
+            enabled,
+        )
+
+    def add(
+        self,
+        name: str,
+        task: str,
+        schedule: Any,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
+        enabled: bool = True,
+    ) -> RedBeatSchedulerEntry:
+        """Add or replace the definition of ``name``; its run state is kept."""
+        entry = self.entry(name, task, schedule, args, kwargs, options, enabled)
+        save_entries([entry])
+        return entry
+
+    def add_from_dict(self, name: str, item: Mapping[str, Any]) -> RedBeatSchedulerEntry:
+        """:meth:`add` from a ``beat_schedule`` item."""
+        entry = self.entry_from_dict(name, item)
+        save_entries([entry])
+        return entry
+
+    def add_many(
+        self, items: Mapping[str, Mapping[str, Any]]
+    ) -> builtins.list[RedBeatSchedulerEntry]:
+        """Add or replace many entries in one batch; all are checked before any is written."""
+        entries = [self.entry_from_dict(name, item) for name, item in items.items()]
+        save_entries(entries)
+        return entries
+
+    def save(self, entries: Sequence[RedBeatSchedulerEntry]) -> None:
+        """Store entries built with :meth:`entry` (one batch)."""
+        save_entries(list(entries))
+
+    def remove(self, *names_or_globs: str) -> int:
+        """Delete entries by name or glob, in one round trip; returns how many existed."""
+        return self.delete(self.expand(names_or_globs))
+
+    def delete(self, names: Iterable[str]) -> int:
+        """Delete entries by exact name (hash and member), in one round trip."""
+        return self.store.delete(names)
+
+    def expand(self, names_or_globs: Iterable[str]) -> builtins.list[str]:
+        """Names as given, with each glob replaced by the entries it matches."""
+        out: dict[str, None] = {}
+        for item in names_or_globs:
+            found = self.names(item) if _GLOB_CHARS.search(item) else [item]
+            out.update(dict.fromkeys(found))
+        return list(out)
+
+    def set_enabled(self, name: str, enabled: bool) -> RedBeatSchedulerEntry:
+        """Re-save the definition with ``enabled`` set (a disabled entry's score is -1)."""
+        info = self.get(name)
+        entry = self.entry(name, **_fields_of(info), enabled=enabled)
+        save_entries([entry])
+        return entry
+
+    def enable(self, name: str) -> RedBeatSchedulerEntry:
+        return self.set_enabled(name, True)
+
+    def disable(self, name: str) -> RedBeatSchedulerEntry:
+        return self.set_enabled(name, False)
+
+    def run_now(self, name: str) -> str:
+        """Send the entry's task once, now; its score and run state are untouched.
+
+        Returns the task id.  Needs the Celery app whose broker to send to.
+        """
+        info = self.get(name)
+        if info.error:
+            raise DefinitionError(info.key, info.error)
+        if self.app is None:
+            raise RedBeatError('sending a task needs the Celery app (its broker): pass app=')
+        task = self.app.tasks.get(info.task)
+        if task is not None:
+            result = task.apply_async(info.args, info.kwargs, **info.options)
+        else:
+            result = self.app.send_task(info.task, info.args, info.kwargs, **info.options)
+        return str(result.id)
+
+    # --- consistency ---------------------------------------------------------
+
+    def check(self, page_size: int = 1000) -> builtins.list[Problem]:
+        """Everything inconsistent in the stored schedule; nothing is changed."""
+        problems: builtins.list[Problem] = []
+        for info in self.list(page_size=page_size):
+            problems.extend(_problems(info))
+        return problems
+
+    def fix(self, problems: Sequence[Problem], now: datetime | None = None) -> int:
+        """Repair what can be repaired without losing data; returns how many were fixed.
+
+        Schedules unscheduled hashes, sets disabled entries' scores to -1 and
+        drops sorted-set members that have no hash.  Never deletes a hash.
+        """
+        moment = now or datetime.now(timezone.utc)
+        by_kind: dict[str, builtins.list[str]] = {}
+        for problem in problems:
+            if problem.fixable:
+                by_kind.setdefault(problem.kind, []).append(problem.name)
+        fixed = self._schedule_orphans(by_kind.get('unscheduled', []), moment)
+        for name in by_kind.get('stale-disabled-score', []):
+            info = self.get(name)
+            self.store.set_state(info.key, info.meta, timing.NEVER)
+            fixed += 1
+        dangling = by_kind.get('dangling-member', [])
+        if dangling:
+            # Only members whose hash is still missing: delete() on them drops the member.
+            still = [n for n in dangling if not self.get(n).exists]
+            self.store.delete(still)
+            fixed += len(still)
+        return fixed
+
+    def _schedule_orphans(self, names: Sequence[str], now: datetime) -> int:
+        scores: dict[str, float] = {}
+        tz = zone(self.config.timezone)
+        for name in names:
+            info = self.get(name)
+            if info.error or info.schedule is None:
+                continue
+            due = timing.due_after_change(info.schedule, info.last_run_at, now, tz)
+            scores[info.key] = timing.to_score(due) if info.enabled else timing.NEVER
+        return self.store.add_missing(scores)
+
+
+def _fields_of(info: EntryInfo) -> dict[str, Any]:
+    """The fields of a readable entry, to build it again with some changed."""
+    fields = info._fields()
+    del fields['name'], fields['enabled']
+    return fields
+
+
+def _problems(info: EntryInfo) -> Iterator[Problem]:
+    if not info.exists:
+        yield Problem('dangling-member', info.name, 'in the schedule but has no hash', True)
+        return
+    if info.error:
+        fixable = False
+        yield Problem('malformed', info.name, info.error, fixable)
+    if not info.scheduled:
+        detail = 'hash is not in the schedule sorted set'
+        yield Problem('unscheduled', info.name, detail, info.error is None)
+    elif info.error is None and not info.enabled and info.score != timing.NEVER:
+        detail = f'disabled but its score is {info.score!r}, not -1'
+        yield Problem('stale-disabled-score', info.name, detail, True)
+
+
+def _settings_app(config: RedBeatConfig) -> Celery:
+    """A Celery app carrying only ``config``, so entries bound to it write where we read."""
+    app = Celery('redbeat-api', set_as_current=False)
+    app.conf.update(
+        redbeat_redis_url=config.redis_url,
+        redbeat_key_prefix=config.key_prefix,
+        redbeat_lock_key=config.lock_key,
+        redbeat_lock_timeout=config.lock_timeout,
+        redbeat_redis_options=config.redis_options,
+        redbeat_redis_use_ssl=config.use_ssl,
+        timezone=config.timezone,
+        beat_max_loop_interval=config.max_loop_interval,
+    )
+    return app

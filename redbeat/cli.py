@@ -1,0 +1,742 @@
+"""The ``redbeat`` command line, also ``celery -A proj redbeat ...``.  Built on :mod:`redbeat.api`.
+
+Where the schedule is comes from ``--url``/``--prefix`` (or their environment
+variables), else from a Celery app's settings: ``-A proj`` here, or the app
+Celery's own ``-A`` loaded when this group runs as a Celery sub-command.
+
+Every input is parsed and checked before anything is written, and errors
+are one line.  Exit codes: 0 ok, 1 not found or invalid (or, for ``check``,
+problems found), 2 usage.  Colours only on a terminal; passwords in URLs are
+never printed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import click
+import redis
+from celery import Celery
+from celery.schedules import BaseSchedule, crontab
+from dateutil import rrule as du
+
+from . import humanize
+from .api import EntryInfo, Problem, Schedule, check_task_name
+from .config import RedBeatConfig, masked_url
+from .decoder import dumps
+from .entry import RedBeatSchedulerEntry
+from .errors import ConfigurationError, DefinitionError, EntryNotFound, RedBeatError
+from .schedules import rrule
+
+FC = TypeVar('FC', bound=Callable[..., Any])
+
+TZ_NOTE = (
+    '--tz: per-entry time zones for --every, --cron and --rrule arrive with issue 6; '
+    'today --tz only says how to read --at (cron fields use the app timezone)'
+)
+
+
+class Failure(click.ClickException):
+    """Not found or invalid: a one-line error and exit code 1."""
+
+    exit_code = 1
+
+
+def fail(message: str) -> NoReturn:
+    raise Failure(message)
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    """redbeat and Redis errors as one-line CLI errors with the right exit code."""
+    try:
+        yield
+    except EntryNotFound as exc:
+        raise Failure(str(exc)) from None
+    except ConfigurationError as exc:
+        raise click.UsageError(str(exc)) from None
+    except RedBeatError as exc:
+        raise Failure(str(exc)) from None
+    except redis.RedisError as exc:
+        raise Failure(f'Redis error: {exc}') from None
+
+
+class _Group(click.Group):
+    """A group whose commands report redbeat and Redis errors as one-liners."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with _translated():
+            return super().invoke(ctx)
+
+
+class State:
+    """What the group options say; builds the :class:`Schedule` on first use."""
+
+    def __init__(self, url: str | None, prefix: str | None, app: Celery | None) -> None:
+        self.url = url
+        self.prefix = prefix
+        self.app = app
+        self._schedule: Schedule | None = None
+
+    @property
+    def schedule(self) -> Schedule:
+        if self._schedule is None:
+            self._schedule = self._make()
+        return self._schedule
+
+    def _app_config(self) -> RedBeatConfig | None:
+        """The app's redbeat settings, if it has usable ones (Celery's default app has not)."""
+        if self.app is None:
+            return None
+        try:
+            return Schedule.from_app(self.app).config
+        except ConfigurationError:
+            return None
+
+    def _make(self) -> Schedule:
+        if self.url:
+            base = self._app_config()
+            prefix = self.prefix or (base.key_prefix if base else 'redbeat:')
+            tz = base.timezone if base else 'UTC'
+            return Schedule.from_url(self.url, prefix, timezone=tz, app=self.app)
+        if self.app is None:
+            raise click.UsageError(
+                'say where the schedule is: --url (or REDBEAT_REDIS_URL), or -A/--app PROJ'
+            )
+        schedule = Schedule.from_app(self.app)
+        if self.prefix and self.prefix != schedule.config.key_prefix:
+            return Schedule.from_url(
+                schedule.config.redis_url, self.prefix, timezone=schedule.config.timezone,
+                app=self.app,
+            )  # fmt: skip
+        return schedule
+
+
+def _load_app(name: str) -> Celery:
+    from celery.app.utils import find_app
+
+    try:
+        app: Celery = find_app(name)
+    except Exception as exc:  # ImportError, AttributeError, celery's own errors
+        raise click.UsageError(f'-A/--app {name!r}: cannot load a Celery app: {exc}') from None
+    return app
+
+
+@click.group('redbeat', cls=_Group)
+@click.option('--url', envvar='REDBEAT_REDIS_URL', help='Redis URL of the schedule.')
+@click.option('--prefix', envvar='REDBEAT_KEY_PREFIX', help="Key prefix (default 'redbeat:').")
+@click.option('-A', '--app', 'app_name', help='Celery app to read the settings from.')
+@click.pass_context
+def main(ctx: click.Context, url: str | None, prefix: str | None, app_name: str | None) -> None:
+    """Manage the redbeat schedule stored in Redis."""
+    # As a Celery sub-command, ctx.obj is Celery's CLIContext holding the -A app.
+    app = _load_app(app_name) if app_name else getattr(ctx.obj, 'app', None)
+    ctx.obj = State(url, prefix, app)
+
+
+#: The same group, registered as ``celery redbeat`` (entry point ``celery.commands``).
+celery_command = main
+
+
+def _schedule() -> Schedule:
+    state = click.get_current_context().find_object(State)
+    if state is None:  # a command invoked without the group
+        raise click.UsageError('run the commands through the redbeat group')
+    return state.schedule
+
+
+# --- output helpers ------------------------------------------------------------
+
+
+def _paint(text: str, **style: Any) -> str:
+    """``text`` styled only when stdout is a terminal."""
+    if sys.stdout.isatty():
+        return click.style(text, **style)
+    return text
+
+
+def _table(rows: Sequence[Sequence[str]], colours: Sequence[str | None] = ()) -> None:
+    """Aligned columns; row ``i`` painted ``colours[i]`` (padding before paint)."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for index, row in enumerate(rows):
+        line = '  '.join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
+        colour = colours[index] if index < len(colours) else None
+        click.echo(_paint(line, fg=colour, bold=index == 0) if colour or index == 0 else line)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _words(info: EntryInfo) -> str:
+    return humanize.describe(info.schedule) if info.schedule is not None else '-'
+
+
+def _json_of(info: EntryInfo) -> dict[str, Any]:
+    """An entry for ``--json`` output: plain JSON, schedule in stored form and in words."""
+    out: dict[str, Any] = {'name': info.name, 'key': info.key, 'error': info.error}
+    if info.error is None:
+        out.update(info.as_item())
+        out['schedule_text'] = _words(info)
+    due = info.next_due
+    out['score'] = info.score
+    out['next_due'] = None if due is None or info.due_now else due.isoformat()
+    out['last_run_at'] = None if info.last_run_at is None else info.last_run_at.isoformat()
+    out['total_run_count'] = info.total_run_count
+    return out
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 entry``, ``2 entries``, ``3 problems``."""
+    if n == 1:
+        return f'1 {noun}'
+    return f'{n} {noun[:-1]}ies' if noun.endswith('y') else f'{n} {noun}s'
+
+
+def _echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
+# --- list / show ----------------------------------------------------------------
+
+
+@main.command('list')
+@click.option('--pattern', default='*', show_default=True, help='Glob on entry names.')
+@click.option('--task', help='Glob on task names.')
+@click.option('--enabled/--disabled', default=None, help='Only enabled / disabled entries.')
+@click.option('--json', 'as_json', is_flag=True, help='JSON for scripts.')
+def list_command(pattern: str, task: str | None, enabled: bool | None, as_json: bool) -> None:
+    """List entries: schedule in words, next and last run, run count."""
+    infos = sorted(_schedule().list(pattern, enabled=enabled, task=task), key=lambda i: i.name)
+    if as_json:
+        _echo_json([_json_of(i) for i in infos])
+        return
+    if not infos:
+        click.echo('no entries')
+        return
+    now = _now()
+    rows: list[tuple[str, ...]] = [
+        ('NAME', 'TASK', 'SCHEDULE', 'ENABLED', 'NEXT RUN', 'LAST RUN', 'RUNS')
+    ]
+    colours: list[str | None] = [None]
+    for info in infos:
+        rows.append(_list_row(info, now))
+        colours.append('red' if info.error else None if info.enabled else 'yellow')
+    _table(rows, colours)
+
+
+def _has_run(info: EntryInfo) -> bool:
+    """A new entry's meta records its save time as last run; it has not run yet."""
+    return info.last_run_at is not None and info.total_run_count > 0
+
+
+def _clip(text: str, width: int = 60) -> str:
+    return text if len(text) <= width else text[: width - 3] + '...'
+
+
+def _list_row(info: EntryInfo, now: datetime) -> tuple[str, ...]:
+    if info.error:
+        return (info.name, '-', _clip('ERROR: ' + info.error), '-', '-', '-', '-')
+    return (
+        info.name,
+        info.task or '-',
+        _words(info),
+        'yes' if info.enabled else 'no',
+        humanize.next_run(info.next_due, info.score, now),
+        humanize.relative(info.last_run_at, now) if _has_run(info) else '-',
+        str(info.total_run_count),
+    )
+
+
+@main.command()
+@click.argument('name')
+@click.option('--json', 'as_json', is_flag=True, help='JSON for scripts.')
+def show(name: str, as_json: bool) -> None:
+    """Everything about one entry, including the raw definition and meta."""
+    info = _schedule().get(name)
+    if as_json:
+        _echo_json(_json_of(info) | {'definition': info.definition, 'meta': info.meta})
+        return
+    now = _now()
+    lines = [('name', info.name), ('key', info.key)]
+    if info.error:
+        lines.append(('error', _paint(info.error, fg='red')))
+    else:
+        lines += [
+            ('task', info.task or '-'),
+            ('schedule', f'{_words(info)}  [{info.schedule!r}]'),
+            ('args', json.dumps(info.args)),
+            ('kwargs', json.dumps(info.kwargs)),
+            ('options', json.dumps(info.options)),
+            ('enabled', 'yes' if info.enabled else _paint('no', fg='yellow')),
+        ]
+    lines += [
+        ('score', 'not in the schedule' if info.score is None else repr(info.score)),
+        ('next run', humanize.next_run(info.next_due, info.score, now)),
+        ('last run', _last_run(info.last_run_at, now) if _has_run(info) else 'never'),
+        ('runs', str(info.total_run_count)),
+        ('definition', info.definition if info.definition is not None else '-'),
+        ('meta', info.meta if info.meta is not None else '-'),
+    ]
+    for label, value in lines:
+        click.echo(f'{label + ":":<12}{value}')
+
+
+def _last_run(moment: datetime | None, now: datetime) -> str:
+    if moment is None:
+        return '-'
+    return f'{humanize.relative(moment, now)} ({humanize.absolute(moment)})'
+
+
+# --- add / edit -----------------------------------------------------------------
+
+
+def _schedule_options(func: FC) -> FC:
+    """--every / --cron / --rrule / --at and --tz, shared by add and edit."""
+    for option in reversed([
+        click.option('--every', help='Interval: 30s, 5m, 1h, 1d, 1h30m.'),
+        click.option('--cron', help='Five crontab fields: "*/5 * * * *".'),
+        click.option('--rrule', 'rrule_text', help='RFC 5545 rule: "FREQ=DAILY;BYHOUR=3".'),
+        click.option('--at', help='Run once at this time: 2027-01-01T09:00.'),
+        click.option('--tz', help='Time zone to read --at in (default UTC).'),
+    ]):  # fmt: skip
+        func = option(func)
+    return func
+
+
+def _entry_options(func: FC) -> FC:
+    """--args / --kwargs / --queue, shared by add and edit."""
+    for option in reversed([
+        click.option('--args', 'args_json', help='Positional arguments as a JSON list.'),
+        click.option('--kwargs', 'kwargs_json', help='Keyword arguments as a JSON object.'),
+        click.option('--queue', help='Queue to send the task to.'),
+    ]):  # fmt: skip
+        func = option(func)
+    return func
+
+
+def parse_schedule(
+    every: str | None, cron: str | None, rrule_text: str | None, at: str | None, tz: str | None,
+    now: datetime | None = None,
+) -> BaseSchedule | None:  # fmt: skip
+    """The schedule the options describe (None if none); usage error for two of them."""
+    given = [name for name, value in
+             (('--every', every), ('--cron', cron), ('--rrule', rrule_text), ('--at', at))
+             if value is not None]  # fmt: skip
+    if len(given) > 1:
+        raise click.UsageError(f'give one schedule, not {" and ".join(given)}')
+    if tz is not None and at is None:
+        raise click.UsageError(TZ_NOTE)
+    if every is not None:
+        return _every(every)
+    if cron is not None:
+        return _cron(cron)
+    if rrule_text is not None:
+        return _rrule(rrule_text, now or _now())
+    if at is not None:
+        return _at(at, tz, now or _now())
+    return None
+
+
+def _every(text: str) -> BaseSchedule:
+    from celery.schedules import schedule
+
+    try:
+        seconds = humanize.parse_duration(text)
+    except ValueError as exc:
+        fail(f'--every {exc}')
+    return schedule(run_every=seconds)
+
+
+def _cron(text: str) -> crontab:
+    if len(text.split()) != 5:
+        fail(f'--cron {text!r}: needs 5 fields (minute hour day-of-month month day-of-week)')
+    try:
+        return crontab.from_string(text)
+    except Exception as exc:  # ValueError, or celery's ParseException
+        fail(f'--cron {text!r} is not a valid crontab: {exc}')
+
+
+def _rrule(text: str, now: datetime) -> rrule:
+    """A rule from RRULE text; without DTSTART it starts at today's midnight UTC.
+
+    Starting at midnight makes unset BYHOUR/BYMINUTE/BYSECOND mean 0 (dateutil
+    takes them from the start time), so ``FREQ=DAILY;BYHOUR=3`` means 03:00:00.
+    """
+    midnight = now.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    try:
+        parsed = du.rrulestr(text, dtstart=midnight)
+        if not isinstance(parsed, du.rrule):
+            fail(f'--rrule {text!r}: give one rule, not a set')
+        return _redbeat_rrule(parsed, 'WKST' in text.upper())
+    except (ValueError, TypeError) as exc:
+        fail(f'--rrule {text!r} is not a valid rule: {exc}')
+
+
+def _redbeat_rrule(parsed: Any, with_wkst: bool) -> rrule:
+    """The parsed dateutil rule as redbeat's rrule (fields as written, start resolved)."""
+    fields: dict[str, Any] = dict(parsed._original_rule)
+    if with_wkst:
+        fields['wkst'] = parsed._wkst
+    return rrule(
+        freq=parsed._freq, dtstart=parsed._dtstart, interval=parsed._interval,
+        count=parsed._count, until=parsed._until, **fields,
+    )  # fmt: skip
+
+
+def _at(text: str, tz: str | None, now: datetime) -> rrule:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        fail(f'--at {text!r} is not a date and time like 2027-01-01T09:00')
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=_zone(tz))
+    elif tz is not None:
+        raise click.UsageError('--tz: --at already carries a UTC offset')
+    if moment <= now:
+        fail(f'--at {text!r} is in the past: the entry would never run')
+    return rrule('DAILY', dtstart=moment, count=1)
+
+
+def _zone(name: str | None) -> Any:
+    if name is None:
+        return timezone.utc
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        fail(f'--tz {name!r} is not a known time zone (e.g. Europe/Paris)')
+
+
+def _json_arg(option: str, text: str | None, kind: type) -> Any:
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        fail(f'{option} is not valid JSON: {exc}')
+    if not isinstance(value, kind):
+        wanted = 'a JSON list' if kind is list else 'a JSON object'
+        fail(f'{option} must be {wanted}, got {text}')
+    return value
+
+
+def _task(name: str, task: str) -> str:
+    try:
+        return check_task_name(name, task)
+    except DefinitionError as exc:
+        fail(exc.reason)
+
+
+@main.command()
+@click.argument('name')
+@click.argument('task')
+@_schedule_options
+@_entry_options
+@click.option('--disabled', is_flag=True, help='Store it disabled (paused).')
+def add(name: str, task: str, every: str | None, cron: str | None, rrule_text: str | None,
+        at: str | None, tz: str | None, args_json: str | None, kwargs_json: str | None,
+        queue: str | None, disabled: bool) -> None:  # fmt: skip
+    """Add an entry (or replace its definition; its run state is kept)."""
+    _task(name, task)
+    sched = parse_schedule(every, cron, rrule_text, at, tz)
+    if sched is None:
+        raise click.UsageError('give a schedule: --every, --cron, --rrule or --at')
+    args = _json_arg('--args', args_json, list)
+    kwargs = _json_arg('--kwargs', kwargs_json, dict)
+    options = {'queue': queue} if queue else {}
+    schedule = _schedule()
+    entry = schedule.entry(name, task, sched, args, kwargs, options, enabled=not disabled)
+    schedule.save([entry])
+    _saved(entry)
+
+
+def _saved(entry: RedBeatSchedulerEntry) -> None:
+    state = '' if entry.enabled else ' (disabled)'
+    click.echo(f'saved {entry.name}: {entry.task} {humanize.describe(entry.schedule)}{state}')
+
+
+@main.command()
+@click.argument('name')
+@click.option('--task', help='New task name.')
+@_schedule_options
+@_entry_options
+@click.option('--enabled/--disabled', default=None, help='Enable or disable it.')
+def edit(name: str, task: str | None, every: str | None, cron: str | None,
+         rrule_text: str | None, at: str | None, tz: str | None, args_json: str | None,
+         kwargs_json: str | None, queue: str | None, enabled: bool | None) -> None:  # fmt: skip
+    """Change fields of an existing entry; the others keep their values."""
+    if task is not None:
+        _task(name, task)
+    sched = parse_schedule(every, cron, rrule_text, at, tz)
+    args = _json_arg('--args', args_json, list)
+    kwargs = _json_arg('--kwargs', kwargs_json, dict)
+    schedule = _schedule()
+    info = schedule.get(name)
+    if info.error:
+        fail(f'{info.key}: {info.error}; fix it with add (which replaces the definition)')
+    options = dict(info.options) | ({'queue': queue} if queue else {})
+    entry = schedule.entry(
+        name, task or info.task or '', sched or info.schedule,
+        info.args if args is None else args, info.kwargs if kwargs is None else kwargs,
+        options, info.enabled if enabled is None else enabled,
+    )  # fmt: skip
+    schedule.save([entry])
+    _saved(entry)
+
+
+# --- rm / enable / disable / run --------------------------------------------------
+
+
+@main.command('rm')
+@click.argument('names', nargs=-1, required=True)
+@click.option('--yes', '-y', is_flag=True, help='Do not ask before removing several.')
+def rm(names: tuple[str, ...], yes: bool) -> None:
+    """Remove entries by name or glob ('reports.*'); asks first when several match."""
+    schedule = _schedule()
+    found = schedule.expand(names)
+    for name in names:
+        if name in found:
+            schedule.get(name)  # EntryNotFound (exit 1) for an explicit name that is not there
+    if not found:
+        fail(f'no entries match {" ".join(names)}')
+    if len(found) > 1 and not yes:
+        _confirm_removal(found)
+    removed = schedule.delete(found)
+    click.echo(f'removed {_count(removed, "entry")}: {", ".join(found)}')
+
+
+def _confirm_removal(names: Sequence[str]) -> None:
+    if not sys.stdin.isatty():
+        raise click.UsageError(f'{len(names)} entries match; pass --yes to remove them all')
+    click.echo('\n'.join(names))
+    click.confirm(f'Remove these {len(names)} entries?', abort=True)
+
+
+@main.command()
+@click.argument('name')
+def enable(name: str) -> None:
+    """Enable (resume) an entry."""
+    _schedule().enable(name)
+    click.echo(f'enabled {name}')
+
+
+@main.command()
+@click.argument('name')
+def disable(name: str) -> None:
+    """Disable (pause) an entry; it keeps its run state."""
+    _schedule().disable(name)
+    click.echo(f'disabled {name}')
+
+
+@main.command()
+@click.argument('name')
+def run(name: str) -> None:
+    """Send an entry's task once, now, without changing its schedule."""
+    schedule = _schedule()
+    if schedule.app is None:
+        raise click.UsageError("run sends through the Celery app's broker: pass -A/--app PROJ")
+    task_id = schedule.run_now(name)
+    click.echo(f'sent {name}: task id {task_id}')
+
+
+# --- export / import ------------------------------------------------------------
+
+
+@main.command()
+@click.option('--format', 'fmt', type=click.Choice(['json', 'yaml']), default='json',
+              show_default=True)  # fmt: skip
+@click.option('-o', '--output', type=click.Path(dir_okay=False), help='File (default stdout).')
+@click.option('--pattern', default='*', show_default=True, help='Glob on entry names.')
+def export(fmt: str, output: str | None, pattern: str) -> None:
+    """Write entries as one document: {name: beat_schedule-like item}."""
+    document: dict[str, Any] = {}
+    skipped = []
+    for info in sorted(_schedule().list(pattern), key=lambda i: i.name):
+        if info.error:
+            skipped.append(info)
+        else:
+            document[info.name] = info.as_item()
+    text = _dump(document, fmt)
+    if output:
+        Path(output).write_text(text, encoding='utf-8')
+    else:
+        click.echo(text, nl=False)
+    for info in skipped:
+        click.echo(f'skipped {info.key}: {info.error}', err=True)
+    if skipped:
+        sys.exit(1)
+
+
+def _dump(document: dict[str, Any], fmt: str) -> str:
+    if fmt == 'json':
+        return json.dumps(document, indent=2, ensure_ascii=False) + '\n'
+    yaml = _yaml()
+    text: str = yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
+    return text
+
+
+def _yaml() -> Any:
+    try:
+        import yaml
+    except ImportError:
+        fail('YAML needs PyYAML: pip install "redbeat[yaml]"')
+    return yaml
+
+
+def _load_document(path: str) -> dict[str, Any]:
+    stream = click.open_file(path, encoding='utf-8')
+    with stream:
+        text = stream.read()
+    try:
+        document = json.loads(text) if path.endswith('.json') else _yaml().safe_load(text)
+    except Exception as exc:  # json.JSONDecodeError, yaml.YAMLError
+        fail(f'{path}: cannot be read: {exc}')
+    if not isinstance(document, dict):
+        fail(f'{path}: must hold one mapping of entry name -> entry')
+    return document
+
+
+@main.command('import')
+@click.argument('path', metavar='FILE')
+@click.option('--prune', is_flag=True, help='Remove entries that are not in the file.')
+@click.option('--dry-run', is_flag=True, help='Print the plan; write nothing.')
+def import_command(path: str, prune: bool, dry_run: bool) -> None:
+    """Add or update the entries of an export file (JSON or YAML)."""
+    schedule = _schedule()
+    document = _load_document(path)
+    entries, errors = [], []
+    for name, item in document.items():
+        try:
+            entries.append(schedule.entry_from_dict(str(name), item))
+        except DefinitionError as exc:
+            errors.append(str(exc))
+    if errors:
+        fail(f'{path}: nothing imported; ' + '; '.join(errors))
+    stored = {info.name: info for info in schedule.list()}
+    plan = _plan(entries, stored, prune)
+    for sign, name in plan:
+        click.echo(f'{sign} {name}')
+    changed = [e for e in entries if (('+', e.name) in plan or ('~', e.name) in plan)]
+    removed = [name for sign, name in plan if sign == '-']
+    if dry_run:
+        click.echo(f'dry run: {len(changed)} to write, {len(removed)} to remove; nothing written')
+        return
+    schedule.save(changed)
+    schedule.delete(removed)
+    click.echo(f'imported: {len(changed)} written, {len(removed)} removed')
+
+
+def _plan(
+    entries: Sequence[RedBeatSchedulerEntry], stored: dict[str, EntryInfo], prune: bool
+) -> list[tuple[str, str]]:
+    """``+`` add, ``~`` update, ``=`` unchanged, ``-`` remove (with --prune)."""
+    plan = []
+    for entry in entries:
+        info = stored.get(entry.name)
+        if info is None:
+            plan.append(('+', entry.name))
+        elif info.error is None and info.as_item() == _item_of(entry):
+            plan.append(('=', entry.name))
+        else:
+            plan.append(('~', entry.name))
+    if prune:
+        wanted = {e.name for e in entries}
+        plan += [('-', name) for name in sorted(stored) if name not in wanted]
+    return plan
+
+
+def _item_of(entry: RedBeatSchedulerEntry) -> dict[str, Any]:
+    item: dict[str, Any] = json.loads(dumps(entry.definition()))
+    del item['name']
+    return item
+
+
+# --- status / check ---------------------------------------------------------------
+
+
+@main.command()
+@click.option('--json', 'as_json', is_flag=True, help='JSON for scripts.')
+def status(as_json: bool) -> None:
+    """Lock holder, entry counts, the next due entries, Redis eviction policy."""
+    schedule = _schedule()
+    now = _now()
+    view = schedule.overview(now)
+    if as_json:
+        _echo_json({
+            'redis_url': masked_url(schedule.config.redis_url),
+            'prefix': schedule.config.key_prefix,
+            **{k: getattr(view, k) for k in ('lock_key', 'lock_holder', 'lock_ttl', 'entries',
+                                              'due', 'overdue', 'eviction_policy', 'maxmemory')},
+            'eviction_risk': view.eviction_risk,
+            'upcoming': [[n, d.isoformat() if d else None] for n, d in view.upcoming],
+        })  # fmt: skip
+        return
+    click.echo(
+        f'redis:     {masked_url(schedule.config.redis_url)} (prefix {schedule.config.key_prefix})'
+    )
+    click.echo(f'lock:      {_lock_text(view.lock_key, view.lock_holder, view.lock_ttl)}')
+    overdue = _paint(f'{view.overdue} overdue', fg='red') if view.overdue else '0 overdue'
+    click.echo(f'entries:   {view.entries} ({view.due} due, {overdue})')
+    click.echo('next due:' + ('' if view.upcoming else '  -'))
+    width = max((len(name) for name, _ in view.upcoming), default=0)
+    for name, due in view.upcoming:
+        click.echo(f'  {name:<{width}}  {_when(due, now)}')
+    click.echo(
+        f'eviction:  {_eviction_text(view.eviction_policy, view.maxmemory, view.eviction_risk)}'
+    )
+
+
+def _when(due: datetime | None, now: datetime) -> str:
+    """A due time read back from a score (the epoch for score 0, None for -1)."""
+    return humanize.next_run(due, -1 if due is None else due.timestamp(), now)
+
+
+def _lock_text(key: str | None, holder: str | None, ttl: float | None) -> str:
+    if key is None:
+        return 'disabled (every beat dispatches)'
+    if holder is None:
+        return _paint(f'{key} is free: no beat holds it', fg='yellow')
+    expiry = f'expires in {ttl:.1f}s' if ttl is not None else 'no expiry'
+    return f'{key} held by {holder} ({expiry})'
+
+
+def _eviction_text(policy: str | None, maxmemory: str | None, risk: bool) -> str:
+    if policy is None:
+        return 'unknown (CONFIG GET is not allowed)'
+    if risk:
+        return _paint(
+            f'WARNING maxmemory-policy {policy} with maxmemory {maxmemory}: Redis may evict '
+            'entries; use noeviction or a volatile-* policy', fg='red',
+        )  # fmt: skip
+    return f'ok (maxmemory-policy {policy})'
+
+
+@main.command()
+@click.option('--fix', is_flag=True, help='Repair what can be repaired without losing data.')
+def check(fix: bool) -> None:
+    """Find malformed entries and sorted-set/hash mismatches; exit 1 if any remain."""
+    schedule = _schedule()
+    problems = schedule.check()
+    for problem in problems:
+        _report(problem)
+    fixed = schedule.fix(problems) if fix else 0
+    remaining = [p for p in problems if not (fix and p.fixable)]
+    if fix:
+        click.echo(f'fixed {fixed} of {_count(len(problems), "problem")}')
+    if remaining:
+        hint = '' if fix or not any(p.fixable for p in problems) else '; run check --fix'
+        fail(f'{_count(len(remaining), "problem")}{hint}')
+    if not problems:
+        click.echo(_paint('ok: no problems found', fg='green'))
+
+
+def _report(problem: Problem) -> None:
+    mark = 'fixable' if problem.fixable else 'manual'
+    click.echo(f'{problem.kind:<22}{problem.name}: {problem.detail} [{mark}]')

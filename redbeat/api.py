@@ -504,10 +504,9 @@ class Schedule:
             fixed += 1
         dangling = by_kind.get('dangling-member', [])
         if dangling:
-            # Only members whose hash is still missing: delete() on them drops the member.
-            still = [n for n in dangling if not self.get(n).exists]
-            self.store.delete(still)
-            fixed += len(still)
+            # Both spellings of the member; each goes only if its hash is still missing.
+            members = [*(self.config.keys.entry(n) for n in dangling), *dangling]
+            fixed += self.store.prune_members(members)
         return fixed
 
     def _schedule_orphans(self, names: Sequence[str], now: datetime) -> int:

@@ -110,6 +110,7 @@ class ScheduleStore:
         self._claim = _script(client, 'claim.lua')
         self._rollback = _script(client, 'rollback.lua')
         self._due = _script(client, 'due.lua')
+        self._prune = _script(client, 'prune.lua')
 
     # --- reading -----------------------------------------------------------
 
@@ -331,6 +332,13 @@ class ScheduleStore:
         pipe.zrangebyscore(
             self.keys.schedule, f'({after!r}', '+inf', start=0, num=1, withscores=True
         )
+
+    def prune_members(self, members: Sequence[str]) -> int:
+        """Remove members whose hash does not exist (atomically); returns how many."""
+        if not members:
+            return 0
+        keys = [self.keys.schedule, *(self.keys.key_of(m) for m in members)]
+        return int(self._prune(keys=keys, args=list(members)))
 
     def rollback(self, restores: Sequence[Restore]) -> int:
         """Undo claims whose publish failed; returns how many were restored."""

@@ -206,3 +206,19 @@ def test_overview(api: Schedule, redis_client: redis.Redis) -> None:
     assert view.lock_holder == 'host:1:abc' and 0 < (view.lock_ttl or 0) <= 8
     assert [n for n, _ in view.upcoming] == ['late', 'due', 'later']
     assert view.eviction_policy == 'noeviction' and not view.eviction_risk
+
+
+def test_fix_keeps_a_member_whose_hash_appeared_after_the_check(
+    api: Schedule, redis_client: redis.Redis
+) -> None:
+    redis_client.zadd('redbeat::schedule', {'redbeat:late': 0, 'ghost': 0})
+    problems = [p for p in api.check() if p.kind == 'dangling-member']
+    assert sorted(p.name for p in problems) == ['ghost', 'late']
+    # The hash is written between the check and the fix: it and its member stay.
+    definition = {'name': 'late', 'task': 'x.y', 'schedule': {'__type__': 'interval', 'every': 5}}
+    redis_client.hset('redbeat:late', 'definition', json.dumps(definition))
+
+    assert api.fix(problems) == 1
+    assert redis_client.zscore('redbeat::schedule', 'redbeat:late') == 0
+    assert redis_client.zscore('redbeat::schedule', 'ghost') is None
+    assert redis_client.hget('redbeat:late', 'definition') == json.dumps(definition)

@@ -29,9 +29,11 @@ _UNSET = object()
 
 def _lookup(conf: Any, name: str) -> Any:
     """The value of setting ``name`` in any of its spellings, or ``_UNSET``."""
+    # conf.get, not "in": Celery loads config_from_object lazily, on the first get.
     for spelling in (name, name.upper(), 'CELERY_' + name.upper()):
-        if spelling in conf:
-            return conf[spelling]
+        value = conf.get(spelling, _UNSET)
+        if value is not _UNSET:
+            return value
     return _UNSET
 
 

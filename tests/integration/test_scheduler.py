@@ -1,0 +1,467 @@
+"""RedBeatScheduler against a real Redis: tick() called directly, the broker queue inspected."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+import redis
+from celery import Celery
+from celery.schedules import schedule
+from kombu.exceptions import OperationalError
+
+from redbeat import RedBeatSchedulerEntry, save_entries
+from redbeat.decoder import decode_meta, encode_meta
+from redbeat.schedulers import RedBeatScheduler
+from tests.redis_server import RedisServer
+
+UTC = timezone.utc
+SCHEDULE = 'redbeat::schedule'
+Make = Callable[..., RedBeatScheduler]
+Sent = Callable[[], list[dict[str, Any]]]
+
+
+def definition(name: str, task: str = 'proj.tasks.job', every: float = 60, **extra: Any) -> str:
+    body = {'name': name, 'task': task,
+            'schedule': {'__type__': 'interval', 'every': every, 'relative': False},
+            'args': [], 'kwargs': {}, 'options': {}, 'enabled': True}  # fmt: skip
+    body.update(extra)
+    return json.dumps(body)
+
+
+def put_due(client: redis.Redis, name: str, task: str = 'proj.tasks.job', **extra: Any) -> None:
+    """A hand-written entry, due now (as redis-cli users write it)."""
+    client.hset(f'redbeat:{name}', 'definition', definition(name, task, **extra))
+    client.zadd(SCHEDULE, {f'redbeat:{name}': 0})
+
+
+def tasks(sent: Sent) -> list[str]:
+    return [h['task'] for h in sent()]
+
+
+# --- start-up and static entries ------------------------------------------------
+
+
+def test_saved_entry_is_not_sent_at_once(
+    celery_app: Celery, make_scheduler: Make, sent: Sent
+) -> None:
+    scheduler = make_scheduler(celery_app)
+    RedBeatSchedulerEntry('fresh', 'proj.tasks.fresh', schedule(timedelta(seconds=30)),
+                          app=celery_app).save()  # fmt: skip
+    scheduler.tick()
+    assert 'proj.tasks.fresh' not in tasks(sent)
+
+
+def test_static_entries_written_kept_updated_and_removed(
+    celery_app: Celery, redis_client: redis.Redis, make_scheduler: Make
+) -> None:
+    celery_app.conf.beat_schedule = {
+        'static-a': {'task': 'proj.tasks.a', 'schedule': 30.0, 'args': (1,)},
+        'static-b': {'task': 'proj.tasks.b', 'schedule': 60.0},
+    }
+    make_scheduler(celery_app).close()
+    assert json.loads(redis_client.hget('redbeat:static-a', 'definition'))['args'] == [1]
+    assert redis_client.zscore(SCHEDULE, 'redbeat:static-a') is not None
+    assert {'static-a', 'static-b'} <= redis_client.smembers('redbeat::statics')
+
+    # run state survives a restart with the same config
+    ran = encode_meta(datetime(2026, 1, 1, tzinfo=UTC), 17)
+    redis_client.hset('redbeat:static-a', 'meta', ran)
+    make_scheduler(celery_app).close()
+    assert redis_client.hget('redbeat:static-a', 'meta') == ran
+
+    # a changed config entry is updated, its run state kept
+    celery_app.conf.beat_schedule = {
+        'static-a': {'task': 'proj.tasks.a', 'schedule': 30.0, 'args': (2,)},
+    }
+    make_scheduler(celery_app).close()
+    assert json.loads(redis_client.hget('redbeat:static-a', 'definition'))['args'] == [2]
+    assert decode_meta('k', redis_client.hget('redbeat:static-a', 'meta'))[1] == 17
+    # one removed from config is deleted
+    assert not redis_client.exists('redbeat:static-b')
+    assert redis_client.zscore(SCHEDULE, 'redbeat:static-b') is None
+    assert 'static-b' not in redis_client.smembers('redbeat::statics')
+    assert 'static-a' in redis_client.smembers('redbeat::statics')
+
+
+def test_dynamic_entries_are_not_deleted_as_statics(
+    celery_app: Celery, redis_client: redis.Redis, make_scheduler: Make
+) -> None:
+    RedBeatSchedulerEntry('dyn', 'proj.tasks.dyn', schedule(timedelta(seconds=30)),
+                          app=celery_app).save()  # fmt: skip
+    celery_app.conf.beat_schedule = {}
+    make_scheduler(celery_app).close()
+    assert redis_client.exists('redbeat:dyn')
+
+
+# --- hand-written entries ------------------------------------------------------------
+
+
+@pytest.mark.parametrize('member', ['redbeat:hand', 'hand'])
+def test_hand_written_entry_is_sent_and_member_normalised(
+    celery_app: Celery, redis_client: redis.Redis, make_scheduler: Make, sent: Sent, member: str
+) -> None:
+    scheduler = make_scheduler(celery_app)
+    redis_client.hset('redbeat:hand', 'definition', definition('hand', 'proj.tasks.hand'))
+    redis_client.zadd(SCHEDULE, {member: 0})
+    before = time.time()
+    scheduler.tick()
+    assert tasks(sent) == ['proj.tasks.hand']
+    assert redis_client.zscore(SCHEDULE, 'hand') is None
+    score = redis_client.zscore(SCHEDULE, 'redbeat:hand')
+    assert score is not None and score > before
+    last_run_at, count = decode_meta('k', redis_client.hget('redbeat:hand', 'meta'))
+    assert count == 1 and last_run_at is not None
+
+
+def test_hash_without_member_is_adopted_at_start(
+    celery_app: Celery, redis_client: redis.Redis, make_scheduler: Make, sent: Sent
+) -> None:
+    redis_client.hset('redbeat:orphan', 'definition', definition('orphan', 'proj.tasks.orphan'))
+    scheduler = make_scheduler(celery_app)
+    assert redis_client.zscore(SCHEDULE, 'redbeat:orphan') is not None
+    scheduler.tick()
+    assert tasks(sent) == ['proj.tasks.orphan']
+
+
+# --- dynamic changes -------------------------------------------------------------
+
+
+def test_save_from_another_client_takes_effect_next_tick(
+    celery_app: Celery, make_scheduler: Make, sent: Sent
+) -> None:
+    scheduler = make_scheduler(celery_app)
+    scheduler.tick()
+    assert tasks(sent) == []
+    other_app = Celery('other', set_as_current=False)
+    other_app.conf.update(celery_app.conf.table(with_defaults=False))
+    e = RedBeatSchedulerEntry('dyn', 'proj.tasks.dyn', schedule(timedelta(seconds=10)),
+                              app=other_app)  # fmt: skip
+    save_entries([e], now=datetime.now(UTC) - timedelta(seconds=100))  # first due 90s ago
+    scheduler.tick()
+    assert tasks(sent) == ['proj.tasks.dyn']
+    other_app.close()
+
+
+def test_delete_and_disable_take_effect_next_tick(
+    celery_app: Celery, redis_client: redis.Redis, make_scheduler: Make, sent: Sent
+) -> None:
+    scheduler = make_scheduler(celery_app)
+    put_due(redis_client, 'gone', 'proj.tasks.gone')
+    put_due(redis_client, 'paused', 'proj.tasks.paused')
+    put_due(redis_client, 'kept', 'proj.tasks.kept')
+    RedBeatSchedulerEntry('gone', 'proj.tasks.gone', schedule(timedelta(seconds=60)),
+                          app=celery_app).delete()  # fmt: skip
+    RedBeatSchedulerEntry('paused', 'proj.tasks.paused', schedule(timedelta(seconds=60)),
+                          enabled=False, app=celery_app).save()  # fmt: skip
+    scheduler.tick()
+    assert tasks(sent) == ['proj.tasks.kept']
+    assert redis_client.zscore(SCHEDULE, 'redbeat:paused') == -1
+
+
+# --- bad input ---------------------------------------------------------------------
+
+
+BAD_DEFINITIONS = [
+    pytest.param('{"name": "bad", "task": ', 'not valid JSON', id='not-json'),
+    pytest.param(json.dumps({'name': 'bad', 'task': 't', 'schedule': {'__type__': 'weekly'}}),
+                 "'weekly'", id='unknown-type'),
+    pytest.param(json.dumps({'name': 'bad', 'schedule': {'__type__': 'interval', 'every': 5}}),
+                 "'task'", id='missing-task'),
+    pytest.param(json.dumps({'name': 'bad', 'task': 't',
+                             'schedule': {'__type__': 'crontab', 'minute': '99'}}),
+                 'crontab', id='invalid-crontab'),
+]  # fmt: skip
+
+
+def _error_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+@pytest.mark.parametrize(('text', 'reason'), BAD_DEFINITIONS)
+def test_bad_definition_logged_skipped_and_untouched(
+    celery_app: Celery,
+    redis_client: redis.Redis,
+    make_scheduler: Make,
+    sent: Sent,
+    caplog: pytest.LogCaptureFixture,
+    text: str,
+    reason: str,
+) -> None:
+    scheduler = make_scheduler(celery_app)
+    redis_client.hset('redbeat:bad', mapping={'definition': text, 'meta': 'untouched'})
+    redis_client.zadd(SCHEDULE, {'redbeat:bad': 0})
+    put_due(redis_client, 'good', 'proj.tasks.good')
+    before = redis_client.hgetall('redbeat:bad')
+    with caplog.at_level(logging.INFO):
+        scheduler.tick()
+    assert tasks(sent) == ['proj.tasks.good']
+    assert redis_client.hgetall('redbeat:bad') == before
+    errors = [line for line in _error_lines(caplog) if 'redbeat:bad' in line]
+    assert errors, _error_lines(caplog)
+    assert reason in errors[0]
+
+
+def test_key_of_wrong_type_logged_skipped_and_untouched(
+    celery_app: Celery,
+    redis_client: redis.Redis,
+    make_scheduler: Make,
+    sent: Sent,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    scheduler = make_scheduler(celery_app)
+    redis_client.set('redbeat:str', 'a string, not a hash')
+    redis_client.zadd(SCHEDULE, {'redbeat:str': 0})
+    put_due(redis_client, 'good', 'proj.tasks.good')
+    with caplog.at_level(logging.INFO):
+        scheduler.tick()
+    assert tasks(sent) == ['proj.tasks.good']
+    assert redis_client.get('redbeat:str') == 'a string, not a hash'
+    errors = [line for line in _error_lines(caplog) if 'redbeat:str' in line]
+    assert errors and 'wrong type' in errors[0]
+
+
+def test_member_without_hash_logged_and_skipped(
+    celery_app: Celery,
+    redis_client: redis.Redis,
+    make_scheduler: Make,
+    sent: Sent,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    scheduler = make_scheduler(celery_app)
+    redis_client.zadd(SCHEDULE, {'redbeat:ghost': 0})
+    put_due(redis_client, 'good', 'proj.tasks.good')
+    with caplog.at_level(logging.INFO):
+        scheduler.tick()
+    assert tasks(sent) == ['proj.tasks.good']
+    assert not redis_client.exists('redbeat:ghost')
+    errors = [line for line in _error_lines(caplog) if 'redbeat:ghost' in line]
+    assert errors and 'no definition' in errors[0]
+
+
+def test_bad_entry_is_not_retried_every_tick(
+    celery_app: Celery, redis_client: redis.Redis, make_scheduler: Make
+) -> None:
+    scheduler = make_scheduler(celery_app)
+    redis_client.hset('redbeat:bad', 'definition', 'nope')
+    redis_client.zadd(SCHEDULE, {'redbeat:bad': 0})
+    before = time.time()
+    scheduler.tick()
+    # parked until the next look, its data untouched
+    assert redis_client.zscore(SCHEDULE, 'redbeat:bad') > before
+    assert redis_client.hgetall('redbeat:bad') == {'definition': 'nope'}
+
+
+# --- the lock -----------------------------------------------------------------------
+
+
+def test_only_the_lock_holder_sends_and_close_hands_over(
+    celery_app: Celery, redis_client: redis.Redis, make_scheduler: Make, sent: Sent
+) -> None:
+    first = make_scheduler(celery_app)
+    second = make_scheduler(celery_app)
+    first.tick()
+    assert redis_client.get('redbeat::lock') == first.leader.token
+
+    put_due(redis_client, 'one', 'proj.tasks.one')
+    second.tick()
+    assert tasks(sent) == []
+    assert redis_client.zscore(SCHEDULE, 'redbeat:one') == 0
+    first.tick()
+    assert tasks(sent) == ['proj.tasks.one']
+
+    first.close()
+    assert redis_client.get('redbeat::lock') is None
+    put_due(redis_client, 'two', 'proj.tasks.two')
+    second.tick()
+    assert tasks(sent) == ['proj.tasks.one', 'proj.tasks.two']
+    assert redis_client.get('redbeat::lock') == second.leader.token
+
+
+def test_lock_key_none_disables_locking(
+    celery_app: Celery, redis_client: redis.Redis, make_scheduler: Make, sent: Sent
+) -> None:
+    celery_app.conf.redbeat_lock_key = None
+    first = make_scheduler(celery_app)
+    second = make_scheduler(celery_app)
+    put_due(redis_client, 'one', 'proj.tasks.one')
+    second.tick()
+    put_due(redis_client, 'two', 'proj.tasks.two')
+    first.tick()
+    assert tasks(sent) == ['proj.tasks.one', 'proj.tasks.two']
+    assert redis_client.keys('*lock*') == []
+
+
+def test_claims_are_fenced_by_the_lock_token(
+    celery_app: Celery,
+    redis_client: redis.Redis,
+    make_scheduler: Make,
+    sent: Sent,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    scheduler = make_scheduler(celery_app)
+    scheduler.tick()
+    assert scheduler.leader.held
+    redis_client.set('redbeat::lock', 'another-beat:1:abc')
+    put_due(redis_client, 'one', 'proj.tasks.one')
+    with caplog.at_level(logging.INFO):
+        scheduler.tick()
+    assert tasks(sent) == []
+    assert redis_client.zscore(SCHEDULE, 'redbeat:one') == 0
+    assert redis_client.hget('redbeat:one', 'meta') is None
+    assert not scheduler.leader.held
+    assert any('Lost lock' in r.getMessage() and r.levelno == logging.WARNING
+               for r in caplog.records)  # fmt: skip
+    assert redis_client.get('redbeat::lock') == 'another-beat:1:abc'
+
+
+# --- Redis settings and failures ------------------------------------------------------
+
+
+@pytest.mark.parametrize(('policy', 'warned'), [('allkeys-lru', True), ('noeviction', False)])
+def test_eviction_policy_warning(
+    celery_app: Celery,
+    redis_client: redis.Redis,
+    make_scheduler: Make,
+    caplog: pytest.LogCaptureFixture,
+    policy: str,
+    warned: bool,
+) -> None:
+    redis_client.config_set('maxmemory', '100mb')
+    redis_client.config_set('maxmemory-policy', policy)
+    try:
+        with caplog.at_level(logging.WARNING):
+            make_scheduler(celery_app)
+    finally:
+        redis_client.config_set('maxmemory-policy', 'noeviction')
+        redis_client.config_set('maxmemory', '0')
+    messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    warnings = [m for m in messages if 'maxmemory-policy' in m]
+    assert bool(warnings) is warned
+    if warned:
+        assert 'allkeys-lru' in warnings[0]
+
+
+def test_redis_down_is_survived(
+    celery_app: Celery,
+    redis_server_factory: Callable[..., RedisServer],
+    make_scheduler: Make,
+    sent: Sent,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    own = redis_server_factory()
+    celery_app.conf.redbeat_redis_url = own.url
+    celery_app.conf.redbeat_redis_options = {'socket_timeout': 1, 'socket_connect_timeout': 1}
+    scheduler = make_scheduler(celery_app)
+    scheduler.tick()
+    own.stop()
+    with caplog.at_level(logging.WARNING):
+        delays = [scheduler.tick() for _ in range(2)]
+    assert all(d > 0 for d in delays)
+    assert delays[1] >= delays[0]  # backs off
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any('Redis' in w for w in warnings)
+
+    own.start()
+    with own.client(decode_responses=True) as client:
+        put_due(client, 'back', 'proj.tasks.back')
+    # The restarted server lost the lock: one tick notices, the next takes it again.
+    for _ in range(3):
+        scheduler.tick()
+    assert tasks(sent) == ['proj.tasks.back']
+    assert scheduler.leader.held
+
+
+def test_redis_unreachable_at_start_is_survived(
+    celery_app: Celery, make_scheduler: Make, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests.redis_server import free_port
+
+    celery_app.conf.redbeat_redis_url = f'redis://127.0.0.1:{free_port()}/0'
+    celery_app.conf.redbeat_redis_options = {'socket_connect_timeout': 0.5}
+    with caplog.at_level(logging.WARNING):
+        scheduler = make_scheduler(celery_app)
+        delay = scheduler.tick()
+    assert delay > 0
+    assert any(r.levelno == logging.WARNING for r in caplog.records)
+
+
+def test_publish_failure_rolls_back_the_claim(
+    celery_app: Celery,
+    redis_client: redis.Redis,
+    make_scheduler: Make,
+    sent: Sent,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    scheduler = make_scheduler(celery_app)
+    last = datetime(2026, 1, 1, tzinfo=UTC)
+    meta = encode_meta(last, 4)
+    redis_client.hset('redbeat:pub', mapping={'definition': definition('pub', 'proj.tasks.pub'),
+                                              'meta': meta})  # fmt: skip
+    redis_client.zadd(SCHEDULE, {'redbeat:pub': 1767225660.125})
+    score = redis_client.zscore(SCHEDULE, 'redbeat:pub')
+
+    def unreachable(*args: Any, **kwargs: Any) -> Any:
+        raise OperationalError('broker down')
+
+    monkeypatch.setattr(celery_app, 'send_task', unreachable)
+    scheduler.tick()
+    assert tasks(sent) == []
+    assert redis_client.zscore(SCHEDULE, 'redbeat:pub') == score
+    assert redis_client.hget('redbeat:pub', 'meta') == meta
+
+    monkeypatch.undo()
+    scheduler.tick()
+    assert tasks(sent) == ['proj.tasks.pub']
+    assert decode_meta('k', redis_client.hget('redbeat:pub', 'meta'))[1] == 5
+
+
+def test_missed_occurrences_are_sent_once(
+    celery_app: Celery, redis_client: redis.Redis, make_scheduler: Make, sent: Sent
+) -> None:
+    scheduler = make_scheduler(celery_app)
+    now = time.time()
+    last = datetime.fromtimestamp(now - 40, tz=UTC)
+    redis_client.hset('redbeat:late', mapping={
+        'definition': definition('late', 'proj.tasks.late', every=10),
+        'meta': encode_meta(last, 2)})  # fmt: skip
+    redis_client.zadd(SCHEDULE, {'redbeat:late': now - 30})
+    before = time.time()
+    scheduler.tick()
+    scheduler.tick()
+    assert tasks(sent) == ['proj.tasks.late']
+    assert redis_client.zscore(SCHEDULE, 'redbeat:late') > before
+    assert decode_meta('k', redis_client.hget('redbeat:late', 'meta'))[1] == 3
+
+
+def test_scores_keep_sub_second_precision(
+    celery_app: Celery, redis_client: redis.Redis, make_scheduler: Make, sent: Sent
+) -> None:
+    scheduler = make_scheduler(celery_app)
+    due = round(time.time() - 1, 0) + 0.123456  # just due, a fraction past the second
+    redis_client.hset('redbeat:fine', mapping={
+        'definition': definition('fine', 'proj.tasks.fine', every=3600.25),
+        'meta': encode_meta(datetime.fromtimestamp(due - 3600.25, tz=UTC), 0)})  # fmt: skip
+    redis_client.zadd(SCHEDULE, {'redbeat:fine': due})
+    scheduler.tick()
+    assert tasks(sent) == ['proj.tasks.fine']
+    assert redis_client.zscore(SCHEDULE, 'redbeat:fine') == pytest.approx(due + 3600.25, abs=1e-5)
+    last_run_at, _ = decode_meta('k', redis_client.hget('redbeat:fine', 'meta'))
+    assert last_run_at is not None
+    assert last_run_at.timestamp() == pytest.approx(due, abs=1e-5)
+
+
+def test_occurrence_sent_once_by_two_unlocked_schedulers(
+    celery_app: Celery, redis_client: redis.Redis, make_scheduler: Make, sent: Sent
+) -> None:
+    celery_app.conf.redbeat_lock_key = None
+    first, second = make_scheduler(celery_app), make_scheduler(celery_app)
+    put_due(redis_client, 'once', 'proj.tasks.once')
+    first.tick()
+    second.tick()
+    assert tasks(sent) == ['proj.tasks.once']

@@ -107,6 +107,8 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         self._failures = 0
         self._decoded: dict[str, dict[str, Any]] = {}
         self._changes: redis.client.PubSub | None = None
+        self._waiting = False
+        self._statics_written = 0
         self.publisher = Publisher(app, lambda: self.producer, self.publish_group)
         super().__init__(app, **kwargs)
 
@@ -185,6 +187,7 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
             self.store.forget_statics(removed)
         save_entries(list(entries.values()))
         self.store.add_statics(entries)
+        self._statics_written = len(entries)
 
     def _adopt_orphans(self) -> None:
         """Schedule hashes written without a ZADD (the RedBeat README promises it)."""
@@ -287,10 +290,14 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
             if self._changes is None:
                 self._changes = self.store.listen()
             deadline = time.monotonic() + wait
-            while (left := deadline - time.monotonic()) > 0:
-                if self._changes.get_message(timeout=left) is not None:
-                    logger.debug('beat: Woken up by a change to the schedule.')
-                    break
+            self._waiting = True
+            try:
+                while (left := deadline - time.monotonic()) > 0:
+                    if self._changes.get_message(timeout=left) is not None:
+                        logger.debug('beat: Woken up by a change to the schedule.')
+                        break
+            finally:
+                self._waiting = False
         except REDIS_ERRORS as exc:
             logger.warning('beat: Lost the change subscription (%s); polling instead.', exc)
             self._changes = None
@@ -308,8 +315,12 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         now_ts = time.time()
         now = datetime.fromtimestamp(now_ts, tz=timezone.utc)
         due, following = self.store.due(now_ts, self.first_chunk, peek=True)
-        if due and not self._claim_and_send(due, now, then_due=None):
+        if not due:
+            return following if following is not None else self._after_empty(now_ts)
+        claimed = self._claim_and_send(due, now, then_due=None)
+        if claimed is None:
             return now_ts + 1.0
+        following = claimed.next_due  # peeked after the claims: includes their new scores
         more = len(due) >= self.first_chunk
         if more:
             due, _ = self.store.due(now_ts, self.chunk_size)
@@ -324,6 +335,19 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
                 return now_ts + 1.0
             due, following = claimed.due, claimed.next_due
         return following
+
+    def _after_empty(self, now_ts: float) -> float | None:
+        """Nothing is due now or later: if Redis lost the schedule, write it again.
+
+        An empty sorted set while ``beat_schedule`` has entries means Redis
+        restarted without its data (or was flushed); the static entries are
+        written again rather than silently never sent.
+        """
+        if self._statics_written and self.store.count() == 0:
+            logger.warning('beat: The schedule in Redis is empty; writing beat_schedule again.')
+            self._setup()
+            return now_ts
+        return None
 
     def _claim_and_send(
         self, due: Sequence[Due], now: datetime, then_due: tuple[float, int] | None
@@ -419,7 +443,10 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
     def close(self) -> None:
         try:
             self.leader.release()
-            if self._changes is not None:
+            # Celery's SIGTERM handler calls close() while the main thread may be
+            # blocked reading the subscription: closing it under that read would
+            # turn beat's SystemExit into a ValueError. The process is exiting.
+            if self._changes is not None and not self._waiting:
                 self._changes.close()
                 self._changes = None
         finally:

@@ -465,3 +465,30 @@ def test_occurrence_sent_once_by_two_unlocked_schedulers(
     first.tick()
     second.tick()
     assert tasks(sent) == ['proj.tasks.once']
+
+
+def test_sleep_after_a_run_accounts_for_the_entry_just_sent(
+    celery_app: Celery, redis_client: redis.Redis, make_scheduler: Make, sent: Sent
+) -> None:
+    """The wait returned after a tick is the sent entry's next due time, not the longer cap."""
+    celery_app.conf.beat_max_loop_interval = 60
+    put_due(redis_client, 'fast', every=2)
+    scheduler = make_scheduler(celery_app, lock_timeout=300)
+    wait = scheduler.tick()
+    assert tasks(sent) == ['proj.tasks.job']
+    assert 0 < wait <= 2.0
+
+
+def test_static_entries_written_again_when_redis_lost_the_schedule(
+    celery_app: Celery, redis_client: redis.Redis, make_scheduler: Make, sent: Sent
+) -> None:
+    celery_app.conf.beat_schedule = {'kept': {'task': 'proj.tasks.kept', 'schedule': 30.0}}
+    scheduler = make_scheduler(celery_app)
+    scheduler.tick()
+    redis_client.flushdb()  # as a restart without persistence would leave it
+
+    scheduler.tick()
+    scheduler.tick()
+    assert redis_client.zscore(SCHEDULE, 'redbeat:kept') is not None
+    assert json.loads(redis_client.hget('redbeat:kept', 'definition'))['task'] == 'proj.tasks.kept'
+    assert redis_client.sismember('redbeat::statics', 'kept')

@@ -8,11 +8,13 @@ Each setting may be spelled ``redbeat_x`` (Celery 4+ style), ``REDBEAT_X``
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 from celery import Celery
+from redis.crc import key_slot
 
 from .errors import ConfigurationError
 from .keys import Keys
@@ -22,6 +24,13 @@ from .keys import Keys
 #: every third of it.  Ten seconds keeps failover fast while tolerating a GC
 #: pause or a slow Redis answer of a few seconds.
 DEFAULT_LOCK_TIMEOUT = 10.0
+
+#: Default prefix on Redis Cluster: the hash tag ``{redbeat}`` puts every key
+#: of the schedule in one slot, so multi-key scripts and pipelines work.
+CLUSTER_KEY_PREFIX = '{redbeat}:'
+
+#: Dispatch records kept per entry by default (about 150 bytes each in Redis).
+DEFAULT_HISTORY_SIZE = 5
 
 REDIS_SCHEMES = ('redis', 'rediss', 'unix', 'redis-sentinel', 'sentinel', 'redis-cluster')
 _UNSET = object()
@@ -38,12 +47,15 @@ def _lookup(conf: Any, name: str) -> Any:
 
 
 def _mask(url: str) -> str:
-    """The URL with any password replaced by ``**``."""
+    """The URL with any password (also ``?password=``) replaced by ``**``."""
     parts = urlsplit(url)
-    if parts.password is None:
+    if parts.password is None and 'password' not in parts.query:
         return url
-    netloc = parts.netloc.replace(':' + parts.password + '@', ':**@', 1)
-    return parts._replace(netloc=netloc).geturl()
+    if parts.password is not None:
+        netloc = parts.netloc.replace(':' + parts.password + '@', ':**@', 1)
+        parts = parts._replace(netloc=netloc)
+    query = re.sub(r'((?:^|&)[^=&]*password=)[^&]*', r'\1**', parts.query)
+    return parts._replace(query=query).geturl()
 
 
 def masked_url(url: str) -> str:
@@ -65,6 +77,12 @@ class RedBeatConfig:
     timezone: str = 'UTC'
     #: Celery's ``beat_max_loop_interval``: the longest beat sleeps between checks.
     max_loop_interval: float = 300.0
+    #: How many dispatch records each entry keeps (``redbeat_history_size``).
+    history_size: int = DEFAULT_HISTORY_SIZE
+    #: App-wide missed-run policy and catch-up window (``redbeat_missed_runs``,
+    #: ``redbeat_catchup_window``); an entry's own policy overrides them.
+    missed_runs: str = 'once'
+    catchup_window: float | None = None
 
     @property
     def keys(self) -> Keys:
@@ -79,7 +97,8 @@ class RedBeatConfig:
         """Read and check the settings of ``app``; ConfigurationError if one is bad."""
         conf = app.conf
         prefix = _lookup(conf, 'redbeat_key_prefix')
-        prefix = 'redbeat:' if prefix is _UNSET or prefix is None else prefix
+        prefix_given = prefix is not _UNSET and prefix is not None
+        prefix = prefix if prefix_given else 'redbeat:'
         if not isinstance(prefix, str) or not prefix:
             raise ConfigurationError(
                 'redbeat_key_prefix', f'must be a non-empty string, got {prefix!r}'
@@ -97,6 +116,9 @@ class RedBeatConfig:
                 )
             url = broker
         _check_url(url)
+        cluster = urlsplit(url).scheme == 'redis-cluster'
+        if cluster and not prefix_given:
+            prefix, keys = CLUSTER_KEY_PREFIX, Keys(CLUSTER_KEY_PREFIX)
 
         lock_key = _lookup(conf, 'redbeat_lock_key')
         if lock_key is _UNSET:
@@ -105,6 +127,9 @@ class RedBeatConfig:
             raise ConfigurationError(
                 'redbeat_lock_key', f'must be a key name or None, got {lock_key!r}'
             )
+
+        if cluster:
+            _check_cluster_keys(keys, lock_key)
 
         timeout = _lookup(conf, 'redbeat_lock_timeout')
         timeout = DEFAULT_LOCK_TIMEOUT if timeout is _UNSET or timeout is None else timeout
@@ -131,6 +156,27 @@ class RedBeatConfig:
             )
 
         max_interval = conf.beat_max_loop_interval or 300
+        history = _lookup(conf, 'redbeat_history_size')
+        history = DEFAULT_HISTORY_SIZE if history is _UNSET or history is None else history
+        if isinstance(history, bool) or not isinstance(history, int) or history < 0:
+            raise ConfigurationError(
+                'redbeat_history_size', f'must be a whole number >= 0, got {history!r}'
+            )
+        missed = _lookup(conf, 'redbeat_missed_runs')
+        missed = 'once' if missed is _UNSET or missed is None else missed
+        if missed not in ('once', 'skip', 'all'):
+            raise ConfigurationError(
+                'redbeat_missed_runs', f"must be 'once', 'skip' or 'all', got {missed!r}"
+            )
+        window = _lookup(conf, 'redbeat_catchup_window')
+        window = None if window is _UNSET else window
+        if window is not None and (
+            isinstance(window, bool) or not isinstance(window, (int, float)) or window < 0
+        ):
+            raise ConfigurationError(
+                'redbeat_catchup_window',
+                f'must be a number of seconds >= 0 or None, got {window!r}',
+            )
         return cls(
             redis_url=url,
             key_prefix=prefix,
@@ -140,6 +186,9 @@ class RedBeatConfig:
             use_ssl=use_ssl,
             timezone=str(conf.timezone or 'UTC'),
             max_loop_interval=float(max_interval),
+            history_size=history,
+            missed_runs=missed,
+            catchup_window=None if window is None else float(window),
         )
 
 
@@ -152,4 +201,21 @@ def _check_url(url: Any) -> None:
             'redbeat_redis_url',
             f'{masked_url(url)!r} has scheme {scheme!r}; '
             f'expected one of {", ".join(REDIS_SCHEMES)}',
+        )
+
+
+def _check_cluster_keys(keys: Keys, lock_key: str | None) -> None:
+    """On Redis Cluster every key of the schedule (and the lock) must share one slot."""
+    if keys.hash_tag is None:
+        raise ConfigurationError(
+            'redbeat_key_prefix',
+            f'{keys.prefix!r} has no hash tag, so on Redis Cluster the keys of one schedule '
+            "would spread over slots (CROSSSLOT errors); use one such as '{redbeat}:' "
+            '(the default on Cluster)',
+        )
+    if lock_key is not None and key_slot(lock_key.encode()) != key_slot(keys.schedule.encode()):
+        raise ConfigurationError(
+            'redbeat_lock_key',
+            f'{lock_key!r} is not in the hash slot of the schedule {keys.schedule!r}; on Redis '
+            f'Cluster give it the same hash tag, e.g. {keys.default_lock!r}',
         )

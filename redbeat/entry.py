@@ -25,6 +25,8 @@ from .client import redis_from_config
 from .config import RedBeatConfig
 from .decoder import check_fields, decode_definition, decode_meta, encode_definition, encode_meta
 from .errors import DefinitionError, EntryNotFound, RedBeatError
+from .policy import DEFAULT as DEFAULT_POLICY
+from .policy import Policy
 from .store import SaveItem, ScheduleStore
 
 _SAVE_ATTEMPTS = 5
@@ -38,6 +40,12 @@ class Binding:
         self.config = config or RedBeatConfig.from_app(app)
         self.store = ScheduleStore(redis_from_config(self.config), self.config.keys)
         self.tz: tzinfo = zone(self.config.timezone)
+        #: The app-wide policy an entry's own policy falls back on.
+        self.defaults = Policy(
+            missed=self.config.missed_runs,
+            catchup_window=self.config.catchup_window,
+            history=self.config.history_size,
+        )
 
 
 _bindings: weakref.WeakKeyDictionary[Celery, Binding] = weakref.WeakKeyDictionary()
@@ -86,6 +94,7 @@ class RedBeatSchedulerEntry(ScheduleEntry):  # type: ignore[misc]
         last_run_at: datetime | None = None,
         total_run_count: int | None = None,
         relative: bool = False,
+        policy: Policy | dict[str, Any] | None = None,
     ) -> None:
         super().__init__(
             name=name,
@@ -98,6 +107,10 @@ class RedBeatSchedulerEntry(ScheduleEntry):  # type: ignore[misc]
             app=app_or_default(app),
         )
         self.enabled = bool(enabled)
+        if isinstance(policy, dict):
+            policy = Policy.from_dict(name or '<unnamed entry>', policy)
+        #: Time zone, missed runs, bounds, jitter, history (see :class:`redbeat.policy.Policy`).
+        self.policy: Policy = policy or DEFAULT_POLICY
         # Celery's ScheduleEntry sets "now" here; None means "no run state yet".
         self.last_run_at = last_run_at
         self.total_run_count = total_run_count or 0
@@ -119,7 +132,7 @@ class RedBeatSchedulerEntry(ScheduleEntry):  # type: ignore[misc]
         now = utcnow()
         if self.last_run_at is None:
             return now
-        due = timing.next_after(self.schedule, self.last_run_at, self.binding.tz)
+        due = timing.occurrence_after(self.schedule, self.policy, self.last_run_at, self.binding.tz)
         if due is not None and due < now:
             return now
         return due
@@ -129,7 +142,7 @@ class RedBeatSchedulerEntry(ScheduleEntry):  # type: ignore[misc]
         """The sorted-set score: due time in UTC UNIX seconds; -1 if disabled or finished."""
         if not self.enabled:
             return timing.NEVER
-        return timing.to_score(self.due_at)
+        return timing.due_score(self.key, self.due_at, self.policy)
 
     def is_due(self) -> schedstate:
         """Celery's ``(is_due, seconds until next check)``."""
@@ -166,6 +179,7 @@ class RedBeatSchedulerEntry(ScheduleEntry):  # type: ignore[misc]
             app=self.app,
             last_run_at=last_run_at or utcnow(),
             total_run_count=self.total_run_count + (0 if only_update_last_run_at else 1),
+            policy=self.policy,
         )
 
     __next__ = next = _next_instance
@@ -201,7 +215,7 @@ class RedBeatSchedulerEntry(ScheduleEntry):  # type: ignore[misc]
             raise DefinitionError(row.key, row.error)
         if row.definition is None:
             raise EntryNotFound(row.key)
-        return entry_from_row(bound.app, row.key, row.definition, row.meta, cls)
+        return entry_from_row(bound.app, row.key, row.definition, row.meta, cls, row.policy)
 
 
 def entry_from_row(
@@ -210,11 +224,13 @@ def entry_from_row(
     definition: str,
     meta: str | None,
     cls: type[RedBeatSchedulerEntry] = RedBeatSchedulerEntry,
+    policy_json: str | None = None,
 ) -> RedBeatSchedulerEntry:
     """An entry from its stored strings (DefinitionError if they are bad)."""
     fields = decode_definition(key, definition)
     last_run_at, count = decode_meta(key, meta)
-    return cls(app=app, last_run_at=last_run_at, total_run_count=count, **fields)
+    policy = Policy.from_json(key, policy_json)
+    return cls(app=app, last_run_at=last_run_at, total_run_count=count, policy=policy, **fields)
 
 
 def check_entry(entry: RedBeatSchedulerEntry) -> None:
@@ -252,14 +268,15 @@ def save_entries(
     for entry in entries:
         check_entry(entry)
     # First pass: assume each entry is new (no run state stored yet).
-    items = [_save_item(bound, e, None, None, now) for e in entries]
+    items = [_save_item(bound, e, None, None, None, now) for e in entries]
     pending = _write(bound, entries, items, notify)
     for _ in range(_SAVE_ATTEMPTS):
         if not pending:
             return
         rows = bound.store.fetch([e.key for e in pending])
         items = [
-            _save_item(bound, e, row.definition, row.meta, now) for e, row in zip(pending, rows)
+            _save_item(bound, e, row.definition, row.meta, row.policy, now)
+            for e, row in zip(pending, rows)
         ]
         pending = _write(bound, pending, items, notify)
     raise RedBeatError(f'{pending[0].key}: run state kept changing while saving; try again')
@@ -284,6 +301,7 @@ def _save_item(
     entry: RedBeatSchedulerEntry,
     stored_definition: str | None,
     meta: str | None,
+    stored_policy: str | None,
     now: datetime,
 ) -> SaveItem:
     definition = encode_definition(entry.definition())
@@ -295,7 +313,9 @@ def _save_item(
         new_meta = encode_meta(last_run_at, count)
     entry.last_run_at, entry.total_run_count = last_run_at, count
     if entry.enabled:
-        score = timing.to_score(timing.due_after_change(entry.schedule, last_run_at, now, bound.tz))
+        policy = entry.policy.merged(bound.defaults)
+        due = timing.due_after_change(entry.schedule, last_run_at, now, bound.tz, policy)
+        score = timing.due_score(entry.key, due, policy)
     else:
         score = timing.NEVER
     return SaveItem(
@@ -305,7 +325,12 @@ def _save_item(
         expected_meta=meta,
         new_meta=new_meta,
         score=score,
-        keep_score=stored_definition == definition and meta is not None,
+        keep_score=(
+            stored_definition == definition
+            and stored_policy == entry.policy.to_json()
+            and meta is not None
+        ),
+        policy=entry.policy.to_json(),
     )
 
 

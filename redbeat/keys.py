@@ -7,6 +7,7 @@ With the default prefix ``redbeat:`` the layout is the celery-redbeat 2.x one::
     redbeat::statics      set: names of entries that come from beat_schedule
     redbeat::lock         string: the leader lock
     redbeat::changes      pub/sub channel: "something changed, look again"
+    redbeat::history:<n>  list: the entry's latest dispatches, JSON, newest first
 
 Entry names never start with ``:``, so ``<prefix>:<anything>`` is ours.
 """
@@ -19,6 +20,19 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Keys:
     prefix: str = 'redbeat:'
+
+    @property
+    def hash_tag(self) -> str | None:
+        """The Redis Cluster hash tag every key shares (``redbeat`` for ``{redbeat}:``).
+
+        None when the prefix holds no complete, non-empty ``{...}``: then the
+        keys of one schedule may land in different cluster slots.
+        """
+        start = self.prefix.find('{')
+        end = self.prefix.find('}', start + 1)
+        if start < 0 or end <= start + 1:
+            return None
+        return self.prefix[start + 1 : end]
 
     @property
     def schedule(self) -> str:
@@ -35,6 +49,10 @@ class Keys:
     @property
     def changes(self) -> str:
         return self.prefix + ':changes'
+
+    def history(self, name: str) -> str:
+        """The list of an entry's latest dispatches (newest first)."""
+        return self.prefix + ':history:' + name
 
     def entry(self, name: str) -> str:
         """The hash key of the entry called ``name``."""

@@ -53,6 +53,12 @@ def occurrence_id(key: str, occurrence: datetime) -> str:
     return str(uuid.uuid5(OCCURRENCE_NAMESPACE, f'{key}@{occurrence.isoformat()}'))
 
 
+def task_id_of(message: Message) -> str:
+    """The task id a message is sent with: the entry's own, or the occurrence's."""
+    given = message.fields['options'].get('task_id')
+    return str(given) if given else occurrence_id(message.key, message.occurrence)
+
+
 @dataclass(frozen=True)
 class Message:
     """One occurrence to send: the decoded definition fields and its identity."""
@@ -69,6 +75,10 @@ class Outcome:
     sent: int = 0
     retry: list[int] = field(default_factory=list)  # broker unreachable: hand back
     skipped: list[int] = field(default_factory=list)  # message-specific error: logged
+
+    @property
+    def failed(self) -> set[int]:
+        return set(self.retry) | set(self.skipped)
 
 
 class Publisher:
@@ -128,7 +138,7 @@ class Publisher:
         name = fields['task']
         options = dict(fields['options'])
         options['headers'] = {**(options.get('headers') or {}), 'celery_beat_task': True}
-        options.setdefault('task_id', occurrence_id(message.key, message.occurrence))
+        options['task_id'] = task_id_of(message)
         logger.info('Scheduler: Sending due task %s (%s)', fields['name'], name)
         task = self.app.tasks.get(name)
         if task is not None:

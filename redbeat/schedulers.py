@@ -19,6 +19,7 @@ changed.  Redis errors are logged and retried with backoff; beat goes on.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Iterator, Sequence
@@ -34,12 +35,13 @@ from celery.utils.time import humanize_seconds
 
 from . import timing
 from .config import RedBeatConfig
-from .decoder import decode_definition, decode_meta, encode_meta
+from .decoder import decode_definition, decode_meta, encode_definition, encode_meta
 from .entry import Binding, RedBeatSchedulerEntry, check_entry, save_entries
 from .errors import DefinitionError, LeadershipLost
 from .leader import Leadership
-from .publish import Message, Publisher
-from .store import Claim, Claimed, Due, Restore, Row
+from .policy import Policy
+from .publish import Message, Outcome, Publisher, task_id_of
+from .store import Claim, Claimed, Due, Restore, Row, Writes
 
 logger = logging.getLogger('celery.beat')
 
@@ -57,11 +59,13 @@ _MAX_CHUNKS_PER_TICK = 1000
 
 @dataclass(frozen=True)
 class Plan:
-    """What one tick does with one due member: claim it, and maybe send it."""
+    """What one tick does with one due member: claim it, and send its occurrences."""
 
     claim: Claim
     restore: Restore
-    message: Message | None = None  # None: nothing to send (parked)
+    messages: tuple[Message, ...] = ()  # empty: nothing to send (parked)
+    history: int = 0  # dispatch records to keep
+    finish: str | None = None  # 'disable' or 'delete' once these are sent
 
 
 def chunks(items: Sequence[Any], first: int, size: int) -> Iterator[Sequence[Any]]:
@@ -109,6 +113,9 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         self._changes: redis.client.PubSub | None = None
         self._waiting = False
         self._statics_written = 0
+        self._policies: dict[str, Policy] = {}
+        #: History records and finish actions, written with the next round trip.
+        self._writes = Writes()
         self.publisher = Publisher(app, lambda: self.producer, self.publish_group)
         super().__init__(app, **kwargs)
 
@@ -314,7 +321,7 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         """
         now_ts = time.time()
         now = datetime.fromtimestamp(now_ts, tz=timezone.utc)
-        due, following = self.store.due(now_ts, self.first_chunk, peek=True)
+        due, following = self.store.due(now_ts, self.first_chunk, peek=True, writes=self._writes)
         if not due:
             return following if following is not None else self._after_empty(now_ts)
         claimed = self._claim_and_send(due, now, then_due=None)
@@ -365,8 +372,9 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
             self.leader.fence,
             then_due=then_due,
             peek_after=now.timestamp(),
+            writes=self._writes,
         )
-        sent = self._send([p for p, ok in zip(plans, claimed.flags) if ok and p.message])
+        sent = self._send([p for p, ok in zip(plans, claimed.flags) if ok and p.messages])
         return claimed if sent else None
 
     def _send(self, plans: Sequence[Plan]) -> bool:
@@ -374,18 +382,50 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
 
         A claim is the commit point: once claimed an occurrence is sent even
         if the lock is lost meanwhile, since no other beat can claim it.
+        Returns False when something was handed back.
         """
-        messages = [p.message for p in plans if p.message is not None]
+        messages = [m for p in plans for m in p.messages]
+        owner = [p for p in plans for _ in p.messages]
         outcome = self.publisher.send(messages, between_groups=self._renew)
+        self._record(messages, owner, outcome)
         if not outcome.retry:
             return True
-        restored = self.store.rollback([plans[i].restore for i in outcome.retry])
+        sent = {id(owner[i]) for i in range(len(messages)) if i not in outcome.failed}
+        back = {id(owner[i]): owner[i] for i in outcome.retry if id(owner[i]) not in sent}
+        restored = self.store.rollback([p.restore for p in back.values()])
         logger.warning(
             'beat: %d occurrences were not sent; %d handed back to be sent again.',
             len(outcome.retry),
             restored,
         )
         return False
+
+    def _record(self, messages: Sequence[Message], owner: Sequence[Plan], outcome: Outcome) -> None:
+        """Queue history records and finish actions for the next round trip."""
+        sent_at = datetime.now(timezone.utc).isoformat()
+        retry, skipped = set(outcome.retry), set(outcome.skipped)
+        finished: dict[int, Plan] = {}
+        for i, (message, plan) in enumerate(zip(messages, owner)):
+            result = 'handed back' if i in retry else 'error' if i in skipped else 'sent'
+            if plan.history:
+                record = {
+                    'scheduled': message.occurrence.isoformat(),
+                    'sent': sent_at,
+                    'task_id': task_id_of(message),
+                    'outcome': result,
+                }
+                name = message.fields['name']
+                self._writes.history.append((name, json.dumps(record), plan.history))
+            if plan.finish and result == 'sent':
+                finished[id(plan)] = plan
+        for plan in finished.values():
+            fields = plan.messages[0].fields
+            if plan.finish == 'delete':
+                self._writes.deletes.append(fields['name'])
+            else:
+                self._writes.definitions.append(
+                    (plan.claim.key, encode_definition({**fields, 'enabled': False}))
+                )
 
     def _renew(self) -> None:
         """Keep the lock during a long dispatch (a no-op until a renewal is due)."""
@@ -397,7 +437,8 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
     def _plan(self, member: str, score: str, row: Row, now: datetime) -> Plan:
         try:
             fields = self._decode(row)
-            _, count = decode_meta(row.key, row.meta)
+            last_run_at, count = decode_meta(row.key, row.meta)
+            policy = self._policy(row)
         except DefinitionError as exc:
             retry_at = now.timestamp() + self.max_wait
             logger.error(
@@ -409,13 +450,32 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
             return self._park(member, score, row, retry_at)
         if not fields['enabled']:
             return self._park(member, score, row, timing.NEVER)
-        scheduled = timing.from_score(float(score))
-        scheduled_at = now if scheduled is None or float(score) == timing.NOW else scheduled
-        last, following = timing.advance(fields['schedule'], scheduled_at, now, self.binding.tz)
-        new_score = timing.to_score(following)
-        claim = Claim(row.key, member, score, new_score, encode_meta(last, count + 1))
-        restore = Restore(row.key, new_score, score, row.meta)
-        return Plan(claim, restore, Message(row.key, fields, last))
+        sched, tz = fields['schedule'], self.binding.tz
+        first = timing.first_occurrence(sched, policy, last_run_at, float(score), now, tz)
+        if first is None:  # no occurrence left
+            return self._park(member, score, row, timing.NEVER)
+        if first > now:  # not due yet (its definition changed by hand): move to its time
+            return self._park(member, score, row, timing.due_score(row.key, first, policy))
+        run = timing.plan_run(sched, policy, first, now, count, tz, key=row.key)
+        meta = encode_meta(run.last_run_at, run.total_run_count)
+        claim = Claim(row.key, member, score, run.score, meta, run.missed, run.skipped)
+        restore = Restore(row.key, run.score, score, row.meta)
+        finish = policy.on_finish if run.next_occurrence is None else None
+        return Plan(
+            claim,
+            restore,
+            tuple(Message(row.key, fields, occurrence) for occurrence in run.sends),
+            history=policy.history or 0,
+            finish=finish if finish in ('disable', 'delete') else None,
+        )
+
+    def _policy(self, row: Row) -> Policy:
+        """The entry's policy over the app's defaults (cached by its text)."""
+        cached = self._policies.get(row.policy or '')
+        if cached is None:
+            cached = Policy.from_json(row.key, row.policy).merged(self.binding.defaults)
+            self._policies[row.policy or ''] = cached
+        return cached
 
     def _park(self, member: str, score: str, row: Row, until: float) -> Plan:
         """Move an entry that will not be sent out of the due range; its data is untouched."""
@@ -442,6 +502,11 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
 
     def close(self) -> None:
         try:
+            if self._writes:
+                try:
+                    self.store.write(self._writes)  # the last tick's history
+                except REDIS_ERRORS as exc:
+                    logger.warning('beat: Could not write the last dispatch records: %s', exc)
             self.leader.release()
             # Celery's SIGTERM handler calls close() while the main thread may be
             # blocked reading the subscription: closing it under that read would

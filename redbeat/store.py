@@ -9,17 +9,20 @@ number of entries it is given, unless its docstring says otherwise.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Union
 
 import redis
+from redis.cluster import RedisCluster
 from redis.commands.core import Script
 from redis.exceptions import NoScriptError
 
 from .errors import LeadershipLost
 from .keys import Keys
 
+#: The entry hash fields redbeat reads (celery-redbeat 2.x reads the first two).
+_FIELDS = ('definition', 'meta', 'policy')
 #: A score to write: a number, or the exact string Redis returned.
 Score = Union[float, str]
 
@@ -34,6 +37,15 @@ def _exact(raw: bytes | str) -> str:
     return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
+def _evalsha(pipe: Any, sha: str, numkeys: int, *keys_and_args: Any) -> None:
+    """Queue EVALSHA on ``pipe``.
+
+    By name, because redis-py's cluster pipeline refuses ``.evalsha()``; it
+    routes the command by its keys, which all share the schedule's slot.
+    """
+    pipe.execute_command('EVALSHA', sha, numkeys, *keys_and_args)
+
+
 def _score_text(score: Score) -> str:
     return score if isinstance(score, str) else repr(float(score))
 
@@ -46,6 +58,7 @@ class Row:
     definition: str | None = None
     meta: str | None = None
     error: str | None = None
+    policy: str | None = None
 
 
 @dataclass(frozen=True)
@@ -59,6 +72,7 @@ class SaveItem:
     new_meta: str | None
     score: Score
     keep_score: bool = False  # leave the score alone if the entry is scheduled
+    policy: str | None = None  # None: the default policy (no field stored)
 
 
 @dataclass(frozen=True)
@@ -70,6 +84,20 @@ class Claim:
     expected: str
     score: Score
     meta: str | None  # None: leave meta alone
+    missed: int = 0
+    skipped: int = 0
+
+
+@dataclass
+class Writes:
+    """Bookkeeping after sending, written with the next round trip beat makes anyway."""
+
+    history: list[tuple[str, str, int]] = field(default_factory=list)  # (name, record, keep)
+    definitions: list[tuple[str, str]] = field(default_factory=list)  # (key, definition)
+    deletes: list[str] = field(default_factory=list)  # entry names
+
+    def __bool__(self) -> bool:
+        return bool(self.history or self.definitions or self.deletes)
 
 
 @dataclass(frozen=True)
@@ -106,6 +134,8 @@ class ScheduleStore:
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self.client = client
         self.keys = keys
+        #: Redis Cluster: pipelines refuse PUBLISH, and SCAN must visit every primary.
+        self.cluster = isinstance(client, RedisCluster)
         self._save = _script(client, 'save.lua')
         self._claim = _script(client, 'claim.lua')
         self._rollback = _script(client, 'rollback.lua')
@@ -120,14 +150,14 @@ class ScheduleStore:
             return []
         with self.client.pipeline(transaction=False) as pipe:
             for key in keys:
-                pipe.hmget(key, 'definition', 'meta')
+                pipe.hmget(key, *_FIELDS)
             replies = pipe.execute(raise_on_error=False)
         return [_row(key, reply) for key, reply in zip(keys, replies)]
 
     def read(self, key: str) -> tuple[Row, float | None]:
         """One entry and its score (None when it is not in the sorted set)."""
         with self.client.pipeline(transaction=False) as pipe:
-            pipe.hmget(key, 'definition', 'meta')
+            pipe.hmget(key, *_FIELDS)
             pipe.zscore(self.keys.schedule, key)
             reply, score = pipe.execute(raise_on_error=False)
         return _row(key, reply), None if isinstance(score, Exception) else score
@@ -140,6 +170,9 @@ class ScheduleStore:
 
     def scan_entry_keys(self, count: int = 1000) -> Iterator[list[str]]:
         """Batches of entry hash keys under the prefix (SCAN: one round trip a batch)."""
+        if self.cluster:
+            yield from self._scan_cluster(count)
+            return
         cursor = 0
         while True:
             cursor, found = self.client.scan(
@@ -150,6 +183,20 @@ class ScheduleStore:
                 yield batch
             if cursor == 0:
                 return
+
+    def _scan_cluster(self, count: int) -> Iterator[list[str]]:
+        # redis-py's cluster scan_iter walks each primary in turn (one round
+        # trip per batch and node); with a hash-tagged prefix all hit one node.
+        batch: list[str] = []
+        found = self.client.scan_iter(match=self.keys.scan_pattern(), count=count, _type='hash')
+        for key in found:
+            if not self.keys.is_internal(str(key)):
+                batch.append(str(key))
+            if len(batch) >= count:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
 
     def statics(self) -> set[str]:
         return {str(name) for name in self.client.smembers(self.keys.statics)}
@@ -194,6 +241,7 @@ class ScheduleStore:
                 item.new_meta or '',
                 _score_text(item.score),
                 '1' if item.keep_score else '0',
+                item.policy or '',
             ]
         result = self._save(keys=[self.keys.schedule, *(i.key for i in items)], args=args)
         return [int(flag) for flag in result]
@@ -207,9 +255,12 @@ class ScheduleStore:
         with self.client.pipeline(transaction=True) as pipe:
             pipe.zrem(self.keys.schedule, *keys, *names)
             pipe.delete(*keys)
-            if notify:
+            pipe.delete(*(self.keys.history(n) for n in names))
+            if notify and not self.cluster:
                 pipe.publish(self.keys.changes, 'delete')
             replies = pipe.execute()
+        if notify and self.cluster:  # cluster pipelines refuse PUBLISH (it has no key)
+            self.client.publish(self.keys.changes, 'delete')
         return int(replies[1])
 
     def set_state(self, key: str, meta: str | None, score: Score) -> None:
@@ -220,8 +271,11 @@ class ScheduleStore:
             else:
                 pipe.hset(key, 'meta', meta)
             pipe.zadd(self.keys.schedule, {key: _score_text(score)})
-            pipe.publish(self.keys.changes, 'state')
+            if not self.cluster:
+                pipe.publish(self.keys.changes, 'state')
             pipe.execute()
+        if self.cluster:  # cluster pipelines refuse PUBLISH (it has no key)
+            self.client.publish(self.keys.changes, 'state')
 
     def add_statics(self, names: Iterable[str]) -> None:
         names = list(names)
@@ -240,20 +294,23 @@ class ScheduleStore:
         mapping = {key: _score_text(s) for key, s in scores.items()}
         return int(self.client.zadd(self.keys.schedule, mapping, nx=True))  # type: ignore[arg-type]
 
-    def due(self, now: float, limit: int, peek: bool = False) -> tuple[list[Due], float | None]:
+    def due(
+        self, now: float, limit: int, peek: bool = False, writes: Writes | None = None
+    ) -> tuple[list[Due], float | None]:
         """Up to ``limit`` entries due at ``now``, earliest first, with their fields.
 
         With ``peek``, also the first score after ``now`` (same round trip): an
-        idle tick costs this one call.
+        idle tick costs this one call.  ``writes`` go first in the same round trip.
         """
         for attempt in (1, 2):
             with self.client.pipeline(transaction=False) as pipe:
-                pipe.evalsha(
-                    self._due.sha, 1, self.keys.schedule, repr(now), limit, self.keys.prefix
+                written = self._write(pipe, writes if attempt == 1 else None)
+                _evalsha(
+                    pipe, self._due.sha, 1, self.keys.schedule, repr(now), limit, self.keys.prefix
                 )
                 if peek:
                     self._peek(pipe, now)
-                replies = pipe.execute(raise_on_error=False)
+                replies = pipe.execute(raise_on_error=False)[written:]
             if attempt == 1 and isinstance(replies[0], NoScriptError):
                 self.load_scripts()
                 continue
@@ -268,6 +325,7 @@ class ScheduleStore:
         token: str | None,
         then_due: tuple[float, int] | None = None,
         peek_after: float | None = None,
+        writes: Writes | None = None,
     ) -> Claimed:
         """Claim occurrences; in the same round trip load the next due ones and peek.
 
@@ -278,21 +336,21 @@ class ScheduleStore:
         """
         args: list[Any] = [token or '']
         for c in claims:
-            args += [c.member, c.expected, _score_text(c.score), c.meta or '']
+            args += [c.member, c.expected, _score_text(c.score), c.meta or '', c.missed, c.skipped]
         keys = [self.keys.schedule, lock_key or self.keys.schedule, *(c.key for c in claims)]
         for attempt in (1, 2):
             with self.client.pipeline(transaction=False) as pipe:
+                written = self._write(pipe, writes if attempt == 1 else None)
                 # evalsha, not Script objects: those cost a SCRIPT EXISTS round trip.
                 if claims:
-                    pipe.evalsha(self._claim.sha, len(keys), *keys, *args)
+                    _evalsha(pipe, self._claim.sha, len(keys), *keys, *args)
                 if then_due is not None:
                     now, limit = then_due
-                    pipe.evalsha(
-                        self._due.sha, 1, self.keys.schedule, repr(now), limit, self.keys.prefix
-                    )
+                    schedule, prefix = self.keys.schedule, self.keys.prefix
+                    _evalsha(pipe, self._due.sha, 1, schedule, repr(now), limit, prefix)
                 if peek_after is not None:
                     self._peek(pipe, peek_after)
-                replies = pipe.execute(raise_on_error=False)
+                replies = pipe.execute(raise_on_error=False)[written:]
             if attempt == 1 and any(isinstance(r, NoScriptError) for r in replies):
                 self.load_scripts()  # Redis restarted or was flushed
                 continue
@@ -309,6 +367,42 @@ class ScheduleStore:
         rows = self._due_rows(replies.pop()) if then_due is not None else []
         return Claimed(flags, rows, following)
 
+    def write(self, writes: Writes) -> None:
+        """Apply bookkeeping writes now (at shutdown: nothing else will carry them)."""
+        with self.client.pipeline(transaction=False) as pipe:
+            self._write(pipe, writes)
+            pipe.execute(raise_on_error=False)
+
+    def _write(self, pipe: Any, writes: Writes | None) -> int:
+        """Queue ``writes`` on ``pipe``; returns how many replies they will take."""
+        if not writes:
+            return 0
+        count = 0
+        for name, record, keep in writes.history:
+            key = self.keys.history(name)
+            pipe.lpush(key, record)
+            pipe.ltrim(key, 0, keep - 1)
+            count += 2
+        for key, definition in writes.definitions:
+            pipe.hset(key, 'definition', definition)
+            count += 1
+        if writes.deletes:
+            keys = [self.keys.entry(n) for n in writes.deletes]
+            pipe.zrem(self.keys.schedule, *keys)
+            pipe.delete(*keys, *(self.keys.history(n) for n in writes.deletes))
+            count += 2
+        if writes.definitions or writes.deletes:
+            pipe.publish(self.keys.changes, 'finish')
+            count += 1
+        writes.history.clear()
+        writes.definitions.clear()
+        writes.deletes.clear()
+        return count
+
+    def history(self, name: str, limit: int = 100) -> list[str]:
+        """An entry's latest dispatch records (JSON), newest first."""
+        return [str(r) for r in self.client.lrange(self.keys.history(name), 0, limit - 1)]
+
     def load_scripts(self) -> None:
         """Load the Lua scripts used by sha in pipelines (after a Redis restart)."""
         for script in (self._due, self._claim, self._save, self._rollback):
@@ -318,13 +412,13 @@ class ScheduleStore:
         if isinstance(reply, Exception):
             raise reply
         out = []
-        for i in range(0, len(reply), 5):
-            member, score, definition, meta, error = reply[i : i + 5]
+        for i in range(0, len(reply), 6):
+            member, score, definition, meta, policy, error = reply[i : i + 6]
             key = self.keys.key_of(str(member))
             if error is not None:
                 row = _row(key, redis.ResponseError(str(error)))
             else:
-                row = Row(key, definition, meta)
+                row = Row(key, definition, meta, policy=policy)
             out.append(Due(str(member), str(score), row))
         return out
 
@@ -389,7 +483,7 @@ class ScheduleStore:
             return []
         with self.client.pipeline(transaction=False) as pipe:
             for key in keys:
-                pipe.hmget(key, 'definition', 'meta')
+                pipe.hmget(key, *_FIELDS)
                 pipe.exists(key)
             replies = pipe.execute(raise_on_error=False)
         pairs = zip(replies[::2], replies[1::2])
@@ -434,5 +528,5 @@ def _row(key: str, reply: Any) -> Row:
         if reason.startswith('WRONGTYPE'):
             reason = 'key holds a value of the wrong type (a hash is expected)'
         return Row(key, error=reason)
-    definition, meta = reply
-    return Row(key, definition, meta)
+    definition, meta, policy = reply
+    return Row(key, definition, meta, policy=policy)

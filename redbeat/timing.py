@@ -19,11 +19,16 @@ Rules, in one place:
 
 from __future__ import annotations
 
+import hashlib
+import math
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone, tzinfo
 from typing import Any
 
 from celery.schedules import BaseSchedule, crontab, schedule, solar
 
+from .policy import DEFAULT as DEFAULT_POLICY
+from .policy import SKIP_GRACE, Policy
 from .schedules import rrule
 
 #: Score of an entry the scheduler must not look at: disabled, or no more runs.
@@ -168,6 +173,156 @@ def first_due(
     return next_after(sched, saved_at, tz)
 
 
+# --- policies: bounds, anchors, missed runs, jitter --------------------------------
+
+#: The most due occurrences one run looks at (beat down a day, entry every second).
+_MAX_CATCH_UP = 1000
+
+
+def occurrence_after(
+    sched: BaseSchedule, policy: Policy, moment: datetime, tz: tzinfo = timezone.utc
+) -> datetime | None:
+    """The first occurrence strictly after ``moment`` allowed by ``policy``.
+
+    Honours ``anchor`` (intervals), ``start_at`` and ``end_at``; ``tz`` is the
+    zone crontab fields are read in (the policy's own zone wins).
+    """
+    zone = policy.tz or tz
+    moment = utc(moment)
+    if policy.start_at is not None and moment < utc(policy.start_at):
+        moment = utc(policy.start_at) - timedelta(microseconds=1)
+    if policy.anchor is not None and isinstance(sched, schedule) and not isinstance(sched, crontab):
+        found: datetime | None = anchored_next(sched, utc(policy.anchor), moment)
+    else:
+        found = next_after(sched, moment, zone)
+    if found is not None and policy.end_at is not None and found > utc(policy.end_at):
+        return None
+    return found
+
+
+def anchored_next(sched: schedule, anchor: datetime, after: datetime) -> datetime:
+    """The first ``anchor + k * every`` strictly after ``after`` (k may be negative)."""
+    every = sched.run_every.total_seconds()
+    steps = math.floor((after - anchor).total_seconds() / every) + 1
+    found: datetime = anchor + timedelta(seconds=steps * every)
+    while found <= after:  # float rounding
+        found += timedelta(seconds=every)
+    return found
+
+
+def jitter_offset(key: str, occurrence: datetime, jitter: float | None) -> float:
+    """Seconds to delay ``occurrence`` of ``key``: up to ``jitter``, the same every time."""
+    if not jitter:
+        return 0.0
+    digest = hashlib.sha1(f'{key}@{utc(occurrence).isoformat()}'.encode()).digest()
+    return jitter * int.from_bytes(digest[:8], 'big') / 2**64
+
+
+def due_score(key: str, occurrence: datetime | None, policy: Policy) -> float:
+    """The score of an entry whose next occurrence is ``occurrence`` (jitter added)."""
+    if occurrence is None:
+        return NEVER
+    return to_score(occurrence) + jitter_offset(key, occurrence, policy.jitter)
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What to do with an entry that is due: pure result of :func:`plan_run`."""
+
+    sends: tuple[datetime, ...]  # occurrences to send now (their scheduled times)
+    last_run_at: datetime  # run state to record
+    total_run_count: int
+    next_occurrence: datetime | None  # None: finished, no more occurrences
+    score: float  # next_occurrence plus jitter, or NEVER
+    missed: int  # older than the catch-up window: not sent
+    skipped: int  # within the window but not sent, by the missed-run policy
+
+
+def _due_occurrences(
+    sched: BaseSchedule, policy: Policy, first: datetime, now: datetime, tz: tzinfo
+) -> list[datetime]:
+    """``first`` and the following occurrences up to ``now`` (at most _MAX_CATCH_UP)."""
+    found = [first]
+    while len(found) < _MAX_CATCH_UP:
+        following = occurrence_after(sched, policy, found[-1], tz)
+        if following is None or following > now:
+            break
+        found.append(following)
+    return found
+
+
+def plan_run(
+    sched: BaseSchedule,
+    policy: Policy,
+    first: datetime,
+    now: datetime,
+    runs: int,
+    tz: tzinfo = timezone.utc,
+    key: str = '',
+) -> RunPlan:
+    """Decide what to send for an entry whose occurrence ``first`` is due (``first <= now``).
+
+    The occurrences due from ``first`` up to ``now`` are sorted: those older
+    than the catch-up window are *missed*; of the others the policy sends the
+    latest (``once``, the default; ``skip`` only within its window, 60 s by
+    default) or each (``all``, at most ``missed_limit``), and the rest are
+    *skipped*.  ``max_runs`` caps the sends.  The run state records the latest
+    due occurrence, so the next one is the first after it.
+    """
+    now = utc(now)
+    due = _due_occurrences(sched, policy, utc(first), now, tz)
+    window = policy.catchup_window
+    if window is None and policy.missed == 'skip':
+        window = SKIP_GRACE
+    cutoff = now - timedelta(seconds=window) if window is not None else None
+    within = [o for o in due if cutoff is None or o >= cutoff]
+    missed = len(due) - len(within)
+    if policy.missed == 'all':
+        limit = policy.missed_limit if policy.missed_limit is not None else 100
+        sends = within[:limit] if limit else within[-1:]
+    else:
+        sends = within[-1:]
+    if policy.max_runs is not None:
+        sends = sends[: max(0, policy.max_runs - runs)]
+    skipped = len(within) - len(sends)
+    last = due[-1]
+    if len(due) == _MAX_CATCH_UP:  # more were due than we looked at: jump to now
+        last = max(last, now)
+    total = runs + len(sends)
+    finished = policy.max_runs is not None and total >= policy.max_runs
+    following = None if finished else occurrence_after(sched, policy, last, tz)
+    return RunPlan(
+        sends=tuple(sends),
+        last_run_at=last,
+        total_run_count=total,
+        next_occurrence=following,
+        score=due_score(key, following, policy),
+        missed=missed,
+        skipped=skipped,
+    )
+
+
+def first_occurrence(
+    sched: BaseSchedule,
+    policy: Policy,
+    last_run_at: datetime | None,
+    score: float,
+    now: datetime,
+    tz: tzinfo = timezone.utc,
+) -> datetime | None:
+    """The occurrence an entry found due at ``score`` stands for.
+
+    Score 0 means "due now" (written by hand, or run at once on request); an
+    entry with a run state is due at the occurrence after its last run (its
+    score may carry jitter); otherwise the score itself.
+    """
+    if score == NOW:
+        return utc(now)
+    if last_run_at is not None:
+        return occurrence_after(sched, policy, last_run_at, tz)
+    return from_score(score)
+
+
 def advance(
     sched: BaseSchedule,
     scheduled_at: datetime,
@@ -176,17 +331,12 @@ def advance(
 ) -> tuple[datetime, datetime | None]:
     """``(last_run_at, next due)`` once the occurrence at ``scheduled_at`` is sent.
 
-    Normally the run is recorded at its scheduled time and the next due time
-    is the following occurrence.  If that one is already past (occurrences
-    were missed), the run is recorded at ``now`` and the entry continues with
-    the first occurrence after it: missed runs are sent once, not each.
-    Either way the next due time is ``next_after(sched, last_run_at)``, which
-    is also what celery-redbeat 2.x computes from the stored run state.
+    The default policy's rule (see :func:`plan_run`): missed occurrences are
+    sent once, the run is recorded at the latest due occurrence, and the next
+    due time is the first occurrence after it, which is after ``now``.
     """
-    following = next_after(sched, scheduled_at, tz)
-    if following is not None and following <= utc(now):
-        return utc(now), next_after(sched, now, tz)
-    return utc(scheduled_at), following
+    plan = plan_run(sched, DEFAULT_POLICY, scheduled_at, now, 0, tz)
+    return plan.last_run_at, plan.next_occurrence
 
 
 def due_after_change(
@@ -194,12 +344,12 @@ def due_after_change(
     last_run_at: datetime | None,
     now: datetime,
     tz: tzinfo = timezone.utc,
+    policy: Policy | None = None,
 ) -> datetime | None:
     """Due time of an entry whose definition was saved (again) at ``now``.
 
     With no run yet, the first occurrence after ``now``; otherwise the next
     occurrence after the last run, which may be in the past (then it is due).
     """
-    if last_run_at is None:
-        return first_due(sched, now, tz)
-    return next_after(sched, last_run_at, tz)
+    policy = policy or DEFAULT_POLICY
+    return occurrence_after(sched, policy, now if last_run_at is None else last_run_at, tz)

@@ -10,11 +10,13 @@
 -- KEYS[2]      the leader lock (any key when locking is disabled)
 -- KEYS[2 + i]  hash key of entry i
 -- ARGV[1]      the lock token this beat holds ("" = locking disabled)
--- ARGV, 4 per entry i, from index 2 + 4 * (i - 1):
+-- ARGV, 6 per entry i, from index 2 + 6 * (i - 1):
 --   member    sorted-set member as read (possibly written without the prefix)
 --   expected  score as read (the exact string Redis returned)
 --   score     new score (next due time, or -1)
 --   meta      new meta JSON ("" = leave meta as it is)
+--   missed    occurrences not sent because they were too late (hash field "missed")
+--   skipped   occurrences not sent by the missed-run policy (hash field "skipped")
 -- Returns: -1 if the lock is not held by ARGV[1]; else a list with, per
 -- entry, 1 if claimed or 0 if its score changed since it was read.
 if ARGV[1] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[1] then
@@ -23,9 +25,10 @@ end
 local claimed = {}
 for i = 1, #KEYS - 2 do
   local key = KEYS[2 + i]
-  local base = 2 + 4 * (i - 1)
+  local base = 2 + 6 * (i - 1)
   local member, expected = ARGV[base], ARGV[base + 1]
   local score, meta = ARGV[base + 2], ARGV[base + 3]
+  local missed, skipped = tonumber(ARGV[base + 4]), tonumber(ARGV[base + 5])
   if redis.call('ZSCORE', KEYS[1], member) ~= expected then
     claimed[i] = 0
   else
@@ -35,6 +38,12 @@ for i = 1, #KEYS - 2 do
     redis.call('ZADD', KEYS[1], score, key)
     if meta ~= '' then
       redis.pcall('HSET', key, 'meta', meta)
+    end
+    if missed > 0 then
+      redis.pcall('HINCRBY', key, 'missed', missed)
+    end
+    if skipped > 0 then
+      redis.pcall('HINCRBY', key, 'skipped', skipped)
     end
     claimed[i] = 1
   end

@@ -391,8 +391,8 @@ class ScheduleStore:
             pipe.zrem(self.keys.schedule, *keys)
             pipe.delete(*keys, *(self.keys.history(n) for n in writes.deletes))
             count += 2
-        if writes.definitions or writes.deletes:
-            pipe.publish(self.keys.changes, 'finish')
+        if (writes.definitions or writes.deletes) and not self.cluster:
+            pipe.publish(self.keys.changes, 'finish')  # cluster pipelines refuse PUBLISH
             count += 1
         writes.history.clear()
         writes.definitions.clear()

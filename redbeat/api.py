@@ -8,6 +8,13 @@ trips (never one per entry); writes go through
 :meth:`~redbeat.store.ScheduleStore.delete`, which publish a change notice so
 a running beat sees them at once.  Listing never fails because one entry is
 malformed: the entry comes back with ``error`` set instead.
+
+Each entry may carry a scheduling :class:`~redbeat.policy.Policy` (time zone,
+missed runs, start/end, max runs, jitter, anchor, history size): pass
+``policy=`` or its fields as keywords to :meth:`Schedule.add`, or use
+:meth:`Schedule.add_once` for a one-off.  :meth:`Schedule.get` also reads the
+entry's dispatch history; listing does not (one pipeline per page, whatever
+the history size).
 """
 
 from __future__ import annotations
@@ -17,13 +24,14 @@ import fnmatch
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
+from dataclasses import dataclass, field, fields, replace
+from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from celery import Celery
-from celery.schedules import BaseSchedule, schedule
+from celery.schedules import BaseSchedule, crontab, schedule
 
 from . import timing
 from .client import redis_from_config
@@ -32,9 +40,58 @@ from .decoder import decode_definition, decode_meta, dumps, encode_definition
 from .entry import RedBeatSchedulerEntry, binding_for, save_entries, zone
 from .errors import ConfigurationError, DefinitionError, EntryNotFound, RedBeatError
 from .keys import Keys
-from .store import Row, ScheduleStore
+from .policy import DEFAULT as DEFAULT_POLICY
+from .policy import Policy
+from .schedules import rrule
+from .store import Row, ScheduleStore, _row
 
-__all__ = ['TASK_NAME', 'EntryInfo', 'Overview', 'Problem', 'Schedule']
+__all__ = ['POLICY_FIELDS', 'TASK_NAME', 'Dispatch', 'EntryInfo', 'Overview', 'Problem',
+           'Schedule', 'make_policy']  # fmt: skip
+
+#: The names of the policy fields, accepted as keywords and in ``beat_schedule`` items.
+POLICY_FIELDS = tuple(f.name for f in fields(Policy))
+_DATETIME_FIELDS = ('start_at', 'end_at', 'anchor')
+#: The entry hash fields the API reads: beat's three, then the two counters.
+_INFO_FIELDS = ('definition', 'meta', 'policy', 'missed', 'skipped')
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """One record of an entry's dispatch history (``<prefix>:history:<name>``).
+
+    ``scheduled``: the occurrence's time; ``sent``: when beat published it;
+    ``outcome``: ``sent``, ``error`` (the broker refused that message) or
+    ``handed back`` (the broker was unreachable; the occurrence is retried).
+    """
+
+    scheduled: datetime | None
+    sent: datetime | None
+    task_id: str | None
+    outcome: str
+
+    @classmethod
+    def from_json(cls, text: str) -> Dispatch:
+        """A record from its stored JSON; an unreadable one has outcome ``unreadable``."""
+        try:
+            raw = json.loads(text)
+            if not isinstance(raw, dict):
+                raise ValueError(text)
+            return cls(
+                scheduled=_iso(raw.get('scheduled')),
+                sent=_iso(raw.get('sent')),
+                task_id=None if raw.get('task_id') is None else str(raw['task_id']),
+                outcome=str(raw.get('outcome', '?')),
+            )
+        except (ValueError, TypeError):
+            return cls(None, None, None, 'unreadable')
+
+
+def _iso(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    moment = datetime.fromisoformat(str(value))
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
 
 #: What a task name may look like (``proj.tasks.report``, ``app:job-1``).
 TASK_NAME = re.compile(r'^[\w.:-]+$')
@@ -46,7 +103,11 @@ class EntryInfo:
     """One entry as stored, decoded as far as it can be.
 
     ``error`` is set (and the decoded fields left empty) when the definition
-    cannot be read; ``score`` is None when the entry is not in the schedule.
+    or the policy cannot be read; ``score`` is None when the entry is not in
+    the schedule.  ``missed`` and ``skipped`` count occurrences not sent
+    (too late for the catch-up window / left out by the missed-run policy).
+    ``history`` holds the latest dispatches, newest first, when the entry
+    was read with :meth:`Schedule.get` (None when it was listed).
     """
 
     name: str
@@ -64,11 +125,25 @@ class EntryInfo:
     meta: str | None = None
     error: str | None = None
     exists: bool = True
+    policy: Policy = DEFAULT_POLICY
+    missed: int = 0
+    skipped: int = 0
+    history: tuple[Dispatch, ...] | None = None
+
+    @property
+    def tz(self) -> tzinfo | None:
+        """The entry's own time zone (its policy's), or None."""
+        return self.policy.tz
 
     @property
     def next_due(self) -> datetime | None:
-        """When it runs next (from the score): None if never; score 0 (due now) is the epoch."""
-        return None if self.score is None else timing.from_score(self.score)
+        """When it runs next (from the score): None if never; score 0 (due now) is the epoch.
+
+        In the entry's own time zone when it has one, else in UTC.
+        """
+        due = None if self.score is None else timing.from_score(self.score)
+        tz = self.tz
+        return due if due is None or tz is None else due.astimezone(tz)
 
     @property
     def due_now(self) -> bool:
@@ -80,10 +155,13 @@ class EntryInfo:
         return self.score is not None
 
     def as_item(self) -> dict[str, Any]:
-        """The entry as a ``beat_schedule`` item with its schedule in stored JSON form."""
-        fields = json.loads(encode_definition(self._fields()))
-        del fields['name']
-        return dict(fields)
+        """The entry as a ``beat_schedule`` item with its schedule in stored JSON form.
+
+        A policy other than the default is under ``policy``, as stored.
+        """
+        item = dict(json.loads(encode_definition(self._fields())))
+        del item['name']
+        return item | policy_item(self.policy)
 
     def _fields(self) -> dict[str, Any]:
         if self.error:
@@ -130,8 +208,51 @@ class Problem:
     fixable: bool
 
 
-def _info(store: ScheduleStore, row: Row, exists: bool, score: float | None) -> EntryInfo:
+def policy_item(policy: Policy) -> dict[str, Any]:
+    """``{'policy': <stored JSON form>}``, or ``{}`` for the default policy."""
+    text = policy.to_json()
+    return {} if text is None else {'policy': json.loads(text)}
+
+
+@dataclass(frozen=True)
+class _Read:
+    """What :func:`_inspect` read for one key."""
+
+    row: Row
+    exists: bool
+    missed: int = 0
+    skipped: int = 0
+
+
+def _counter(value: Any) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _inspect(store: ScheduleStore, keys: Sequence[str]) -> builtins.list[_Read]:
+    """Each key's fields (counters too) and whether it exists, in one pipeline."""
+    if not keys:
+        return []
+    with store.client.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.hmget(key, *_INFO_FIELDS)
+            pipe.exists(key)
+        replies = pipe.execute(raise_on_error=False)
+    out = []
+    for key, reply, exists in zip(keys, replies[::2], replies[1::2]):
+        if isinstance(reply, Exception):
+            out.append(_Read(_row(key, reply), exists == 1))
+        else:
+            row = _row(key, reply[:3])
+            out.append(_Read(row, exists == 1, _counter(reply[3]), _counter(reply[4])))
+    return out
+
+
+def _info(store: ScheduleStore, read: _Read, score: float | None) -> EntryInfo:
     """Decode what was read for one key; a decoding problem becomes ``error``."""
+    row, exists = read.row, read.exists
     base = EntryInfo(
         name=store.keys.name_of(row.key),
         key=row.key,
@@ -139,6 +260,8 @@ def _info(store: ScheduleStore, row: Row, exists: bool, score: float | None) -> 
         definition=row.definition,
         meta=row.meta,
         exists=exists,
+        missed=read.missed,
+        skipped=read.skipped,
     )
     try:
         if row.error:
@@ -147,10 +270,79 @@ def _info(store: ScheduleStore, row: Row, exists: bool, score: float | None) -> 
             raise DefinitionError(row.key, 'is in the schedule but the hash does not exist')
         fields = decode_definition(row.key, row.definition)
         last_run_at, count = decode_meta(row.key, row.meta)
+        policy = Policy.from_json(row.key, row.policy)
     except DefinitionError as exc:
         return replace(base, error=exc.reason)
     del fields['name']  # the key names the entry, as beat reads it
-    return replace(base, last_run_at=last_run_at, total_run_count=count, **fields)
+    return replace(base, last_run_at=last_run_at, total_run_count=count, policy=policy, **fields)
+
+
+def _moment(name: str, label: str, value: Any, tz: tzinfo) -> datetime:
+    """A datetime for a policy field: ISO text or a datetime; naive ones are read in ``tz``."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise DefinitionError(
+                name, f'{label} {value!r} is not a date and time like 2027-01-01T09:00'
+            ) from None
+    if isinstance(value, datetime) and value.tzinfo is None:
+        value = value.replace(tzinfo=tz)
+    if not isinstance(value, datetime):
+        raise DefinitionError(name, f'{label} must be a datetime, not {value!r}')
+    return value
+
+
+def _zone_of(name: str, zone_name: Any) -> tzinfo:
+    if zone_name is None:
+        return timezone.utc
+    try:
+        return ZoneInfo(str(zone_name))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise DefinitionError(
+            name, f'policy: timezone {zone_name!r} is not an IANA time zone name'
+        ) from None
+
+
+def make_policy(
+    name: str, policy: Policy | Mapping[str, Any] | None = None, **given: Any
+) -> Policy:
+    """A policy from ``policy`` (a Policy, or a mapping as stored or written by hand)
+    with the fields in ``given`` that are not None set over it.
+
+    Datetimes may be ISO text; naive ones are read in the policy's time zone
+    (UTC when it has none).  DefinitionError names the entry and the field.
+    """
+    if policy is None:
+        raw: dict[str, Any] = {}
+    elif isinstance(policy, Policy):
+        raw = {f: getattr(policy, f) for f in POLICY_FIELDS if getattr(policy, f) is not None}
+    elif isinstance(policy, Mapping):
+        raw = dict(policy)
+    else:
+        raise DefinitionError(name, f'policy must be a Policy or a mapping, not {policy!r}')
+    unknown = sorted(set(given) - set(POLICY_FIELDS))
+    if unknown:
+        raise DefinitionError(name, f'unknown policy fields {unknown}')
+    raw.update({k: v for k, v in given.items() if v is not None})
+    tz = _zone_of(name, raw.get('timezone'))
+    for label in _DATETIME_FIELDS:
+        value = raw.get(label)
+        if value is not None and not (isinstance(value, Mapping) and '__type__' in value):
+            raw[label] = _moment(name, label, value, tz)
+    # Through the stored form, so typed JSON values (datetimes) decode as beat reads them.
+    try:
+        text = dumps(raw)
+    except (TypeError, ValueError) as exc:
+        raise DefinitionError(name, f'policy: {exc}') from None
+    return Policy.from_json(name, text)
+
+
+def check_policy(name: str, sched: BaseSchedule, policy: Policy) -> None:
+    """DefinitionError when ``policy`` does not fit ``sched``."""
+    if policy.anchor is not None and (not isinstance(sched, schedule) or isinstance(
+            sched, crontab)):  # fmt: skip
+        raise DefinitionError(name, 'anchor applies only to interval schedules (every ...)')
 
 
 def _check_url(url: str) -> None:
@@ -266,11 +458,11 @@ class Schedule:
                 if key not in seen and fnmatch.fnmatchcase(keys.name_of(key), pattern):
                     seen.add(key)
                     wanted[key] = float(score)
-            for row, exists in self.store.inspect(list(wanted)):
-                yield _info(self.store, row, exists, wanted[row.key])
+            for read in _inspect(self.store, list(wanted)):
+                yield _info(self.store, read, wanted[read.row.key])
         for batch in self._unscheduled(pattern, page_size):
-            for row, exists in self.store.inspect(batch):
-                yield _info(self.store, row, exists, None)
+            for read in _inspect(self.store, batch):
+                yield _info(self.store, read, None)
 
     def _unscheduled(self, pattern: str, page_size: int) -> Iterator[builtins.list[str]]:
         """Batches of entry hashes that are not in the sorted set (under any member form)."""
@@ -299,15 +491,27 @@ class Schedule:
         )
         return sorted(n for n in found if fnmatch.fnmatchcase(n, pattern))
 
-    def get(self, name: str) -> EntryInfo:
-        """One entry; EntryNotFound when there is neither a hash nor a member."""
+    def get(self, name: str, history: int | None = 100) -> EntryInfo:
+        """One entry, with its latest ``history`` dispatch records (None: do not read them).
+
+        EntryNotFound when there is neither a hash nor a member.
+        """
         key = self.config.keys.entry(name)
-        ((row, exists),) = self.store.inspect([key])
+        (read,) = _inspect(self.store, [key])
         full, bare = self.store.scores([key, name])
         score = full if full is not None else bare
-        if not exists and score is None:
+        if not read.exists and score is None:
             raise EntryNotFound(key)
-        return _info(self.store, row, exists, score)
+        info = _info(self.store, read, score)
+        if history is None:
+            return info
+        return replace(info, history=self.history(name, history))
+
+    def history(self, name: str, limit: int = 100) -> tuple[Dispatch, ...]:
+        """The entry's latest dispatches, newest first (one round trip)."""
+        if limit <= 0:
+            return ()
+        return tuple(Dispatch.from_json(r) for r in self.store.history(name, limit))
 
     def overview(self, now: datetime | None = None, upcoming: int = 5) -> Overview:
         """Lock holder, counts of due and overdue entries, the next due, eviction policy.
@@ -358,29 +562,60 @@ class Schedule:
         kwargs: Mapping[str, Any] | None = None,
         options: Mapping[str, Any] | None = None,
         enabled: bool = True,
+        *,
+        policy: Policy | Mapping[str, Any] | None = None,
+        timezone: str | None = None,
+        missed: str | None = None,
+        missed_limit: int | None = None,
+        catchup_window: float | None = None,
+        start_at: datetime | str | None = None,
+        end_at: datetime | str | None = None,
+        max_runs: int | None = None,
+        on_finish: str | None = None,
+        jitter: float | None = None,
+        anchor: datetime | str | None = None,
+        history: int | None = None,
     ) -> RedBeatSchedulerEntry:
-        """A checked entry object (DefinitionError naming what is wrong); no I/O."""
+        """A checked entry object (DefinitionError naming what is wrong); no I/O.
+
+        ``policy`` (a :class:`~redbeat.policy.Policy` or a mapping) and the
+        keywords after it set the entry's scheduling policy; keywords win.
+        """
         check_task_name(name, task)
         for label, value, kind in (('args', args, (list, tuple)), ('kwargs', kwargs, Mapping),
                                    ('options', options, Mapping)):  # fmt: skip
             if value is not None and not isinstance(value, kind):
                 raise DefinitionError(name, f'{label} must be a {kind}, not {value!r}')
+        chosen = make_policy(
+            name, policy, timezone=timezone, missed=missed, missed_limit=missed_limit,
+            catchup_window=catchup_window, start_at=start_at, end_at=end_at,
+            max_runs=max_runs, on_finish=on_finish, jitter=jitter, anchor=anchor,
+            history=history,
+        )  # fmt: skip
+        sched = coerce_schedule(name, schedule)
+        check_policy(name, sched, chosen)
         return RedBeatSchedulerEntry(
             name=name,
             task=task,
-            schedule=coerce_schedule(name, schedule),
+            schedule=sched,
             args=list(args or ()),
             kwargs=dict(kwargs or {}),
             options=dict(options or {}),
             enabled=enabled,
             app=self.entry_app,
+            policy=chosen,
         )
 
     def entry_from_dict(self, name: str, item: Mapping[str, Any]) -> RedBeatSchedulerEntry:
-        """An entry from a ``beat_schedule`` item (``task``, ``schedule``, ``args``, ...)."""
+        """An entry from a ``beat_schedule`` item (``task``, ``schedule``, ``args``, ...).
+
+        The policy may be under ``policy`` (as :meth:`EntryInfo.as_item` and
+        ``redbeat export`` write it) and/or as top-level policy fields.
+        """
         if not isinstance(item, Mapping):
             raise DefinitionError(name, f'must be a mapping of entry fields, not {item!r}')
-        unknown = set(item) - {'task', 'schedule', 'args', 'kwargs', 'options', 'enabled', 'name'}
+        known = {'task', 'schedule', 'args', 'kwargs', 'options', 'enabled', 'name', 'policy'}
+        unknown = set(item) - known - set(POLICY_FIELDS)
         if unknown:
             raise DefinitionError(name, f'unknown fields {sorted(unknown)}')
         if 'schedule' not in item:
@@ -388,6 +623,9 @@ class Schedule:
         enabled = item.get('enabled', True)
         if not isinstance(enabled, bool):
             raise DefinitionError(name, f'enabled must be true or false, not {enabled!r}')
+        policy = make_policy(
+            name, item.get('policy'), **{k: item[k] for k in POLICY_FIELDS if k in item}
+        )
         return self.entry(
             name,
             item.get('task'),  # type: ignore[arg-type]  # checked by entry()
@@ -396,6 +634,7 @@ class Schedule:
             item.get('kwargs'),
             item.get('options'),
             enabled,
+            policy=policy,
         )
 
     def add(
@@ -407,9 +646,100 @@ class Schedule:
         kwargs: Mapping[str, Any] | None = None,
         options: Mapping[str, Any] | None = None,
         enabled: bool = True,
+        *,
+        policy: Policy | Mapping[str, Any] | None = None,
+        timezone: str | None = None,
+        missed: str | None = None,
+        missed_limit: int | None = None,
+        catchup_window: float | None = None,
+        start_at: datetime | str | None = None,
+        end_at: datetime | str | None = None,
+        max_runs: int | None = None,
+        on_finish: str | None = None,
+        jitter: float | None = None,
+        anchor: datetime | str | None = None,
+        history: int | None = None,
     ) -> RedBeatSchedulerEntry:
-        """Add or replace the definition of ``name``; its run state is kept."""
-        entry = self.entry(name, task, schedule, args, kwargs, options, enabled)
+        """Add or replace the definition (and policy) of ``name``; its run state is kept.
+
+        The policy keywords are those of :class:`~redbeat.policy.Policy`:
+        ``timezone`` (IANA name crontab fields are read in), ``missed``
+        (``'once'``, ``'skip'`` or ``'all'``), ``missed_limit``,
+        ``catchup_window`` and ``jitter`` (seconds), ``start_at``, ``end_at``
+        and ``anchor`` (datetimes; naive ones are read in ``timezone``),
+        ``max_runs``, ``on_finish`` (``'keep'``, ``'disable'``, ``'delete'``)
+        and ``history`` (records kept).  Omitted fields follow the app's
+        settings.
+        """
+        entry = self.entry(
+            name, task, schedule, args, kwargs, options, enabled, policy=policy,
+            timezone=timezone, missed=missed, missed_limit=missed_limit,
+            catchup_window=catchup_window, start_at=start_at, end_at=end_at,
+            max_runs=max_runs, on_finish=on_finish, jitter=jitter, anchor=anchor,
+            history=history,
+        )  # fmt: skip
+        save_entries([entry])
+        return entry
+
+    def once_entry(
+        self,
+        name: str,
+        task: str,
+        at: datetime | str,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
+        *,
+        delete_after: bool = False,
+        now: datetime | None = None,
+        policy: Policy | Mapping[str, Any] | None = None,
+        **policy_fields: Any,
+    ) -> RedBeatSchedulerEntry:
+        """The entry :meth:`add_once` saves (checked, no I/O)."""
+        zone_name = policy_fields.get('timezone')
+        if zone_name is None and policy is not None:
+            zone_name = (policy.get('timezone') if isinstance(policy, Mapping)
+                         else getattr(policy, 'timezone', None))  # fmt: skip
+        # Whole seconds: the stored rule (celery-redbeat 2.x format) keeps no fraction.
+        moment = _moment(name, 'at', at, _zone_of(name, zone_name)).replace(microsecond=0)
+        if moment <= (now or datetime.now(tz=timezone.utc)):
+            raise DefinitionError(
+                name, f'at {moment.isoformat()} is in the past: it would never run'
+            )
+        given = policy_fields.pop('on_finish', None)
+        if given is None and policy is not None:
+            given = (policy.get('on_finish') if isinstance(policy, Mapping)
+                     else getattr(policy, 'on_finish', None))  # fmt: skip
+        on_finish = 'delete' if delete_after else given or 'disable'
+        sched = rrule('DAILY', dtstart=moment, count=1)
+        return self.entry(name, task, sched, args, kwargs, options, policy=policy,
+                          on_finish=on_finish, **policy_fields)  # fmt: skip
+
+    def add_once(
+        self,
+        name: str,
+        task: str,
+        at: datetime | str,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
+        *,
+        delete_after: bool = False,
+        policy: Policy | Mapping[str, Any] | None = None,
+        **policy_fields: Any,
+    ) -> RedBeatSchedulerEntry:
+        """Run ``task`` once at ``at``, then disable the entry (or delete it: ``delete_after``).
+
+        ``at`` is an aware datetime or ISO text; a naive one is read in the
+        ``timezone`` keyword's zone (UTC without one).  It must be in the
+        future.  The schedule is ``rrule(count=1, dtstart=at)``, readable by
+        celery-redbeat 2.x; the policy's ``on_finish`` does the clean-up.
+        Other policy keywords (``jitter``, ``history``, ...) are accepted.
+        """
+        entry = self.once_entry(
+            name, task, at, args, kwargs, options, delete_after=delete_after, policy=policy,
+            **policy_fields,
+        )  # fmt: skip
         save_entries([entry])
         return entry
 
@@ -448,8 +778,11 @@ class Schedule:
         return list(out)
 
     def set_enabled(self, name: str, enabled: bool) -> RedBeatSchedulerEntry:
-        """Re-save the definition with ``enabled`` set (a disabled entry's score is -1)."""
-        info = self.get(name)
+        """Re-save the definition with ``enabled`` set (a disabled entry's score is -1).
+
+        The policy is kept.
+        """
+        info = self.get(name, history=None)
         entry = self.entry(name, **_fields_of(info), enabled=enabled)
         save_entries([entry])
         return entry
@@ -465,7 +798,7 @@ class Schedule:
 
         Returns the task id.  Needs the Celery app whose broker to send to.
         """
-        info = self.get(name)
+        info = self.get(name, history=None)
         if info.error:
             raise DefinitionError(info.key, info.error)
         if self.app is None:
@@ -499,7 +832,7 @@ class Schedule:
                 by_kind.setdefault(problem.kind, []).append(problem.name)
         fixed = self._schedule_orphans(by_kind.get('unscheduled', []), moment)
         for name in by_kind.get('stale-disabled-score', []):
-            info = self.get(name)
+            info = self.get(name, history=None)
             self.store.set_state(info.key, info.meta, timing.NEVER)
             fixed += 1
         dangling = by_kind.get('dangling-member', [])
@@ -513,18 +846,21 @@ class Schedule:
         scores: dict[str, float] = {}
         tz = zone(self.config.timezone)
         for name in names:
-            info = self.get(name)
+            info = self.get(name, history=None)
             if info.error or info.schedule is None:
                 continue
-            due = timing.due_after_change(info.schedule, info.last_run_at, now, tz)
-            scores[info.key] = timing.to_score(due) if info.enabled else timing.NEVER
+            due = timing.due_after_change(info.schedule, info.last_run_at, now, tz, info.policy)
+            scores[info.key] = (
+                timing.due_score(info.key, due, info.policy) if info.enabled else timing.NEVER
+            )
         return self.store.add_missing(scores)
 
 
 def _fields_of(info: EntryInfo) -> dict[str, Any]:
-    """The fields of a readable entry, to build it again with some changed."""
+    """The fields of a readable entry, to build it again with some changed (policy too)."""
     fields = info._fields()
     del fields['name'], fields['enabled']
+    fields['policy'] = info.policy
     return fields
 
 

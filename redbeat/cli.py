@@ -16,7 +16,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import datetime, timezone, tzinfo
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -24,23 +24,29 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import click
 import redis
 from celery import Celery
-from celery.schedules import BaseSchedule, crontab
+from celery.schedules import BaseSchedule, crontab, schedule
 from dateutil import rrule as du
 
 from . import humanize
-from .api import EntryInfo, Problem, Schedule, check_task_name
+from .api import EntryInfo, Problem, Schedule, check_task_name, make_policy, policy_item
 from .config import RedBeatConfig, masked_url
 from .decoder import dumps
 from .entry import RedBeatSchedulerEntry
 from .errors import ConfigurationError, DefinitionError, EntryNotFound, RedBeatError
+from .policy import MISSED_POLICIES, ON_FINISH, Policy
 from .schedules import rrule
 
 FC = TypeVar('FC', bound=Callable[..., Any])
 
-TZ_NOTE = (
-    '--tz: per-entry time zones for --every, --cron and --rrule arrive with issue 6; '
-    'today --tz only says how to read --at (cron fields use the app timezone)'
-)
+#: The word that clears a policy option in ``edit`` (the app's default applies again).
+UNSET = 'none'
+#: Policy field -> the option that sets it (for error messages).
+OPTION_OF = {
+    'timezone': '--tz', 'missed': '--missed', 'missed_limit': '--missed-limit',
+    'catchup_window': '--catchup-window', 'start_at': '--start-at', 'end_at': '--end-at',
+    'max_runs': '--max-runs', 'on_finish': '--on-finish', 'jitter': '--jitter',
+    'anchor': '--anchor', 'history': '--history',
+}  # fmt: skip
 
 
 class Failure(click.ClickException):
@@ -176,7 +182,7 @@ def _now() -> datetime:
 
 
 def _words(info: EntryInfo) -> str:
-    return humanize.describe(info.schedule) if info.schedule is not None else '-'
+    return humanize.describe(info.schedule, info.tz) if info.schedule is not None else '-'
 
 
 def _json_of(info: EntryInfo) -> dict[str, Any]:
@@ -190,6 +196,18 @@ def _json_of(info: EntryInfo) -> dict[str, Any]:
     out['next_due'] = None if due is None or info.due_now else due.isoformat()
     out['last_run_at'] = None if info.last_run_at is None else info.last_run_at.isoformat()
     out['total_run_count'] = info.total_run_count
+    out['missed'] = info.missed
+    out['skipped'] = info.skipped
+    if info.history is not None:
+        out['history'] = [
+            {
+                'scheduled': None if d.scheduled is None else d.scheduled.isoformat(),
+                'sent': None if d.sent is None else d.sent.isoformat(),
+                'task_id': d.task_id,
+                'outcome': d.outcome,
+            }
+            for d in info.history
+        ]
     return out
 
 
@@ -213,7 +231,10 @@ def _echo_json(value: Any) -> None:
 @click.option('--enabled/--disabled', default=None, help='Only enabled / disabled entries.')
 @click.option('--json', 'as_json', is_flag=True, help='JSON for scripts.')
 def list_command(pattern: str, task: str | None, enabled: bool | None, as_json: bool) -> None:
-    """List entries: schedule in words, next and last run, run count."""
+    """List entries: schedule in words, next and last run, run count.
+
+    Times are in the entry's own time zone when it has one (--tz), else UTC.
+    """
     infos = sorted(_schedule().list(pattern, enabled=enabled, task=task), key=lambda i: i.name)
     if as_json:
         _echo_json([_json_of(i) for i in infos])
@@ -249,7 +270,7 @@ def _list_row(info: EntryInfo, now: datetime) -> tuple[str, ...]:
         info.task or '-',
         _words(info),
         'yes' if info.enabled else 'no',
-        humanize.next_run(info.next_due, info.score, now),
+        humanize.next_run(info.next_due, info.score, now, info.tz),
         humanize.relative(info.last_run_at, now) if _has_run(info) else '-',
         str(info.total_run_count),
     )
@@ -259,7 +280,7 @@ def _list_row(info: EntryInfo, now: datetime) -> tuple[str, ...]:
 @click.argument('name')
 @click.option('--json', 'as_json', is_flag=True, help='JSON for scripts.')
 def show(name: str, as_json: bool) -> None:
-    """Everything about one entry, including the raw definition and meta."""
+    """Everything about one entry: policy, counters, latest dispatches, raw definition and meta."""
     info = _schedule().get(name)
     if as_json:
         _echo_json(_json_of(info) | {'definition': info.definition, 'meta': info.meta})
@@ -277,22 +298,50 @@ def show(name: str, as_json: bool) -> None:
             ('options', json.dumps(info.options)),
             ('enabled', 'yes' if info.enabled else _paint('no', fg='yellow')),
         ]
+        described = humanize.describe_policy(info.policy)
+        lines.append(('policy', 'default (the app settings)' if not described else ''))
+        lines += [('  ' + label, words) for label, words in described]
+    tz = info.tz
     lines += [
         ('score', 'not in the schedule' if info.score is None else repr(info.score)),
-        ('next run', humanize.next_run(info.next_due, info.score, now)),
-        ('last run', _last_run(info.last_run_at, now) if _has_run(info) else 'never'),
+        ('next run', humanize.next_run(info.next_due, info.score, now, tz)),
+        ('last run', _last_run(info.last_run_at, now, tz) if _has_run(info) else 'never'),
         ('runs', str(info.total_run_count)),
+        ('missed', f'{info.missed} (too late for the catch-up window)'),
+        ('skipped', f'{info.skipped} (left out by the missed-run policy)'),
         ('definition', info.definition if info.definition is not None else '-'),
         ('meta', info.meta if info.meta is not None else '-'),
     ]
+    if info.policy.to_json() is not None:
+        lines.insert(-1, ('policy json', info.policy.to_json() or ''))
     for label, value in lines:
-        click.echo(f'{label + ":":<12}{value}')
+        click.echo(f'{label + ":":<15}{value}'.rstrip())
+    _history_table(info, tz)
 
 
-def _last_run(moment: datetime | None, now: datetime) -> str:
+def _history_table(info: EntryInfo, tz: tzinfo | None) -> None:
+    """The latest dispatches, newest first."""
+    if not info.history:
+        click.echo('history:       none recorded')
+        return
+    click.echo(f'history:       latest {len(info.history)}, newest first')
+    rows: list[tuple[str, ...]] = [('  SCHEDULED', 'SENT', 'TASK ID', 'OUTCOME')]
+    colours: list[str | None] = [None]
+    for record in info.history:
+        rows.append((
+            '  ' + humanize.absolute(record.scheduled, tz),
+            humanize.absolute(record.sent, tz),
+            record.task_id or '-',
+            record.outcome,
+        ))  # fmt: skip
+        colours.append(None if record.outcome == 'sent' else 'red')
+    _table(rows, colours)
+
+
+def _last_run(moment: datetime | None, now: datetime, tz: tzinfo | None = None) -> str:
     if moment is None:
         return '-'
-    return f'{humanize.relative(moment, now)} ({humanize.absolute(moment)})'
+    return f'{humanize.relative(moment, now)} ({humanize.absolute(moment, tz)})'
 
 
 # --- add / edit -----------------------------------------------------------------
@@ -304,11 +353,139 @@ def _schedule_options(func: FC) -> FC:
         click.option('--every', help='Interval: 30s, 5m, 1h, 1d, 1h30m.'),
         click.option('--cron', help='Five crontab fields: "*/5 * * * *".'),
         click.option('--rrule', 'rrule_text', help='RFC 5545 rule: "FREQ=DAILY;BYHOUR=3".'),
-        click.option('--at', help='Run once at this time: 2027-01-01T09:00.'),
-        click.option('--tz', help='Time zone to read --at in (default UTC).'),
+        click.option('--at', help='Run once at this time: 2027-01-01T09:00; the entry then '
+                                  'disables itself (see --delete-after).'),
+        click.option('--tz', help="The entry's IANA time zone (Europe/Paris): cron fields, "
+                                  'times without an offset and listings use it.'),
+        click.option('--delete-after', is_flag=True,
+                     help='With --at: delete the entry once it ran (default: disable it).'),
     ]):  # fmt: skip
         func = option(func)
     return func
+
+
+def _policy_options(func: FC) -> FC:
+    """The scheduling policy options, shared by add and edit (``none`` unsets one in edit)."""
+    for option in reversed([
+        click.option('--missed', help='When runs were missed: once (default), skip or all.'),
+        click.option('--missed-limit', help='With --missed all: send at most N missed runs.'),
+        click.option('--catchup-window',
+                     help='Runs older than this are not sent (counted as missed): 10m.'),
+        click.option('--start-at', help='No run before this time: 2027-01-01T00:00.'),
+        click.option('--end-at', help='No run after this time: 2027-12-31T23:59.'),
+        click.option('--max-runs', help='Finish after N runs.'),
+        click.option('--on-finish', help='When no run is left: keep, disable or delete.'),
+        click.option('--jitter', help='Delay each run by up to this much (deterministic): 30s.'),
+        click.option('--anchor', help='Intervals only: run at anchor + k * interval.'),
+        click.option('--history', help='Keep the last N dispatch records.'),
+    ]):  # fmt: skip
+        func = option(func)
+    return func
+
+
+class _Clear:
+    """An option given as ``none``: unset that policy field."""
+
+
+CLEAR = _Clear()
+
+
+def _whole(option: str, text: str | None) -> int | _Clear | None:
+    if text is None:
+        return None
+    if text.strip().lower() == UNSET:
+        return CLEAR
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        fail(f'{option} {text!r}: must be a whole number >= 0')
+    return value
+
+
+def _seconds(option: str, text: str | None) -> float | _Clear | None:
+    if text is None:
+        return None
+    if text.strip().lower() == UNSET:
+        return CLEAR
+    try:
+        return humanize.parse_duration(text, allow_zero=True)
+    except ValueError as exc:
+        fail(f'{option} {exc}')
+
+
+def _choice(option: str, text: str | None, allowed: Sequence[str]) -> str | _Clear | None:
+    if text is None:
+        return None
+    if text.strip().lower() == UNSET:
+        return CLEAR
+    if text not in allowed:
+        fail(f'{option} {text!r}: must be one of {", ".join(allowed)}')
+    return text
+
+
+def _time_option(option: str, text: str | None, tz: tzinfo) -> datetime | _Clear | None:
+    """A date and time option; without an offset it is read in ``tz``."""
+    if text is None:
+        return None
+    if text.strip().lower() == UNSET:
+        return CLEAR
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        fail(f'{option} {text!r} is not a date and time like 2027-01-01T09:00')
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=tz)
+
+
+def policy_changes(
+    tz_name: str | None, stored_tz: str | None, values: dict[str, str | None]
+) -> dict[str, Any]:
+    """The policy fields the options set, checked one by one (``CLEAR`` to unset one).
+
+    ``values`` maps policy field names to the option text given (None: not
+    given).  Times without an offset are read in ``--tz``, else the entry's
+    stored zone, else UTC.
+    """
+    changes: dict[str, Any] = {}
+    if tz_name is not None:
+        changes['timezone'] = CLEAR if tz_name.strip().lower() == UNSET else tz_name
+        if tz_name.strip().lower() != UNSET:
+            _zone(tz_name)
+    zone_name = tz_name if tz_name and tz_name.strip().lower() != UNSET else stored_tz
+    zone = _zone(zone_name)
+    for field in ('missed_limit', 'max_runs', 'history'):
+        changes[field] = _whole(OPTION_OF[field], values[field])
+    for field in ('catchup_window', 'jitter'):
+        changes[field] = _seconds(OPTION_OF[field], values[field])
+    changes['missed'] = _choice('--missed', values['missed'], MISSED_POLICIES)
+    changes['on_finish'] = _choice('--on-finish', values['on_finish'], ON_FINISH)
+    for field in ('start_at', 'end_at', 'anchor'):
+        changes[field] = _time_option(OPTION_OF[field], values[field], zone)
+    return {k: v for k, v in changes.items() if v is not None}
+
+
+def _apply(name: str, stored: Policy, changes: dict[str, Any], sched: BaseSchedule) -> Policy:
+    """``stored`` with ``changes`` applied; errors name the option."""
+    fields = {k: v for k, v in vars(stored).items() if v is not None}
+    for key, value in changes.items():
+        if value is CLEAR:
+            fields.pop(key, None)
+        else:
+            fields[key] = value
+    start, end = fields.get('start_at'), fields.get('end_at')
+    if start is not None and end is not None and end <= start:
+        fail('--end-at must be after --start-at')
+    anchored = isinstance(sched, schedule) and not isinstance(sched, crontab)
+    if fields.get('anchor') is not None and not anchored:
+        fail('--anchor applies only to --every schedules (intervals)')
+    try:
+        return make_policy(name, fields)
+    except DefinitionError as exc:
+        reason = exc.reason
+        for field, option in OPTION_OF.items():
+            reason = reason.replace(field, option)
+        fail(reason)
 
 
 def _entry_options(func: FC) -> FC:
@@ -332,14 +509,12 @@ def parse_schedule(
              if value is not None]  # fmt: skip
     if len(given) > 1:
         raise click.UsageError(f'give one schedule, not {" and ".join(given)}')
-    if tz is not None and at is None:
-        raise click.UsageError(TZ_NOTE)
     if every is not None:
         return _every(every)
     if cron is not None:
         return _cron(cron)
     if rrule_text is not None:
-        return _rrule(rrule_text, now or _now())
+        return _rrule(rrule_text, now or _now(), _zone(tz))
     if at is not None:
         return _at(at, tz, now or _now())
     return None
@@ -364,13 +539,13 @@ def _cron(text: str) -> crontab:
         fail(f'--cron {text!r} is not a valid crontab: {exc}')
 
 
-def _rrule(text: str, now: datetime) -> rrule:
-    """A rule from RRULE text; without DTSTART it starts at today's midnight UTC.
+def _rrule(text: str, now: datetime, tz: tzinfo = timezone.utc) -> rrule:
+    """A rule from RRULE text; without DTSTART it starts at today's midnight (UTC, or ``tz``).
 
     Starting at midnight makes unset BYHOUR/BYMINUTE/BYSECOND mean 0 (dateutil
     takes them from the start time), so ``FREQ=DAILY;BYHOUR=3`` means 03:00:00.
     """
-    midnight = now.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    midnight = now.astimezone(tz).replace(hour=0, minute=0, second=0, microsecond=0)
     try:
         parsed = du.rrulestr(text, dtstart=midnight)
         if not isinstance(parsed, du.rrule):
@@ -405,7 +580,14 @@ def _at(text: str, tz: str | None, now: datetime) -> rrule:
     return rrule('DAILY', dtstart=moment, count=1)
 
 
-def _zone(name: str | None) -> Any:
+def _naive(text: str) -> bool:
+    try:
+        return datetime.fromisoformat(text).tzinfo is None
+    except ValueError:
+        return True  # reported by _at
+
+
+def _zone(name: str | None) -> tzinfo:
     if name is None:
         return timezone.utc
     try:
@@ -434,32 +616,67 @@ def _task(name: str, task: str) -> str:
         fail(exc.reason)
 
 
+def _policy_values(**given: str | None) -> dict[str, str | None]:
+    return given
+
+
 @main.command()
 @click.argument('name')
 @click.argument('task')
 @_schedule_options
 @_entry_options
+@_policy_options
 @click.option('--disabled', is_flag=True, help='Store it disabled (paused).')
 def add(name: str, task: str, every: str | None, cron: str | None, rrule_text: str | None,
-        at: str | None, tz: str | None, args_json: str | None, kwargs_json: str | None,
-        queue: str | None, disabled: bool) -> None:  # fmt: skip
-    """Add an entry (or replace its definition; its run state is kept)."""
+        at: str | None, tz: str | None, delete_after: bool, args_json: str | None,
+        kwargs_json: str | None, queue: str | None, missed: str | None,
+        missed_limit: str | None, catchup_window: str | None, start_at: str | None,
+        end_at: str | None, max_runs: str | None, on_finish: str | None, jitter: str | None,
+        anchor: str | None, history: str | None, disabled: bool) -> None:  # fmt: skip
+    """Add an entry (or replace its definition and policy; its run state is kept).
+
+    With --at the entry runs once, then disables itself (--delete-after: deletes
+    itself).  Policy options left out follow the app settings.
+    """
     _task(name, task)
     sched = parse_schedule(every, cron, rrule_text, at, tz)
     if sched is None:
         raise click.UsageError('give a schedule: --every, --cron, --rrule or --at')
+    if delete_after and at is None:
+        fail('--delete-after needs --at (a one-off entry)')
+    changes = policy_changes(tz, None, _policy_values(
+        missed=missed, missed_limit=missed_limit, catchup_window=catchup_window,
+        start_at=start_at, end_at=end_at, max_runs=max_runs, on_finish=on_finish,
+        jitter=jitter, anchor=anchor, history=history,
+    ))  # fmt: skip
+    if at is not None:
+        _one_off(changes, delete_after)
+    policy = _apply(name, Policy(), changes, sched)
     args = _json_arg('--args', args_json, list)
     kwargs = _json_arg('--kwargs', kwargs_json, dict)
     options = {'queue': queue} if queue else {}
     schedule = _schedule()
-    entry = schedule.entry(name, task, sched, args, kwargs, options, enabled=not disabled)
+    entry = schedule.entry(
+        name, task, sched, args, kwargs, options, enabled=not disabled, policy=policy
+    )
     schedule.save([entry])
     _saved(entry)
 
 
+def _one_off(changes: dict[str, Any], delete_after: bool) -> None:
+    """A one-off cleans up after itself: disabled (or deleted) once it ran."""
+    if delete_after:
+        if changes.get('on_finish') not in (None, 'delete'):
+            fail('--delete-after and --on-finish disagree; give one of them')
+        changes['on_finish'] = 'delete'
+    elif changes.get('on_finish') is None:
+        changes['on_finish'] = 'disable'
+
+
 def _saved(entry: RedBeatSchedulerEntry) -> None:
     state = '' if entry.enabled else ' (disabled)'
-    click.echo(f'saved {entry.name}: {entry.task} {humanize.describe(entry.schedule)}{state}')
+    words = humanize.describe(entry.schedule, entry.policy.tz)
+    click.echo(f'saved {entry.name}: {entry.task} {words}{state}')
 
 
 @main.command()
@@ -467,25 +684,51 @@ def _saved(entry: RedBeatSchedulerEntry) -> None:
 @click.option('--task', help='New task name.')
 @_schedule_options
 @_entry_options
+@_policy_options
 @click.option('--enabled/--disabled', default=None, help='Enable or disable it.')
 def edit(name: str, task: str | None, every: str | None, cron: str | None,
-         rrule_text: str | None, at: str | None, tz: str | None, args_json: str | None,
-         kwargs_json: str | None, queue: str | None, enabled: bool | None) -> None:  # fmt: skip
-    """Change fields of an existing entry; the others keep their values."""
+         rrule_text: str | None, at: str | None, tz: str | None, delete_after: bool,
+         args_json: str | None, kwargs_json: str | None, queue: str | None,
+         missed: str | None, missed_limit: str | None, catchup_window: str | None,
+         start_at: str | None, end_at: str | None, max_runs: str | None,
+         on_finish: str | None, jitter: str | None, anchor: str | None, history: str | None,
+         enabled: bool | None) -> None:  # fmt: skip
+    """Change fields of an existing entry; the others keep their values.
+
+    A policy option given as 'none' unsets it (the app settings apply again).
+    """
     if task is not None:
         _task(name, task)
-    sched = parse_schedule(every, cron, rrule_text, at, tz)
+    if delete_after and at is None:
+        fail('--delete-after needs --at (a one-off entry)')
+    values = _policy_values(
+        missed=missed, missed_limit=missed_limit, catchup_window=catchup_window,
+        start_at=start_at, end_at=end_at, max_runs=max_runs, on_finish=on_finish,
+        jitter=jitter, anchor=anchor, history=history,
+    )  # fmt: skip
+    policy_changes(tz, None, values)  # check the options before reading anything
     args = _json_arg('--args', args_json, list)
     kwargs = _json_arg('--kwargs', kwargs_json, dict)
     schedule = _schedule()
-    info = schedule.get(name)
+    info = schedule.get(name, history=None)
     if info.error:
         fail(f'{info.key}: {info.error}; fix it with add (which replaces the definition)')
+    stored_tz = info.policy.timezone
+    at_tz = tz if tz is not None and tz.strip().lower() != UNSET else None
+    if at_tz is None and at is not None and _naive(at):
+        at_tz = stored_tz  # a time without an offset is read in the entry's zone
+    sched = parse_schedule(every, cron, rrule_text, at, at_tz)
+    changes = policy_changes(tz, stored_tz, values)
+    if at is not None:
+        _one_off(changes, delete_after)
+    new_schedule = sched or info.schedule
+    assert new_schedule is not None  # a readable entry has a schedule
+    policy = _apply(name, info.policy, changes, new_schedule)
     options = dict(info.options) | ({'queue': queue} if queue else {})
     entry = schedule.entry(
-        name, task or info.task or '', sched or info.schedule,
+        name, task or info.task or '', new_schedule,
         info.args if args is None else args, info.kwargs if kwargs is None else kwargs,
-        options, info.enabled if enabled is None else enabled,
+        options, info.enabled if enabled is None else enabled, policy=policy,
     )  # fmt: skip
     schedule.save([entry])
     _saved(entry)
@@ -655,7 +898,7 @@ def _plan(
 def _item_of(entry: RedBeatSchedulerEntry) -> dict[str, Any]:
     item: dict[str, Any] = json.loads(dumps(entry.definition()))
     del item['name']
-    return item
+    return item | policy_item(entry.policy)
 
 
 # --- status / check ---------------------------------------------------------------

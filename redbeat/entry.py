@@ -154,7 +154,7 @@ class RedBeatSchedulerEntry(ScheduleEntry):  # type: ignore[misc]
         now = utcnow()
         if due > now:
             return schedstate(False, (due - now).total_seconds())
-        following = timing.next_after(self.schedule, now, self.binding.tz)
+        following = timing.occurrence_after(self.schedule, self.policy, now, self.binding.tz)
         seconds = None if following is None else (following - now).total_seconds()
         return schedstate(True, seconds)
 

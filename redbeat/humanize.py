@@ -1,20 +1,25 @@
 """Schedules and times in human words, and durations read from them.  Pure: no I/O, no clock.
 
 The CLI shows ``every 5 min`` or ``at 03:00 Mon`` rather than a repr, and
-``in 4 min`` next to an absolute UTC time; ``now`` is always a parameter so
-the wording is tested with fixed datetimes.  :func:`parse_duration` is the
-inverse of the interval wording (``30s``, ``5m``, ``1h30m``, ``1d``).
+``in 4 min`` next to an absolute time (UTC, or the entry's own time zone);
+``now`` is always a parameter so the wording is tested with fixed datetimes.
+:func:`parse_duration` is the inverse of the interval wording (``30s``,
+``5m``, ``1h30m``, ``1d``); :func:`describe_policy` puts an entry's
+scheduling policy in words.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
-from typing import Any
+from datetime import datetime, timezone, tzinfo
+from typing import TYPE_CHECKING, Any
 
 from celery.schedules import crontab, schedule, solar
 
 from .schedules import rrule
+
+if TYPE_CHECKING:
+    from .policy import Policy
 
 #: Units, largest first: (seconds, short name used in words and in durations).
 _UNITS = ((86400, 'd'), (3600, 'h'), (60, 'min'), (1, 's'))
@@ -23,16 +28,23 @@ _DURATION = re.compile(r'(\d+(?:\.\d+)?)\s*(d|h|min|m|s)', re.IGNORECASE)
 _DAY_NAMES = ('Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat')
 
 
-def parse_duration(text: str) -> float:
+def parse_duration(text: str, allow_zero: bool = False) -> float:
     """Seconds in ``30s``, ``5m``, ``1h30m``, ``1d`` or a bare number of seconds.
 
-    Raises ValueError with the accepted forms when ``text`` is none of them.
+    Raises ValueError with the accepted forms when ``text`` is none of them,
+    or when it is 0 (unless ``allow_zero``) or negative.
     """
     cleaned = text.strip().lower()
     try:
         seconds = float(cleaned)
     except ValueError:
         seconds = _sum_units(cleaned)
+    if seconds != seconds or seconds in (float('inf'), float('-inf')):
+        raise ValueError(f'{text!r} is not a duration; use e.g. 30s, 5m, 1h30m or 1d')
+    if allow_zero and not seconds >= 0:
+        raise ValueError(f'{text!r}: must be 0 seconds or more')
+    if allow_zero and seconds == 0:
+        return 0.0
     if not seconds > 0:
         raise ValueError(f'{text!r}: the interval must be more than 0 seconds')
     return seconds
@@ -58,12 +70,17 @@ def duration(seconds: float) -> str:
     return ' '.join(words) or '0 s'
 
 
-def describe(sched: Any) -> str:
-    """A schedule in a few words (``every 5 min``, ``at 03:00 Mon``, ``cron 0 3 1 * *``)."""
+def describe(sched: Any, tz: tzinfo | None = None) -> str:
+    """A schedule in a few words (``every 5 min``, ``at 03:00 Mon``, ``cron 0 3 1 * *``).
+
+    ``tz`` is the entry's own zone: named after crontab fields (which are read
+    in it), and the zone a one-off's time is shown in (default UTC).
+    """
     if isinstance(sched, crontab):
-        return describe_cron(cron_fields(sched))
+        words = describe_cron(cron_fields(sched))
+        return words if tz is None or tz is timezone.utc else f'{words} {tz}'
     if isinstance(sched, rrule):
-        return describe_rrule(sched)
+        return describe_rrule(sched, tz)
     if isinstance(sched, solar):
         return f'solar {sched.event} at {sched.lat:g}, {sched.lon:g}'
     if isinstance(sched, schedule):
@@ -113,10 +130,10 @@ def _day_names(weekday: str) -> str | None:
     return ' ' + ','.join(_DAY_NAMES[int(d) % 7] for d in weekday.split(','))
 
 
-def describe_rrule(sched: rrule) -> str:
+def describe_rrule(sched: rrule, tz: tzinfo | None = None) -> str:
     """``once at <time>`` for a one-off rule, else its RRULE text."""
     if sched.count == 1 and sched.dtstart is not None and _no_by_rules(sched):
-        return 'once at ' + absolute(sched.dtstart)
+        return 'once at ' + absolute(sched.dtstart, tz)
     rule_text = str(sched.rrule).splitlines()[-1]
     return 'rrule ' + rule_text.removeprefix('RRULE:')
 
@@ -127,13 +144,20 @@ def _no_by_rules(sched: rrule) -> bool:
     return all(getattr(sched, name) is None for name in names)
 
 
-def absolute(moment: datetime | None) -> str:
-    """``2027-01-01 09:00:00 UTC``: the instant in UTC, to the second."""
+def absolute(moment: datetime | None, tz: tzinfo | None = None) -> str:
+    """``2027-01-01 09:00:00 UTC``: the instant to the second, in UTC or in ``tz``.
+
+    In a zone the abbreviation in force at that instant follows
+    (``2026-03-29 03:00:00 CEST``), so the two sides of a DST change differ.
+    """
     if moment is None:
         return '-'
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).strftime('%Y-%m-%d %H:%M:%S UTC')
+    if tz is None or tz is timezone.utc:
+        return moment.astimezone(timezone.utc).strftime('%Y-%m-%d %H:%M:%S UTC')
+    local = moment.astimezone(tz)
+    return local.strftime('%Y-%m-%d %H:%M:%S ') + (local.tzname() or str(tz))
 
 
 def relative(moment: datetime | None, now: datetime) -> str:
@@ -156,14 +180,56 @@ def _rounded(seconds: float) -> str:
     return ' '.join(words[:4])
 
 
-def next_run(next_due: datetime | None, score: float | None, now: datetime) -> str:
-    """How the list shows a due time: ``in 4 min (2026-...)``, ``due now``, ``never``."""
+def next_run(
+    next_due: datetime | None, score: float | None, now: datetime, tz: tzinfo | None = None
+) -> str:
+    """How the list shows a due time: ``in 4 min (2026-...)``, ``due now``, ``never``.
+
+    The absolute time is in ``tz`` when given (the entry's zone), else UTC.
+    """
     if score is None:
         return 'not scheduled'
     if score == 0:
         return 'due now'
     if next_due is None:
         return 'never'
+    when = absolute(next_due, tz)
     if next_due <= now:
-        return f'due since {relative(next_due, now).removesuffix(" ago")} ({absolute(next_due)})'
-    return f'{relative(next_due, now)} ({absolute(next_due)})'
+        return f'due since {relative(next_due, now).removesuffix(" ago")} ({when})'
+    return f'{relative(next_due, now)} ({when})'
+
+
+def describe_policy(policy: Policy) -> list[tuple[str, str]]:
+    """An entry's policy as ``(label, words)`` pairs, one per field that is set.
+
+    Unset fields (the app's defaults apply) are left out; the default policy
+    gives an empty list.
+    """
+    tz = policy.tz
+    out: list[tuple[str, str]] = []
+    if policy.timezone is not None:
+        out.append(('time zone', policy.timezone))
+    if policy.missed is not None:
+        words = policy.missed
+        if policy.missed == 'all' and policy.missed_limit is not None:
+            words += f' (at most {policy.missed_limit})'
+        out.append(('missed runs', words))
+    elif policy.missed_limit is not None:
+        out.append(('missed limit', str(policy.missed_limit)))
+    if policy.catchup_window is not None:
+        out.append(('catch-up', 'within ' + duration(policy.catchup_window)))
+    if policy.start_at is not None:
+        out.append(('starts', absolute(policy.start_at, tz)))
+    if policy.end_at is not None:
+        out.append(('ends', absolute(policy.end_at, tz)))
+    if policy.max_runs is not None:
+        out.append(('max runs', str(policy.max_runs)))
+    if policy.on_finish is not None:
+        out.append(('when done', policy.on_finish))
+    if policy.jitter is not None:
+        out.append(('jitter', 'up to ' + duration(policy.jitter)))
+    if policy.anchor is not None:
+        out.append(('anchor', absolute(policy.anchor, tz)))
+    if policy.history is not None:
+        out.append(('history', f'keeps {policy.history}'))
+    return out

@@ -66,6 +66,7 @@ class Plan:
     messages: tuple[Message, ...] = ()  # empty: nothing to send (parked)
     history: int = 0  # dispatch records to keep
     finish: str | None = None  # 'disable' or 'delete' once these are sent
+    fields: dict[str, Any] | None = None  # the decoded definition (for finish actions)
 
 
 def chunks(items: Sequence[Any], first: int, size: int) -> Iterator[Sequence[Any]]:
@@ -227,11 +228,14 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
             raise DefinitionError(row.key, row.error)
         fields = decode_definition(row.key, row.definition)
         last_run_at, _ = decode_meta(row.key, row.meta)
+        policy = self._policy(row)
         if not fields['enabled']:
             return timing.NEVER
         if last_run_at is None:
             return timing.NOW
-        return timing.to_score(timing.next_after(fields['schedule'], last_run_at, self.binding.tz))
+        sched, tz = fields['schedule'], self.binding.tz
+        following = timing.occurrence_after(sched, policy, last_run_at, tz)
+        return timing.due_score(row.key, following, policy)
 
     # --- compat API: adding entries through a scheduler object --------------
 
@@ -374,7 +378,11 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
             peek_after=now.timestamp(),
             writes=self._writes,
         )
-        sent = self._send([p for p, ok in zip(plans, claimed.flags) if ok and p.messages])
+        ready = [p for p, ok in zip(plans, claimed.flags) if ok]
+        for plan in ready:
+            if plan.finish and not plan.messages:  # finished without a send (max_runs lowered)
+                self._queue_finish(plan.claim.key, plan.finish, plan.fields)
+        sent = self._send([p for p in ready if p.messages])
         return claimed if sent else None
 
     def _send(self, plans: Sequence[Plan]) -> bool:
@@ -414,18 +422,19 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
                     'task_id': task_id_of(message),
                     'outcome': result,
                 }
-                name = message.fields['name']
+                name = self.config.keys.name_of(message.key)
                 self._writes.history.append((name, json.dumps(record), plan.history))
             if plan.finish and result == 'sent':
                 finished[id(plan)] = plan
         for plan in finished.values():
-            fields = plan.messages[0].fields
-            if plan.finish == 'delete':
-                self._writes.deletes.append(fields['name'])
-            else:
-                self._writes.definitions.append(
-                    (plan.claim.key, encode_definition({**fields, 'enabled': False}))
-                )
+            self._queue_finish(plan.claim.key, plan.finish, plan.fields)
+
+    def _queue_finish(self, key: str, finish: str | None, fields: dict[str, Any] | None) -> None:
+        """Disable or delete an entry that has no occurrence left (with the next round trip)."""
+        if finish == 'delete':
+            self._writes.deletes.append(self.config.keys.name_of(key))
+        elif finish == 'disable' and fields is not None:
+            self._writes.definitions.append((key, encode_definition({**fields, 'enabled': False})))
 
     def _renew(self) -> None:
         """Keep the lock during a long dispatch (a no-op until a renewal is due)."""
@@ -452,21 +461,24 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
             return self._park(member, score, row, timing.NEVER)
         sched, tz = fields['schedule'], self.binding.tz
         first = timing.first_occurrence(sched, policy, last_run_at, float(score), now, tz)
-        if first is None:  # no occurrence left
-            return self._park(member, score, row, timing.NEVER)
+        finish = policy.on_finish if policy.on_finish in ('disable', 'delete') else None
+        done = policy.max_runs is not None and count >= policy.max_runs
+        if first is None or done:  # no occurrence left
+            parked = self._park(member, score, row, timing.NEVER)
+            return replace(parked, finish=finish, fields=fields)
         if first > now:  # not due yet (its definition changed by hand): move to its time
             return self._park(member, score, row, timing.due_score(row.key, first, policy))
         run = timing.plan_run(sched, policy, first, now, count, tz, key=row.key)
         meta = encode_meta(run.last_run_at, run.total_run_count)
         claim = Claim(row.key, member, score, run.score, meta, run.missed, run.skipped)
         restore = Restore(row.key, run.score, score, row.meta)
-        finish = policy.on_finish if run.next_occurrence is None else None
         return Plan(
             claim,
             restore,
             tuple(Message(row.key, fields, occurrence) for occurrence in run.sends),
             history=policy.history or 0,
-            finish=finish if finish in ('disable', 'delete') else None,
+            finish=finish if run.next_occurrence is None else None,
+            fields=fields,
         )
 
     def _policy(self, row: Row) -> Policy:

@@ -6,7 +6,7 @@ celery-redbeat 2.x, so existing definitions and user code keep working.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any
 
 from celery.schedules import BaseSchedule, schedstate
@@ -92,6 +92,7 @@ class rrule(BaseSchedule):  # type: ignore[misc]
         self.byhour = byhour
         self.byminute = byminute
         self.bysecond = bysecond
+        self._in_zone: dict[tzinfo, du.rrule] = {}
         self.rrule = du.rrule(
             freq,  # type: ignore[arg-type]
             dtstart=self.dtstart,
@@ -111,10 +112,27 @@ class rrule(BaseSchedule):  # type: ignore[misc]
             bysecond=bysecond,
         )
 
-    def next_after(self, moment: datetime) -> datetime | None:
-        """The first occurrence strictly after ``moment`` (aware), or None."""
-        found: datetime | None = self.rrule.after(_as_utc(moment))
+    def next_after(self, moment: datetime, tz: tzinfo | None = None) -> datetime | None:
+        """The first occurrence strictly after ``moment`` (aware), or None.
+
+        With ``tz``, the rule runs on wall-clock time in that zone: ``dtstart``
+        is read there, so 09:00 stays 09:00 across daylight-saving changes
+        (the stored ``dtstart`` only keeps a fixed UTC offset).
+        """
+        rule = self.rrule if tz is None else self._zoned(tz)
+        found: datetime | None = rule.after(
+            _as_utc(moment).astimezone(tz) if tz else _as_utc(moment)
+        )
         return found
+
+    def _zoned(self, tz: tzinfo) -> du.rrule:
+        cached = self._in_zone.get(tz)
+        if cached is None:
+            start = self.dtstart.astimezone(tz) if self.dtstart else None
+            until = self.until.astimezone(tz) if self.until else None
+            cached = self.rrule.replace(dtstart=start, until=until)
+            self._in_zone[tz] = cached
+        return cached
 
     # Celery's BaseSchedule interface, for code that asks the schedule itself.
     def remaining_estimate(self, last_run_at: datetime) -> timedelta | None:

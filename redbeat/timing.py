@@ -189,10 +189,18 @@ def occurrence_after(
     """
     zone = policy.tz or tz
     moment = utc(moment)
+    interval = isinstance(sched, schedule) and not isinstance(sched, crontab)
+    found: datetime | None
     if policy.start_at is not None and moment < utc(policy.start_at):
+        if interval and policy.anchor is None:
+            found = utc(policy.start_at)  # an interval starts at start_at itself
+            return None if policy.end_at is not None and found > utc(policy.end_at) else found
         moment = utc(policy.start_at) - timedelta(microseconds=1)
-    if policy.anchor is not None and isinstance(sched, schedule) and not isinstance(sched, crontab):
-        found: datetime | None = anchored_next(sched, utc(policy.anchor), moment)
+    if policy.anchor is not None and interval:
+        found = anchored_next(sched, utc(policy.anchor), moment)
+    elif isinstance(sched, rrule) and policy.tz is not None:
+        found = sched.next_after(moment, policy.tz)  # wall time kept in the entry's zone
+        found = None if found is None else utc(found)
     else:
         found = next_after(sched, moment, zone)
     if found is not None and policy.end_at is not None and found > utc(policy.end_at):
@@ -267,7 +275,9 @@ def plan_run(
     latest (``once``, the default; ``skip`` only within its window, 60 s by
     default) or each (``all``, at most ``missed_limit``), and the rest are
     *skipped*.  ``max_runs`` caps the sends.  The run state records the latest
-    due occurrence, so the next one is the first after it.
+    due occurrence, so the next one is the first after it; except that a
+    ``once`` catch-up (several were due) is recorded at ``now``, as Celery
+    does, so the next run is a whole period away.
     """
     now = utc(now)
     due = _due_occurrences(sched, policy, utc(first), now, tz)
@@ -275,7 +285,12 @@ def plan_run(
     if window is None and policy.missed == 'skip':
         window = SKIP_GRACE
     cutoff = now - timedelta(seconds=window) if window is not None else None
-    within = [o for o in due if cutoff is None or o >= cutoff]
+    # Lateness counts from an occurrence's jittered due time, not the occurrence.
+    within = [
+        o
+        for o in due
+        if cutoff is None or o + timedelta(seconds=jitter_offset(key, o, policy.jitter)) >= cutoff
+    ]
     missed = len(due) - len(within)
     if policy.missed == 'all':
         limit = policy.missed_limit if policy.missed_limit is not None else 100
@@ -286,7 +301,10 @@ def plan_run(
         sends = sends[: max(0, policy.max_runs - runs)]
     skipped = len(within) - len(sends)
     last = due[-1]
-    if len(due) == _MAX_CATCH_UP:  # more were due than we looked at: jump to now
+    catching_up = len(due) > 1 and policy.missed in (None, 'once')
+    if catching_up or len(due) == _MAX_CATCH_UP:
+        # Celery's rule: a catch-up run counts as run now, so the next one is
+        # a whole period later, not moments after (no burst after an outage).
         last = max(last, now)
     total = runs + len(sends)
     finished = policy.max_runs is not None and total >= policy.max_runs
@@ -332,8 +350,8 @@ def advance(
     """``(last_run_at, next due)`` once the occurrence at ``scheduled_at`` is sent.
 
     The default policy's rule (see :func:`plan_run`): missed occurrences are
-    sent once, the run is recorded at the latest due occurrence, and the next
-    due time is the first occurrence after it, which is after ``now``.
+    sent once and the run is recorded at ``now``; the next due time is the
+    first occurrence after the recorded run.
     """
     plan = plan_run(sched, DEFAULT_POLICY, scheduled_at, now, 0, tz)
     return plan.last_run_at, plan.next_occurrence

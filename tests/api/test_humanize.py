@@ -76,3 +76,47 @@ def test_relative(moment: datetime | None, words: str) -> None:
 )
 def test_next_run(due: datetime | None, score: float | None, words: str) -> None:
     assert humanize.next_run(due, score, NOW) == words
+
+
+def test_absolute_in_a_zone_names_the_abbreviation_in_force() -> None:
+    from zoneinfo import ZoneInfo
+
+    paris = ZoneInfo('Europe/Paris')
+    before = datetime(2026, 3, 29, 0, 30, tzinfo=timezone.utc)
+    after = datetime(2026, 3, 29, 1, 0, tzinfo=timezone.utc)
+    assert humanize.absolute(before, paris) == '2026-03-29 01:30:00 CET'
+    assert humanize.absolute(after, paris) == '2026-03-29 03:00:00 CEST'
+    assert humanize.absolute(after, timezone.utc) == '2026-03-29 01:00:00 UTC'
+    assert humanize.absolute(after) == '2026-03-29 01:00:00 UTC'
+
+
+def test_describe_policy_lists_the_fields_that_are_set() -> None:
+    from redbeat.policy import Policy
+
+    assert humanize.describe_policy(Policy()) == []
+    words = humanize.describe_policy(
+        Policy(timezone='Europe/Paris', missed='all', missed_limit=3, catchup_window=600,
+               end_at=datetime(2026, 7, 1, tzinfo=timezone.utc), max_runs=2,
+               on_finish='delete', jitter=1.5, history=0)
+    )  # fmt: skip
+    assert words == [
+        ('time zone', 'Europe/Paris'),
+        ('missed runs', 'all (at most 3)'),
+        ('catch-up', 'within 10 min'),
+        ('ends', '2026-07-01 02:00:00 CEST'),
+        ('max runs', '2'),
+        ('when done', 'delete'),
+        ('jitter', 'up to 1.5 s'),
+        ('history', 'keeps 0'),
+    ]
+
+
+@pytest.mark.parametrize(('text', 'seconds'), [('0', 0.0), ('0s', 0.0), ('30s', 30.0)])
+def test_parse_duration_allow_zero(text: str, seconds: float) -> None:
+    assert humanize.parse_duration(text, allow_zero=True) == seconds
+
+
+@pytest.mark.parametrize('text', ['-1', 'inf', 'nan'])
+def test_parse_duration_allow_zero_still_rejects(text: str) -> None:
+    with pytest.raises(ValueError):
+        humanize.parse_duration(text, allow_zero=True)

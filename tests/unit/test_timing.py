@@ -253,14 +253,13 @@ def test_rrule_rejects_unknown_frequency() -> None:
          (at(2026, 1, 1, 10), at(2026, 1, 1, 10, 1))),
         (every(60), at(2026, 1, 1, 10), at(2026, 1, 1, 10, 0, 59),
          (at(2026, 1, 1, 10), at(2026, 1, 1, 10, 1))),
-        # later occurrences already due (missed): one run, recorded at the latest due
-        # occurrence, so the entry keeps its phase and continues after now
+        # the following occurrence is already due: missed; one run, continue after now
         (every(60), at(2026, 1, 1, 10), at(2026, 1, 1, 10, 1),
          (at(2026, 1, 1, 10, 1), at(2026, 1, 1, 10, 2))),
         (every(60), at(2026, 1, 1, 10), at(2026, 1, 1, 10, 3, 30),
-         (at(2026, 1, 1, 10, 3), at(2026, 1, 1, 10, 4))),
+         (at(2026, 1, 1, 10, 3, 30), at(2026, 1, 1, 10, 4, 30))),
         (crontab(minute='*/5'), at(2026, 1, 1, 10), at(2026, 1, 1, 10, 17),
-         (at(2026, 1, 1, 10, 15), at(2026, 1, 1, 10, 20))),
+         (at(2026, 1, 1, 10, 17), at(2026, 1, 1, 10, 20))),
         (crontab(minute='*/5'), at(2026, 1, 1, 10), at(2026, 1, 1, 10, 2),
          (at(2026, 1, 1, 10), at(2026, 1, 1, 10, 5))),
         # last occurrence of a finite rule: no next

@@ -259,6 +259,19 @@ def _due_occurrences(
     return found
 
 
+def _late_interval(
+    sched: BaseSchedule, policy: Policy, sends: list[datetime], now: datetime, key: str
+) -> bool:
+    """An (unanchored) interval run sent more than half a period after its (jittered) time."""
+    if not sends or policy.anchor is not None or not isinstance(sched, schedule):
+        return False
+    if isinstance(sched, (crontab, solar)):
+        return False
+    period = sched.run_every.total_seconds()
+    due = sends[-1] + timedelta(seconds=jitter_offset(key, sends[-1], policy.jitter))
+    return bool((now - due).total_seconds() > period / 2)
+
+
 def plan_run(
     sched: BaseSchedule,
     policy: Policy,
@@ -276,8 +289,9 @@ def plan_run(
     default) or each (``all``, at most ``missed_limit``), and the rest are
     *skipped*.  ``max_runs`` caps the sends.  The run state records the latest
     due occurrence, so the next one is the first after it; except that a
-    ``once`` catch-up (several were due) is recorded at ``now``, as Celery
-    does, so the next run is a whole period away.
+    ``once`` catch-up (several were due, or an interval run more than half a
+    period late) is recorded at ``now``, as Celery does, so the next run is a
+    whole period away and two runs are never bunched together.
     """
     now = utc(now)
     due = _due_occurrences(sched, policy, utc(first), now, tz)
@@ -301,7 +315,8 @@ def plan_run(
         sends = sends[: max(0, policy.max_runs - runs)]
     skipped = len(within) - len(sends)
     last = due[-1]
-    catching_up = len(due) > 1 and policy.missed in (None, 'once')
+    once = policy.missed in (None, 'once')
+    catching_up = once and (len(due) > 1 or _late_interval(sched, policy, sends, now, key))
     if catching_up or len(due) == _MAX_CATCH_UP:
         # Celery's rule: a catch-up run counts as run now, so the next one is
         # a whole period later, not moments after (no burst after an outage).

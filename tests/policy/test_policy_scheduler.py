@@ -302,14 +302,14 @@ def test_jittered_entry_is_sent_at_its_delayed_time(
     app: Celery, redis_client: redis.Redis, make_scheduler: Make, sent: Sent
 ) -> None:
     jitter = 30.0
-    last = down_entry(app, redis_client, 'jit', {'jitter': jitter}, every=60, down=100)
-    occurrence = last + timedelta(seconds=60)  # 40 s ago, plus up to 30 s of jitter: due
+    last = down_entry(app, redis_client, 'jit', {'jitter': jitter}, every=120, down=160)
+    occurrence = last + timedelta(seconds=120)  # 40 s ago, plus up to 30 s of jitter: due
     offset = jitter_offset('redbeat:jit', occurrence, jitter)
     redis_client.zadd(SCHEDULE, {'redbeat:jit': to_score(occurrence) + offset})
     scheduler = make_scheduler()
     scheduler.tick()
     assert [h['task'] for h in sent()] == ['proj.tasks.jit']
-    following = occurrence + timedelta(seconds=60)
+    following = occurrence + timedelta(seconds=120)  # at most 40 s late: keeps its phase
     score = redis_client.zscore(SCHEDULE, 'redbeat:jit')
     assert score is not None
     assert 0 <= score - to_score(following) < jitter

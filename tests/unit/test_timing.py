@@ -248,11 +248,14 @@ def test_rrule_rejects_unknown_frequency() -> None:
 @pytest.mark.parametrize(
     ('sched', 'scheduled_at', 'now', 'expected'),
     [
-        # on time (or a little late): recorded at its scheduled time, next follows it
+        # on time (or up to half a period late): recorded at its scheduled time
         (every(60), at(2026, 1, 1, 10), at(2026, 1, 1, 10, 0, 0, 300_000),
          (at(2026, 1, 1, 10), at(2026, 1, 1, 10, 1))),
-        (every(60), at(2026, 1, 1, 10), at(2026, 1, 1, 10, 0, 59),
+        (every(60), at(2026, 1, 1, 10), at(2026, 1, 1, 10, 0, 30),
          (at(2026, 1, 1, 10), at(2026, 1, 1, 10, 1))),
+        # more than half a period late: counts as run now (no two runs bunched)
+        (every(60), at(2026, 1, 1, 10), at(2026, 1, 1, 10, 0, 59),
+         (at(2026, 1, 1, 10, 0, 59), at(2026, 1, 1, 10, 1, 59))),
         # the following occurrence is already due: missed; one run, continue after now
         (every(60), at(2026, 1, 1, 10), at(2026, 1, 1, 10, 1),
          (at(2026, 1, 1, 10, 1), at(2026, 1, 1, 10, 2))),

@@ -12,6 +12,7 @@ never printed.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -467,7 +468,8 @@ def policy_changes(
 
 def _apply(name: str, stored: Policy, changes: dict[str, Any], sched: BaseSchedule) -> Policy:
     """``stored`` with ``changes`` applied; errors name the option."""
-    fields = {k: v for k, v in vars(stored).items() if v is not None}
+    fields = {f.name: getattr(stored, f.name) for f in dataclasses.fields(stored)}
+    fields = {k: v for k, v in fields.items() if v is not None}
     for key, value in changes.items():
         if value is CLEAR:
             fields.pop(key, None)

@@ -241,11 +241,6 @@ def check_entry(entry: RedBeatSchedulerEntry) -> None:
     check_fields(label, entry.definition())
     if not isinstance(entry.schedule, BaseSchedule):
         raise DefinitionError(label, f'unsupported schedule {entry.schedule!r}')
-    try:
-        encode_definition(entry.definition())
-        timing.next_after(entry.schedule, utcnow(), entry.binding.tz)
-    except TypeError as exc:
-        raise DefinitionError(label, str(exc)) from None
 
 
 def save_entries(
@@ -304,7 +299,10 @@ def _save_item(
     stored_policy: str | None,
     now: datetime,
 ) -> SaveItem:
-    definition = encode_definition(entry.definition())
+    try:
+        definition = encode_definition(entry.definition())
+    except TypeError as exc:  # a value JSON cannot hold (in args, kwargs or options)
+        raise DefinitionError(entry.key, str(exc)) from None
     last_run_at, count = decode_meta(entry.key, meta)
     new_meta = None
     if meta is None:
@@ -314,7 +312,10 @@ def _save_item(
     entry.last_run_at, entry.total_run_count = last_run_at, count
     if entry.enabled:
         policy = entry.policy.merged(bound.defaults)
-        due = timing.due_after_change(entry.schedule, last_run_at, now, bound.tz, policy)
+        try:
+            due = timing.due_after_change(entry.schedule, last_run_at, now, bound.tz, policy)
+        except TypeError as exc:  # a schedule type redbeat cannot compute
+            raise DefinitionError(entry.key, str(exc)) from None
         score = timing.due_score(entry.key, due, policy)
     else:
         score = timing.NEVER

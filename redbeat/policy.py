@@ -9,8 +9,9 @@ construction with messages that name the field.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timezone, tzinfo
+from functools import cached_property
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -70,17 +71,25 @@ class Policy:
 
     def merged(self, defaults: Policy) -> Policy:
         """This policy, with unset fields taken from ``defaults`` (the app's)."""
-        given = {
+        given = self._given
+        return replace(defaults, **given) if given else defaults
+
+    @cached_property
+    def _given(self) -> dict[str, Any]:
+        """The fields that are set (frozen, so computed once)."""
+        return {
             f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None
         }
-        return replace(defaults, **given)
 
     def to_json(self) -> str | None:
         """The stored JSON; None for the default policy (no field is stored)."""
+        return self._json
+
+    @cached_property
+    def _json(self) -> str | None:
         from .decoder import dumps
 
-        body = {k: v for k, v in asdict(self).items() if v is not None}
-        return dumps(body) if body else None
+        return dumps(self._given) if self._given else None
 
     @classmethod
     def from_json(cls, key: str, text: str | None) -> Policy:

@@ -29,8 +29,11 @@ DEFAULT_LOCK_TIMEOUT = 10.0
 #: of the schedule in one slot, so multi-key scripts and pipelines work.
 CLUSTER_KEY_PREFIX = '{redbeat}:'
 
-#: Dispatch records kept per entry by default (about 150 bytes each in Redis).
-DEFAULT_HISTORY_SIZE = 5
+#: Dispatch records kept per entry by default: none.  History is opt-in
+#: (per entry, or ``redbeat_history_size``): each record costs about 150 bytes
+#: in Redis and a write per dispatch, and by default an entry takes no more
+#: memory than it does under celery-redbeat 2.x.
+DEFAULT_HISTORY_SIZE = 0
 
 REDIS_SCHEMES = ('redis', 'rediss', 'unix', 'redis-sentinel', 'sentinel', 'redis-cluster')
 _UNSET = object()

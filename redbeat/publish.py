@@ -23,9 +23,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 import redis
@@ -55,8 +56,7 @@ def occurrence_id(key: str, occurrence: datetime) -> str:
 
 def task_id_of(message: Message) -> str:
     """The task id a message is sent with: the entry's own, or the occurrence's."""
-    given = message.fields['options'].get('task_id')
-    return str(given) if given else occurrence_id(message.key, message.occurrence)
+    return message.task_id
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,12 @@ class Message:
     key: str
     fields: dict[str, Any]
     occurrence: datetime
+
+    @cached_property
+    def task_id(self) -> str:
+        """The entry's own ``task_id`` option, or the occurrence's id (computed once)."""
+        given = self.fields['options'].get('task_id')
+        return str(given) if given else occurrence_id(self.key, self.occurrence)
 
 
 @dataclass
@@ -89,11 +95,20 @@ class Publisher:
         self._producer = producer
         self.group_size = max(1, group_size)
 
+    #: Messages in the first group: few, so the first message reaches the broker at once.
+    first_group = 10
+
+    def _groups(self, count: int) -> Iterator[range]:
+        start, size = 0, min(self.first_group, self.group_size)
+        while start < count:
+            yield range(start, min(start + size, count))
+            start, size = start + size, self.group_size
+
     def send(self, messages: Sequence[Message], between_groups: Callable[[], None]) -> Outcome:
         """Send ``messages``; ``between_groups`` runs after each group (lock renewal)."""
         outcome = Outcome()
-        for start in range(0, len(messages), self.group_size):
-            group = range(start, min(start + self.group_size, len(messages)))
+        for group in self._groups(len(messages)):
+            start = group.start
             try:
                 self._send_group(messages, group)
             except TRANSIENT as exc:
@@ -138,7 +153,7 @@ class Publisher:
         name = fields['task']
         options = dict(fields['options'])
         options['headers'] = {**(options.get('headers') or {}), 'celery_beat_task': True}
-        options['task_id'] = task_id_of(message)
+        options['task_id'] = message.task_id
         logger.info('Scheduler: Sending due task %s (%s)', fields['name'], name)
         task = self.app.tasks.get(name)
         if task is not None:

@@ -168,7 +168,7 @@ class ScheduleStore:
             return []
         return list(self.client.zmscore(self.keys.schedule, list(members)))
 
-    def scan_entry_keys(self, count: int = 1000) -> Iterator[list[str]]:
+    def scan_entry_keys(self, count: int = 10000) -> Iterator[list[str]]:
         """Batches of entry hash keys under the prefix (SCAN: one round trip a batch)."""
         if self.cluster:
             yield from self._scan_cluster(count)

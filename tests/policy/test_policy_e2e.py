@@ -57,7 +57,7 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
 
 def test_one_off_added_at_run_time_runs_once_then_is_disabled(running: Running) -> None:
     at = datetime.now(timezone.utc) + timedelta(seconds=2)
-    running.api.add_once('once-e2e', TASK, at, args=['once-e2e'])
+    running.api.add_once('once-e2e', TASK, at, args=['once-e2e'], history=5)
     records = running.cluster.records
     records.wait_count('once-e2e', 1, timeout=10)
     (run,) = records.of('once-e2e')

@@ -189,7 +189,7 @@ def test_one_off_runs_once_then_disables_or_deletes_itself(
 ) -> None:  # fmt: skip
     moment = now()
     at = (moment - timedelta(seconds=5)).replace(microsecond=0)
-    entry = api.once_entry('launch', 'proj.tasks.launch', at, args=[1],
+    entry = api.once_entry('launch', 'proj.tasks.launch', at, args=[1], history=3,
                            delete_after=delete_after, now=at - timedelta(seconds=1))  # fmt: skip
     entry.last_run_at = at - timedelta(seconds=60)  # saved a minute before its time
     api.save([entry])
@@ -255,6 +255,7 @@ def test_history_is_written_newest_first_and_trimmed(
 def test_history_default_size_and_zero(
     app: Celery, redis_client: redis.Redis, make_scheduler: Make
 ) -> None:
+    app.conf.redbeat_history_size = 5
     down_entry(app, redis_client, 'many', {'missed': 'all'}, every=60, down=60 * 8 + 30)
     down_entry(app, redis_client, 'none', {'missed': 'all', 'history': 0})
     scheduler = make_scheduler()
@@ -262,6 +263,17 @@ def test_history_default_size_and_zero(
     scheduler.close()  # closing writes the last tick's records
     assert redis_client.llen('redbeat::history:many') == 5  # redbeat_history_size
     assert not redis_client.exists('redbeat::history:none')
+
+
+def test_no_history_unless_asked(
+    app: Celery, redis_client: redis.Redis, make_scheduler: Make
+) -> None:
+    down_entry(app, redis_client, 'quiet', {'missed': 'all'}, every=60, down=150)
+    scheduler = make_scheduler()
+    scheduler.tick()
+    scheduler.close()
+    assert redis_client.hget('redbeat:quiet', 'meta') is not None  # it did run
+    assert not redis_client.exists('redbeat::history:quiet')  # default size 0: none kept
 
 
 def test_history_size_setting(app: Celery, redis_client: redis.Redis, make_scheduler: Make) -> None:

@@ -33,6 +33,8 @@ import redis
 from celery import Celery
 from kombu import exceptions as kombu_errors
 
+from .templates import Templates
+
 logger = logging.getLogger('celery.beat')
 
 #: Namespace of occurrence task ids (uuid5 of "<key>@<occurrence ISO time>").
@@ -94,6 +96,8 @@ class Publisher:
         self.app = app
         self._producer = producer
         self.group_size = max(1, group_size)
+        self.templates = Templates(app)
+        self._fast = False
 
     #: Messages in the first group: few, so the first message reaches the broker at once.
     first_group = 10
@@ -107,6 +111,7 @@ class Publisher:
     def send(self, messages: Sequence[Message], between_groups: Callable[[], None]) -> Outcome:
         """Send ``messages``; ``between_groups`` runs after each group (lock renewal)."""
         outcome = Outcome()
+        self._fast = self.templates.usable()
         for group in self._groups(len(messages)):
             start = group.start
             try:
@@ -155,6 +160,8 @@ class Publisher:
         options['headers'] = {**(options.get('headers') or {}), 'celery_beat_task': True}
         options['task_id'] = message.task_id
         logger.info('Scheduler: Sending due task %s (%s)', fields['name'], name)
+        if self._fast and self.templates.send(fields, message.key, options, producer):
+            return
         task = self.app.tasks.get(name)
         if task is not None:
             task.apply_async(fields['args'], fields['kwargs'], producer=producer, **options)

@@ -1,0 +1,364 @@
+"""Celery's own task message, built once per kind of entry and re-stamped per send.
+
+``apply_async`` spends about 190 µs per message on this machine before the
+broker sees anything: merging options, routing, assembling headers, repr of
+the arguments, serializing.  For a beat entry all of that is the same every
+time except the task id.  So the first time a *kind* is sent (a task name
+plus its options), Celery builds the message itself: ``apply_async`` runs
+with a producer that records what it would publish instead of publishing.
+That recording is the kind's :class:`Template`; later sends copy it and put
+in only what differs:
+
+* the task id, wherever the recorded message carried it (``id``,
+  ``root_id``, ``correlation_id``);
+* the arguments: the body ``(args, kwargs, embed)``, serialized as Celery
+  would, and the ``argsrepr``/``kwargsrepr`` headers, made with Celery's
+  ``saferepr`` and limits.
+
+A kind is trusted only after it has been *verified*: the second entry of the
+kind is recorded by Celery too, and its message must equal the one rendered
+from the first.  If it does not (some header depends on the arguments in a
+way this module does not know), the kind is *opaque*: each entry is recorded
+by Celery once and only its task id is re-stamped afterwards.
+
+Everything else goes through plain ``apply_async`` (:meth:`Templates.send`
+returns False): task classes that override ``apply_async`` or
+``shadow_name`` (or were wrapped by instrumentation), pydantic tasks,
+routing functions (``task_routes`` entries that are not plain mappings could
+depend on the arguments), messages with an ``eta`` or ``expires`` (they
+depend on the clock), ``task_always_eager``, ``task_send_sent_event``,
+protocol 1, and any receiver of ``before_task_publish`` (it may change the
+headers it is given, which a recording cannot replay).
+``after_task_publish`` and the result backend's ``on_task_call`` run for
+every message exactly as Celery runs them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from celery import Celery, signals
+from celery.app.amqp import AMQP
+from celery.app.base import Celery as CeleryBase
+from celery.app.routes import MapRoute
+from celery.app.task import Task
+from celery.utils.saferepr import saferepr
+from kombu.serialization import dumps
+
+logger = logging.getLogger('celery.beat')
+
+#: A kind of entry: its task name and its options (as canonical text).
+Kind = tuple[str, str]
+
+
+class _Recorded(Exception):
+    """Raised by :class:`_Recorder` to stop Celery once the message is built."""
+
+    def __init__(self, body: Any, kwargs: dict[str, Any]) -> None:
+        super().__init__('recorded')
+        self.body = body
+        self.kwargs = kwargs
+
+
+class _Recorder:
+    """A producer that records the publish call instead of making it.
+
+    Everything else (connection, channel, serializer) is the real producer's,
+    so Celery builds exactly the message it would send through it.
+    """
+
+    def __init__(self, producer: Any) -> None:
+        self._producer = producer
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._producer, name)
+
+    def publish(self, body: Any, **kwargs: Any) -> None:
+        raise _Recorded(body, kwargs)
+
+
+@dataclass
+class Template:
+    """One recorded message: what ``producer.publish`` was called with."""
+
+    task: str
+    body: Any  # (args, kwargs, embed), as Celery passes it to the signals
+    kwargs: dict[str, Any]  # producer.publish keyword arguments, headers included
+    task_id: str
+    #: publish kwargs and headers whose value was the task id
+    id_kwargs: tuple[str, ...] = ()
+    id_headers: tuple[str, ...] = ()
+
+    @classmethod
+    def recorded(cls, task: str, body: Any, kwargs: dict[str, Any], task_id: str) -> Template:
+        headers = kwargs['headers']
+        return cls(
+            task,
+            body,
+            kwargs,
+            task_id,
+            tuple(k for k, v in kwargs.items() if v == task_id),
+            tuple(k for k, v in headers.items() if v == task_id),
+        )
+
+    @property
+    def headers(self) -> dict[str, Any]:
+        return self.kwargs['headers']  # type: ignore[no-any-return]
+
+    @property
+    def ignore_result(self) -> bool:
+        return bool(self.headers.get('ignore_result'))
+
+    def stamped(self, task_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Fresh publish kwargs and headers for a send with ``task_id``."""
+        kwargs = dict(self.kwargs)
+        headers = dict(self.headers)
+        for name in self.id_kwargs:
+            kwargs[name] = task_id
+        for name in self.id_headers:
+            headers[name] = task_id
+        kwargs['headers'] = headers
+        return kwargs, headers
+
+
+@dataclass(frozen=True)
+class Arguments:
+    """The parts of a message that depend on the entry's arguments."""
+
+    body: Any  # (args, kwargs, embed): what the signals get
+    argsrepr: str
+    kwargsrepr: str
+    serialized: dict[str, Any]  # the body serialized, with its content type and encoding
+
+
+#: Entries whose rendered arguments are kept (cleared when full, like decoded definitions).
+ARGUMENTS_CACHE_MAX = 200_000
+
+
+@dataclass
+class _KindState:
+    slow: bool = False  # sent through apply_async (unsupported task, or eta/expires)
+    first: Template | None = None  # the first entry's recording
+    verified: bool = False  # a second entry rendered from ``first`` equalled Celery's
+    opaque: bool = False  # it did not: each entry keeps its own recording
+    #: entry key -> (its definition fields, its recording), for opaque kinds
+    entries: dict[str, tuple[Mapping[str, Any], Template]] = field(default_factory=dict)
+
+
+def _plain(method: Any, original: Any) -> bool:
+    """True if ``method`` is Celery's own ``original``, not overridden or wrapped."""
+    return method is original and not hasattr(method, '__wrapped__')
+
+
+class Templates:
+    """Sends messages from templates where that gives exactly Celery's message."""
+
+    def __init__(self, app: Celery) -> None:
+        self.app = app
+        self._kinds: dict[Kind, _KindState] = {}
+        self._channel: Any = None
+        self._bound: dict[int, Any] = {}  # id(entity) -> the entity bound to _channel
+        self._arguments: dict[str, tuple[Mapping[str, Any], Arguments]] = {}
+        self.app_supported = self._app_supported()
+        #: How messages went: recorded by Celery, rendered from a kind's template,
+        #: replayed from an entry's own recording, or handed to apply_async.
+        self.counts: Counter[str] = Counter()
+
+    def _app_supported(self) -> bool:
+        app, conf = self.app, self.app.conf
+        amqp = app.amqp
+        return bool(
+            not conf.task_always_eager
+            and not conf.task_send_sent_event
+            and int(conf.task_protocol or 2) == 2
+            and _plain(type(app).send_task, CeleryBase.send_task)
+            and _plain(type(amqp).as_task_v2, AMQP.as_task_v2)
+            and _plain(type(amqp)._create_task_sender, AMQP._create_task_sender)
+            and all(isinstance(route, MapRoute) for route in amqp.routes)
+        )
+
+    def usable(self) -> bool:
+        """True unless the app is unsupported or someone listens to ``before_task_publish``."""
+        return (
+            self.app_supported
+            and not signals.before_task_publish.receivers
+            and not signals.task_sent.receivers
+        )
+
+    def _task_supported(self, name: str) -> bool:
+        task = self.app.tasks.get(name)
+        if task is None:
+            return True  # sent by name with send_task
+        kind = type(task)
+        return (
+            _plain(kind.apply_async, Task.apply_async)
+            and _plain(kind.shadow_name, Task.shadow_name)
+            and getattr(task, '_dump_pydantic_arguments', None) is None
+        )
+
+    def send(self, fields: Mapping[str, Any], key: str, options: dict[str, Any],
+             producer: Any) -> bool:  # fmt: skip
+        """Send one occurrence; False if it must go through ``apply_async`` instead.
+
+        ``options`` are the keyword arguments ``apply_async`` would get: the
+        entry's options with beat's header and the ``task_id`` added.
+        """
+        name = fields['task']
+        kind = (name, _canonical(fields['options']))
+        state = self._kinds.get(kind)
+        if state is None:
+            state = self._kinds[kind] = _KindState(slow=not self._task_supported(name))
+        if state.slow:
+            self.counts['apply_async'] += 1
+            return False
+        task_id = options['task_id']
+        if state.verified:
+            assert state.first is not None
+            args = self._rendered(state.first, key, fields)
+            kwargs, headers = state.first.stamped(task_id)
+            headers['argsrepr'], headers['kwargsrepr'] = args.argsrepr, args.kwargsrepr
+            kwargs['body'] = args.body
+            kwargs.update(args.serialized)
+            self._publish(producer, name, kwargs, headers)
+            self.counts['rendered'] += 1
+            return True
+        known = state.entries.get(key)
+        if known is not None and known[0] is fields:
+            kwargs, headers = known[1].stamped(task_id)
+            kwargs['body'] = known[1].body
+            self._publish(producer, name, kwargs, headers)
+            self.counts['replayed'] += 1
+            return True
+        template = self._record(fields, options, producer)
+        kwargs, headers = template.stamped(task_id)
+        kwargs['body'] = template.body
+        self._publish(producer, name, kwargs, headers, backend_told=True)
+        self.counts['recorded'] += 1
+        if headers.get('eta') is not None or headers.get('expires') is not None:
+            state.slow = True  # depends on the clock: apply_async from now on
+        else:
+            self._learn(state, key, fields, template)
+        return True
+
+    def _learn(self, state: _KindState, key: str, fields: Mapping[str, Any],
+               template: Template) -> None:  # fmt: skip
+        """Keep a kind's first recording, or verify the kind with a second one."""
+        if state.first is None:
+            state.first = template
+        elif not state.opaque:
+            args = self._render(state.first, fields)
+            rendered, headers = state.first.stamped(template.task_id)
+            headers['argsrepr'], headers['kwargsrepr'] = args.argsrepr, args.kwargsrepr
+            state.verified = args.body == template.body and _same(rendered, template.kwargs)
+            state.opaque = not state.verified
+            if state.opaque:
+                logger.debug('beat: messages of %s are not templated: they depend on '
+                             'the arguments in an unknown way', template.task)  # fmt: skip
+        if state.opaque:
+            state.entries[key] = (fields, template)
+
+    def _record(
+        self, fields: Mapping[str, Any], options: dict[str, Any], producer: Any
+    ) -> Template:
+        """Have Celery build the message: everything apply_async runs, but the publish."""
+        name = fields['task']
+        recorder = _Recorder(producer)
+        task = self.app.tasks.get(name)
+        try:
+            if task is not None:
+                task.apply_async(fields['args'], fields['kwargs'], producer=recorder, **options)
+            else:
+                self.app.send_task(
+                    name, fields['args'], fields['kwargs'], producer=recorder, **options
+                )
+        except _Recorded as recorded:
+            return Template.recorded(name, recorded.body, recorded.kwargs, options['task_id'])
+        raise RuntimeError(f'Celery did not publish {name!r} through the producer it was given')
+
+    def _rendered(self, template: Template, key: str, fields: Mapping[str, Any]) -> Arguments:
+        """The entry's :class:`Arguments`, made once per definition (kept across ticks)."""
+        cached = self._arguments.get(key)
+        if cached is not None and cached[0] is fields:
+            return cached[1]
+        if len(self._arguments) >= ARGUMENTS_CACHE_MAX:
+            self._arguments.clear()
+        made = self._render(template, fields)
+        self._arguments[key] = (fields, made)
+        return made
+
+    def _render(self, template: Template, fields: Mapping[str, Any]) -> Arguments:
+        """What Celery makes of the entry's arguments (checked first, as apply_async does)."""
+        task = self.app.tasks.get(fields['task'])
+        if task is not None and task.typing:  # TypeError, as in apply_async
+            task.__header__(*(fields['args'] or ()), **(fields['kwargs'] or {}))
+        args, kwargs = fields['args'] or (), fields['kwargs'] or {}  # as Celery's as_task_v2
+        if not isinstance(args, (list, tuple)) or not isinstance(kwargs, Mapping):
+            raise TypeError('task args must be a list or tuple, keyword arguments a mapping')
+        amqp, levels = self.app.amqp, self.app.conf.task_repr_maxlevels
+        body = (args, kwargs, template.body[2])
+        serializer = template.kwargs['serializer']
+        content_type, encoding, data = dumps(body, serializer=serializer)  # type: ignore[no-untyped-call]
+        return Arguments(
+            body,
+            saferepr(args, amqp.argsrepr_maxsize, maxlevels=levels),
+            saferepr(kwargs, amqp.kwargsrepr_maxsize, maxlevels=levels),
+            {'content_type': content_type, 'content_encoding': encoding, 'serialized': data},
+        )
+
+    def _bind(self, producer: Any, entities: Any) -> list[Any]:
+        """The entities to declare, bound to the producer's channel once (kombu copies
+        unbound ones on every publish)."""
+        channel = producer.channel
+        if channel is not self._channel:
+            self._channel, self._bound = channel, {}
+        bound = []
+        for entity in entities or ():
+            made = self._bound.get(id(entity))
+            if made is None:
+                made = self._bound[id(entity)] = (entity, entity.bind(channel))
+            bound.append(made[1])
+        return bound
+
+    def _publish(
+        self,
+        producer: Any,
+        name: str,
+        kwargs: dict[str, Any],
+        headers: dict[str, Any],
+        backend_told: bool = False,
+    ) -> None:
+        """What Celery does once the message is built: backend hook, publish, signal.
+
+        ``backend_told``: Celery ran the result backend's hook while recording.
+        """
+        if not backend_told and not headers.get('ignore_result'):
+            self.app.backend.on_task_call(producer, headers['id'])
+        kwargs['declare'] = self._bind(producer, kwargs.get('declare'))
+        body = kwargs.pop('body')
+        data = kwargs.pop('serialized', body)  # serialized already: kombu leaves it alone
+        producer.publish(data, **kwargs)
+        signals.after_task_publish.send(
+            sender=name, body=body, headers=headers,
+            exchange=kwargs['exchange'], routing_key=kwargs['routing_key'],
+        )  # fmt: skip
+
+
+def _canonical(options: Mapping[str, Any]) -> str:
+    """The options as text, for the kind (JSON-decoded values: repr is enough)."""
+    return repr(sorted(options.items()))
+
+
+def _same(rendered: dict[str, Any], recorded: dict[str, Any]) -> bool:
+    """Equal publish kwargs (entities to declare compared by what they declare)."""
+
+    def plain(kwargs: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in kwargs.items() if k != 'declare'}
+
+    def declared(kwargs: dict[str, Any]) -> list[str]:
+        return [repr(entity) for entity in kwargs.get('declare') or ()]
+
+    return plain(rendered) == plain(recorded) and declared(rendered) == declared(recorded)

@@ -1,0 +1,346 @@
+"""The message fast path (redbeat.templates) sends exactly what apply_async sends.
+
+Several entries of each kind (task + options), each with its own arguments,
+are sent by one scheduler tick; then the same calls are made with a plain
+``apply_async`` (or ``send_task``).  The raw broker messages must match in
+every field but ids and times.  Three entries per kind take every path: the
+first is recorded by Celery, the second recorded and used to verify the
+kind, the rest rendered from the template.  The counters of
+:class:`~redbeat.templates.Templates` show which path each message took, so
+a test fails if the fast path silently stopped being used (or was used where
+it must not be).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+from celery import Celery, Task, signals
+from celery.schedules import schedule
+
+from redbeat import RedBeatSchedulerEntry, save_entries
+from redbeat.entry import binding_for
+from redbeat.schedulers import RedBeatScheduler
+from tests.redis_server import RedisServer
+
+VOLATILE_HEADERS = {'id', 'root_id', 'expires', 'eta'}
+VOLATILE_PROPERTIES = {'correlation_id', 'delivery_tag'}
+#: Arguments of the entries of each kind (one entry each); a quote and a
+#: nested value exercise Celery's saferepr.
+ARGUMENTS: list[tuple[list[Any], dict[str, Any]]] = [
+    ([1, 'two'], {'three': 3.0}),
+    ([2, "it's"], {'nested': {'a': [1, 2, {'b': None}]}}),
+    ([], {}),
+    ([4, True, None, 'x' * 40], {'k': 'v'}),
+]
+#: Kinds that must take the fast path: options, and the route task_routes gives.
+FAST_KINDS: dict[str, dict[str, Any]] = {
+    'plain': {},
+    'queued': {'queue': 'reports'},
+    'routed': {'queue': 'prio', 'routing_key': 'prio', 'priority': 7},
+    'by-config': {},  # task_routes sends it to queue 'configured'
+    'by-glob': {},  # task_routes 'proj.glob.*' sends it to queue 'globbed'
+    'compressed': {'compression': 'zlib', 'serializer': 'json'},
+    'headed': {'headers': {'tenant': 'acme'}, 'time_limit': 30, 'soft_time_limit': 20},
+    'quiet': {'ignore_result': True},
+    'remote': {},  # not registered here: sent by name with send_task
+}
+#: Kinds that must take apply_async every time after the first (clock-dependent).
+CLOCK_KINDS: dict[str, dict[str, Any]] = {'expiring': {'expires': 120}}
+
+
+class Custom(Task):  # type: ignore[misc]
+    """A task class with its own apply_async: the fast path must leave it alone."""
+
+    def apply_async(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
+        headers = {**(options.pop('headers', None) or {}), 'custom': 'yes'}
+        return super().apply_async(args, kwargs, headers=headers, **options)
+
+
+def task_name(kind: str) -> str:
+    return f'proj.glob.{kind}' if kind == 'by-glob' else f'proj.tasks.{kind}'
+
+
+def job() -> Callable[..., None]:
+    """A task body (never run here: only the messages are compared)."""
+
+    def body(*args: Any, **kwargs: Any) -> None:
+        return None
+
+    return body
+
+
+def strict(a: int, b: int) -> None:
+    """A task taking exactly two arguments."""
+
+
+@pytest.fixture
+def app(celery_app: Celery) -> Celery:
+    celery_app.conf.redbeat_lock_key = None
+    celery_app.conf.result_expires = None  # no celery.backend_cleanup entry
+    celery_app.conf.task_routes = [
+        {'proj.tasks.by-config': {'queue': 'configured'}},
+        {'proj.glob.*': {'queue': 'globbed'}},
+    ]
+    for kind in [*FAST_KINDS, *CLOCK_KINDS, 'custom', 'typed']:
+        if kind == 'remote':
+            continue
+        base = Custom if kind == 'custom' else Task
+        celery_app.task(name=task_name(kind), base=base)(job())
+    celery_app.task(name='proj.tasks.typed-strict')(strict)
+    return celery_app
+
+
+@pytest.fixture
+def broker(redis_server: RedisServer, redis_url: str) -> Iterator[redis.Redis]:
+    client = redis_server.client(db=1, decode_responses=True)
+    yield client
+    client.close()
+
+
+def drain(broker: redis.Redis) -> dict[str, list[dict[str, Any]]]:
+    """Every message in any queue list of the broker, comparable, by task name."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for key in broker.keys('*'):
+        if broker.type(key) != 'list':
+            continue
+        for raw in broker.lrange(key, 0, -1):
+            message = json.loads(raw)
+            found.setdefault(message['headers']['task'], []).append(comparable(key, message))
+        broker.delete(key)
+    for messages in found.values():
+        messages.sort(key=lambda m: m['body'])
+    return found
+
+
+def comparable(queue: str, message: dict[str, Any]) -> dict[str, Any]:
+    headers = {k: v for k, v in message['headers'].items() if k not in VOLATILE_HEADERS}
+    properties = {k: v for k, v in message['properties'].items() if k not in VOLATILE_PROPERTIES}
+    body = base64.b64decode(message['body'])
+    return {
+        'queue': queue,
+        'body': body,
+        'content-type': message['content-type'],
+        'content-encoding': message['content-encoding'],
+        'headers': headers,
+        'properties': properties,
+        'has_expires': message['headers'].get('expires') is not None,
+        'ids_agree': message['headers']['id']
+        == message['headers']['root_id']
+        == message['properties']['correlation_id'],
+    }
+
+
+def save_kinds(app: Celery, kinds: dict[str, dict[str, Any]]) -> None:
+    entries = [
+        RedBeatSchedulerEntry(
+            f'{kind}-{i}',
+            task_name(kind),
+            schedule(3600),
+            args=args,
+            kwargs=kwargs,
+            options=options,
+            app=app,
+        )
+        for kind, options in kinds.items()
+        for i, (args, kwargs) in enumerate(ARGUMENTS)
+    ]
+    save_entries(entries)
+    make_all_due(app)
+
+
+def make_all_due(app: Celery) -> None:
+    store = binding_for(app).store
+    schedule_key = store.keys.schedule
+    members = store.client.zrange(schedule_key, 0, -1)
+    store.client.zadd(schedule_key, dict.fromkeys(members, 0))
+
+
+def tick(app: Celery) -> RedBeatScheduler:
+    scheduler = RedBeatScheduler(app=app)
+    scheduler.listen_for_changes = False
+    scheduler.tick()
+    scheduler.close()
+    return scheduler
+
+
+def apply_async_all(app: Celery, kinds: dict[str, dict[str, Any]]) -> None:
+    for kind, options in kinds.items():
+        headers = {**options.get('headers', {}), 'celery_beat_task': True}
+        for args, kwargs in ARGUMENTS:
+            if kind == 'remote':
+                app.send_task(task_name(kind), args, kwargs, **{**options, 'headers': headers})
+            else:
+                task = app.tasks[task_name(kind)]
+                task.apply_async(args, kwargs, **{**options, 'headers': headers})
+
+
+def assert_same_messages(from_beat: dict[str, Any], from_celery: dict[str, Any]) -> None:
+    assert sorted(from_beat) == sorted(from_celery)
+    for name in from_celery:
+        assert len(from_beat[name]) == len(from_celery[name]) == len(ARGUMENTS), name
+        for beat, celery in zip(from_beat[name], from_celery[name]):
+            differing = {k: (beat['headers'].get(k), celery['headers'].get(k))
+                         for k in beat['headers'].keys() | celery['headers'].keys()
+                         if beat['headers'].get(k) != celery['headers'].get(k)}  # fmt: skip
+            assert not differing, (name, differing)
+            assert beat == celery, name
+            assert beat['ids_agree'], name
+
+
+@pytest.fixture
+def after_signals() -> Iterator[Counter[str]]:
+    """Count after_task_publish per task (beat fires it itself on the fast path)."""
+    seen: Counter[str] = Counter()
+
+    def after(sender: str, headers: dict[str, Any], **_: Any) -> None:
+        seen[sender] += 1
+        assert headers['task'] == sender
+
+    signals.after_task_publish.connect(after, weak=False)
+    yield seen
+    signals.after_task_publish.disconnect(after)
+
+
+def test_fast_path_messages_equal_apply_async(
+    app: Celery, broker: redis.Redis, after_signals: Counter[str]
+) -> None:
+    kinds = {**FAST_KINDS, **CLOCK_KINDS, 'custom': {}}
+    save_kinds(app, kinds)
+    scheduler = tick(app)
+    from_beat = drain(broker)
+    apply_async_all(app, kinds)
+    from_celery = drain(broker)
+
+    assert_same_messages(from_beat, from_celery)
+    # the routes were honoured (not only equal)
+    queues = {name: {m['queue'] for m in messages} for name, messages in from_beat.items()}
+    assert queues['proj.tasks.by-config'] == {'configured'}
+    assert queues['proj.glob.by-glob'] == {'globbed'}
+    assert queues['proj.tasks.queued'] == {'reports'}
+    assert {m['headers']['custom'] for m in from_beat['proj.tasks.custom']} == {'yes'}
+    # the after signal fired once per message, beat's and apply_async's
+    assert all(after_signals[name] == 2 * len(ARGUMENTS) for name in from_beat)
+    # which way each message went: per fast kind two recordings then renders;
+    # clock kinds one recording then apply_async; custom always apply_async
+    counts = scheduler.publisher.templates.counts
+    rendered_per_kind = len(ARGUMENTS) - 2
+    assert counts['rendered'] == rendered_per_kind * len(FAST_KINDS)
+    assert counts['recorded'] == 2 * len(FAST_KINDS) + len(CLOCK_KINDS)
+    assert counts['apply_async'] == (len(ARGUMENTS) - 1) * len(CLOCK_KINDS) + len(ARGUMENTS)
+
+
+def test_kind_whose_headers_depend_on_arguments_is_recorded_per_entry(
+    app: Celery, broker: redis.Redis
+) -> None:
+    """An argsrepr option makes the header not what rendering gives: verification catches it."""
+    kinds = {'plain': {'argsrepr': '<hidden>', 'kwargsrepr': '<hidden>'}}
+    save_kinds(app, kinds)
+    scheduler = tick(app)
+    from_beat = drain(broker)
+    apply_async_all(app, kinds)
+    assert_same_messages(from_beat, drain(broker))
+    assert {m['headers']['argsrepr'] for m in from_beat['proj.tasks.plain']} == {'<hidden>'}
+    counts = scheduler.publisher.templates.counts
+    assert counts['recorded'] == len(ARGUMENTS) and counts['rendered'] == 0
+
+    # A second tick replays each entry's own recording, stamped with new ids.
+    make_all_due(app)
+    scheduler.tick()
+    assert_same_messages(drain(broker), from_beat)
+
+
+def test_second_tick_renders_everything_with_fresh_ids(app: Celery, broker: redis.Redis) -> None:
+    kinds = {'plain': {}, 'remote': {}}
+    save_kinds(app, kinds)
+    scheduler = RedBeatScheduler(app=app)
+    scheduler.listen_for_changes = False
+    scheduler.tick()
+    first_ids = {json.loads(raw)['headers']['id'] for raw in broker.lrange('celery', 0, -1)}
+    first = drain(broker)
+    counts = scheduler.publisher.templates.counts
+    assert counts['rendered'] == 2 * (len(ARGUMENTS) - 2)
+    make_all_due(app)
+    scheduler.tick()
+    second_ids = {json.loads(raw)['headers']['id'] for raw in broker.lrange('celery', 0, -1)}
+    second = drain(broker)
+    scheduler.close()
+    assert len(second_ids) == 2 * len(ARGUMENTS) and not first_ids & second_ids
+    assert counts['rendered'] == 2 * (len(ARGUMENTS) - 2) + 2 * len(ARGUMENTS)
+    assert_same_messages(second, first)
+
+
+def test_before_task_publish_receiver_sends_through_apply_async(
+    app: Celery, broker: redis.Redis
+) -> None:
+    """A before_task_publish receiver may change headers: every message goes through Celery."""
+    received: list[str] = []
+
+    def before(sender: str, headers: dict[str, Any], **_: Any) -> None:
+        headers['traced'] = 'by-receiver'
+        received.append(sender)
+
+    kinds = {'plain': {}}
+    save_kinds(app, kinds)
+    signals.before_task_publish.connect(before, weak=False)
+    try:
+        scheduler = tick(app)
+    finally:
+        signals.before_task_publish.disconnect(before)
+    from_beat = drain(broker)['proj.tasks.plain']
+    assert [m['headers']['traced'] for m in from_beat] == ['by-receiver'] * len(ARGUMENTS)
+    assert received == ['proj.tasks.plain'] * len(ARGUMENTS)
+    counts = scheduler.publisher.templates.counts
+    assert counts['rendered'] == counts['recorded'] == 0
+
+
+def test_wrong_arguments_are_refused_as_apply_async_refuses_them(
+    app: Celery, broker: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A rendered send checks the arguments against the task's signature, as apply_async does."""
+    good = [
+        RedBeatSchedulerEntry(
+            f'typed-{i}', 'proj.tasks.typed-strict', schedule(3600), args=[i, i], app=app
+        )
+        for i in range(3)
+    ]
+    bad = RedBeatSchedulerEntry('typed-bad', 'proj.tasks.typed-strict', schedule(3600),
+                                args=[1, 2, 3], app=app)  # fmt: skip
+    save_entries([*good, bad])
+    make_all_due(app)
+    # all due at score 0, sent in member order: typed-bad comes last, so the kind
+    # is verified by then and typed-bad is rendered, not recorded by Celery
+    with pytest.raises(TypeError):
+        app.tasks['proj.tasks.typed-strict'].apply_async([1, 2, 3])
+    with caplog.at_level(logging.INFO):
+        scheduler = tick(app)
+    sent = drain(broker)['proj.tasks.typed-strict']
+    assert sorted(json.loads(m['body'])[0] for m in sent) == [[i, i] for i in range(3)]
+    # typed-bad was rendered (it raised there); its group was then sent again one by one
+    assert scheduler.publisher.templates.counts['rendered'] >= 1
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any('typed-bad' in line and 'skipped' in line for line in errors), errors
+
+
+def test_result_backend_hook_runs_once_per_message_as_in_celery(
+    app: Celery, broker: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Celery tells the result backend of each task id it sends unless results are ignored."""
+    told: list[str] = []
+    monkeypatch.setattr(app.backend, 'on_task_call', lambda producer, task_id: told.append(task_id))
+    save_kinds(app, {'plain': {}, 'quiet': {'ignore_result': True}})
+    scheduler = tick(app)
+    sent: dict[str, list[str]] = {'proj.tasks.plain': [], 'proj.tasks.quiet': []}
+    for raw in broker.lrange('celery', 0, -1):
+        headers = json.loads(raw)['headers']
+        sent[headers['task']].append(headers['id'])
+    assert scheduler.publisher.templates.counts['rendered'] == 2 * (len(ARGUMENTS) - 2)
+    assert sorted(told) == sorted(sent['proj.tasks.plain'])  # once each, none for 'quiet'
+    assert len(sent['proj.tasks.quiet']) == len(ARGUMENTS)

@@ -21,6 +21,7 @@ block the others or loop forever.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -39,6 +40,7 @@ logger = logging.getLogger('celery.beat')
 
 #: Namespace of occurrence task ids (uuid5 of "<key>@<occurrence ISO time>").
 OCCURRENCE_NAMESPACE = uuid.UUID('6f1d3b0e-8a52-4c1e-9d0a-2f1c5b7e9a10')
+_NAMESPACE_BYTES = OCCURRENCE_NAMESPACE.bytes
 
 #: Errors that mean "the broker is not reachable now", not "this message is bad".
 #: (BatchPublishError: a batch flush failed, delivery of its messages unknown.)
@@ -52,8 +54,17 @@ TRANSIENT: tuple[type[BaseException], ...] = (
 
 
 def occurrence_id(key: str, occurrence: datetime) -> str:
-    """The task id of the occurrence of entry ``key`` at ``occurrence``."""
-    return str(uuid.uuid5(OCCURRENCE_NAMESPACE, f'{key}@{occurrence.isoformat()}'))
+    """The task id of the occurrence of entry ``key`` at ``occurrence``.
+
+    ``uuid.uuid5(OCCURRENCE_NAMESPACE, f'{key}@{occurrence.isoformat()}')``,
+    computed without building UUID objects (it is made for every message).
+    """
+    name = f'{key}@{occurrence.isoformat()}'.encode()
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    text = digest.hex()
+    return f'{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}'
 
 
 def task_id_of(message: Message) -> str:

@@ -110,7 +110,8 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         self.leader = Leadership(self.store.client, config.lock_key, config.lock_timeout)
         self._ready = False
         self._failures = 0
-        self._decoded: dict[str, dict[str, Any]] = {}
+        self._decoded: dict[str, dict[str, Any]] = {}  # definition text -> fields
+        self._metas: dict[str, tuple[datetime | None, int]] = {}  # meta text -> run state
         self._changes: redis.client.PubSub | None = None
         self._waiting = False
         self._statics_written = 0
@@ -446,7 +447,7 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
     def _plan(self, member: str, score: str, row: Row, now: datetime) -> Plan:
         try:
             fields = self._decode(row)
-            last_run_at, count = decode_meta(row.key, row.meta)
+            last_run_at, count = self._meta(row)
             policy = self._policy(row)
         except DefinitionError as exc:
             retry_at = now.timestamp() + self.max_wait
@@ -470,6 +471,7 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
             return self._park(member, score, row, timing.due_score(row.key, first, policy))
         run = timing.plan_run(sched, policy, first, now, count, tz, key=row.key)
         meta = encode_meta(run.last_run_at, run.total_run_count)
+        self._remember_meta(meta, run.last_run_at, run.total_run_count)
         claim = Claim(row.key, member, score, run.score, meta, run.missed, run.skipped)
         restore = Restore(row.key, run.score, score, row.meta)
         return Plan(
@@ -494,6 +496,16 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         return Plan(
             Claim(row.key, member, score, until, None), Restore(row.key, until, score, row.meta)
         )
+
+    def _meta(self, row: Row) -> tuple[datetime | None, int]:
+        """The entry's run state; the meta this beat wrote last tick is not parsed again."""
+        known = self._metas.get(row.meta) if row.meta else None
+        return known if known is not None else decode_meta(row.key, row.meta)
+
+    def _remember_meta(self, meta: str, last_run_at: datetime | None, count: int) -> None:
+        if len(self._metas) >= _DECODED_CACHE_MAX:
+            self._metas.clear()
+        self._metas[meta] = (last_run_at, count)
 
     def _decode(self, row: Row) -> dict[str, Any]:
         if row.error:

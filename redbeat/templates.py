@@ -160,8 +160,6 @@ class Templates:
     def __init__(self, app: Celery) -> None:
         self.app = app
         self._kinds: dict[Kind, _KindState] = {}
-        self._channel: Any = None
-        self._bound: dict[int, Any] = {}  # id(entity) -> the entity bound to _channel
         self._arguments: dict[str, tuple[Mapping[str, Any], Arguments]] = {}
         self.app_supported = self._app_supported()
         #: How messages went: recorded by Celery, rendered from a kind's template,
@@ -309,19 +307,17 @@ class Templates:
             {'content_type': content_type, 'content_encoding': encoding, 'serialized': data},
         )
 
-    def _bind(self, producer: Any, entities: Any) -> list[Any]:
-        """The entities to declare, bound to the producer's channel once (kombu copies
-        unbound ones on every publish)."""
-        channel = producer.channel
-        if channel is not self._channel:
-            self._channel, self._bound = channel, {}
-        bound = []
-        for entity in entities or ():
-            made = self._bound.get(id(entity))
-            if made is None:
-                made = self._bound[id(entity)] = (entity, entity.bind(channel))
-            bound.append(made[1])
-        return bound
+    def _to_declare(self, producer: Any, entities: Any) -> list[Any]:
+        """The entities kombu would still declare: none once this connection declared them.
+
+        kombu's ``maybe_declare`` skips an entity already in the connection's
+        ``declared_entities``, but only after copying it and entering a retry
+        wrapper, on every publish; this checks the same cache first.
+        """
+        if not entities:
+            return []
+        declared = producer.connection.declared_entities
+        return [e for e in entities if not (e.can_cache_declaration and hash(e) in declared)]
 
     def _publish(
         self,
@@ -337,7 +333,7 @@ class Templates:
         """
         if not backend_told and not headers.get('ignore_result'):
             self.app.backend.on_task_call(producer, headers['id'])
-        kwargs['declare'] = self._bind(producer, kwargs.get('declare'))
+        kwargs['declare'] = self._to_declare(producer, kwargs.get('declare'))
         body = kwargs.pop('body')
         data = kwargs.pop('serialized', body)  # serialized already: kombu leaves it alone
         producer.publish(data, **kwargs)

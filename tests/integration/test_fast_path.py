@@ -215,11 +215,18 @@ def test_fast_path_messages_equal_apply_async(
     kinds = {**FAST_KINDS, **CLOCK_KINDS, 'custom': {}}
     save_kinds(app, kinds)
     scheduler = tick(app)
+    declared_by_beat = set(broker.keys('_kombu.binding.*'))
     from_beat = drain(broker)
     apply_async_all(app, kinds)
     from_celery = drain(broker)
 
     assert_same_messages(from_beat, from_celery)
+    # beat's (new) connection declared every queue it sent to: kombu's redis
+    # transport keeps the bindings in sets
+    # (a list named 'prio\x06\x166' is queue 'prio' at priority 6)
+    used = {m['queue'].split('\x06\x16')[0] for messages in from_beat.values() for m in messages}
+    assert used == {'celery', 'reports', 'prio', 'configured', 'globbed'}
+    assert {f'_kombu.binding.{queue}' for queue in used} <= declared_by_beat
     # the routes were honoured (not only equal)
     queues = {name: {m['queue'] for m in messages} for name, messages in from_beat.items()}
     assert queues['proj.tasks.by-config'] == {'configured'}

@@ -174,12 +174,15 @@ class RedBeatJSONDecoder(json.JSONDecoder):
         super().__init__(*args, **kwargs)
 
 
-def _revive(value: Any) -> Any:
-    if isinstance(value, dict):
-        return _build({k: _revive(v) for k, v in value.items()})
-    if isinstance(value, list):
-        return [_revive(v) for v in value]
-    return value
+_ENTRY_ONLY = frozenset(ENTRY_FIELDS)
+
+
+def _build_nested(d: dict[str, Any]) -> Any:
+    """Object hook of definitions: as :func:`_build`, but an entry written in the
+    flat layout (``__type__`` beside ``task``...) is left for :func:`_split_flat`."""
+    if '__type__' not in d or not _ENTRY_ONLY.isdisjoint(d):
+        return d
+    return _build(d)
 
 
 # --- encoding: objects -> plain JSON fields ------------------------------------
@@ -286,18 +289,17 @@ def decode_definition(key: str, text: str | None) -> dict[str, Any]:
     if text is None:
         raise DefinitionError(key, "hash has no 'definition' field")
     try:
-        raw = json.loads(text)
+        raw = json.loads(text, object_hook=_build_nested)  # typed values built in the parse
+        if isinstance(raw, dict) and '__type__' in raw:
+            raw = _split_flat(raw)
+            raw['schedule'] = _build(raw['schedule'])
+    except TypedValueError as exc:
+        raise DefinitionError(key, str(exc)) from None
     except ValueError as exc:
         raise DefinitionError(key, f'definition is not valid JSON ({exc})') from None
     if not isinstance(raw, dict):
         raise DefinitionError(key, f'definition must be a JSON object, not {type(raw).__name__}')
-    if '__type__' in raw:
-        raw = _split_flat(raw)
-    try:
-        fields: dict[str, Any] = _revive(raw)
-    except TypedValueError as exc:
-        raise DefinitionError(key, str(exc)) from None
-    return check_fields(key, fields)
+    return check_fields(key, raw)
 
 
 def check_fields(key: str, fields: dict[str, Any]) -> dict[str, Any]:
@@ -350,12 +352,15 @@ def encode_definition(fields: dict[str, Any]) -> str:
     return dumps(body)
 
 
+_META_DECODER = RedBeatJSONDecoder()  # stateless: one for every call
+
+
 def decode_meta(key: str, text: str | None) -> tuple[datetime | None, int]:
     """``(last_run_at, total_run_count)`` from a stored meta (absent: never run)."""
     if not text:
         return None, 0
     try:
-        raw = json.loads(text, cls=RedBeatJSONDecoder)
+        raw = _META_DECODER.decode(text)
     except (ValueError, TypeError) as exc:
         raise DefinitionError(key, f'meta is not valid: {exc}') from None
     if not isinstance(raw, dict):

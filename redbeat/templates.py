@@ -92,6 +92,8 @@ class Template:
     #: publish kwargs and headers whose value was the task id
     id_kwargs: tuple[str, ...] = ()
     id_headers: tuple[str, ...] = ()
+    #: headers holding a list or dict: each message gets its own copy, as from Celery
+    mutable_headers: tuple[str, ...] = ()
 
     @classmethod
     def recorded(cls, task: str, body: Any, kwargs: dict[str, Any], task_id: str) -> Template:
@@ -103,15 +105,12 @@ class Template:
             task_id,
             tuple(k for k, v in kwargs.items() if v == task_id),
             tuple(k for k, v in headers.items() if v == task_id),
+            tuple(k for k, v in headers.items() if isinstance(v, (list, dict))),
         )
 
     @property
     def headers(self) -> dict[str, Any]:
         return self.kwargs['headers']  # type: ignore[no-any-return]
-
-    @property
-    def ignore_result(self) -> bool:
-        return bool(self.headers.get('ignore_result'))
 
     def stamped(self, task_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
         """Fresh publish kwargs and headers for a send with ``task_id``."""
@@ -121,6 +120,9 @@ class Template:
             kwargs[name] = task_id
         for name in self.id_headers:
             headers[name] = task_id
+        for name in self.mutable_headers:
+            value = headers[name]
+            headers[name] = list(value) if isinstance(value, list) else dict(value)
         kwargs['headers'] = headers
         return kwargs, headers
 

@@ -351,3 +351,22 @@ def test_result_backend_hook_runs_once_per_message_as_in_celery(
     assert scheduler.publisher.templates.counts['rendered'] == 2 * (len(ARGUMENTS) - 2)
     assert sorted(told) == sorted(sent['proj.tasks.plain'])  # once each, none for 'quiet'
     assert len(sent['proj.tasks.quiet']) == len(ARGUMENTS)
+
+
+def test_messages_do_not_share_mutable_headers(app: Celery, broker: redis.Redis) -> None:
+    """A receiver changing one message's headers must not change the next message."""
+
+    def after(sender: str, headers: dict[str, Any], **_: Any) -> None:
+        headers['timelimit'].append('changed')
+        headers['stamps']['changed'] = True
+
+    save_kinds(app, {'plain': {}})
+    signals.after_task_publish.connect(after, weak=False)
+    try:
+        scheduler = tick(app)
+    finally:
+        signals.after_task_publish.disconnect(after)
+    assert scheduler.publisher.templates.counts['rendered'] == len(ARGUMENTS) - 2
+    for message in drain(broker)['proj.tasks.plain']:
+        assert message['headers']['timelimit'] == [None, None]
+        assert message['headers']['stamps'] == {}

@@ -257,9 +257,13 @@ class RedBeatJSONEncoder(json.JSONEncoder):
         return encode_value(o)
 
 
+#: One encoder for every write (json.dumps would build one per call).
+_ENCODER = json.JSONEncoder(default=encode_value, separators=(',', ':'), ensure_ascii=False)
+
+
 def dumps(value: Any) -> str:
     """Compact JSON, as redbeat stores it."""
-    return json.dumps(value, default=encode_value, separators=(',', ':'), ensure_ascii=False)
+    return _ENCODER.encode(value)
 
 
 # --- definitions and meta ------------------------------------------------------

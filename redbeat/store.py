@@ -8,6 +8,7 @@ number of entries it is given, unless its docstring says otherwise.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -23,6 +24,8 @@ from .keys import Keys
 
 #: The entry hash fields redbeat reads (celery-redbeat 2.x reads the first two).
 _FIELDS = ('definition', 'meta', 'policy')
+#: Entries per ``save.lua`` call: one call holds Redis for about 50 ms at most.
+SAVE_CHUNK = 10_000
 #: A score to write: a number, or the exact string Redis returned.
 Score = Union[float, str]
 
@@ -66,13 +69,24 @@ class SaveItem:
     """An entry definition to write (see ``lua/save.lua``)."""
 
     key: str
-    name: str
     definition: str
     expected_meta: str | None
     new_meta: str | None
     score: Score
     keep_score: bool = False  # leave the score alone if the entry is scheduled
     policy: str | None = None  # None: the default policy (no field stored)
+
+
+@dataclass(frozen=True)
+class Startup:
+    """What :meth:`ScheduleStore.startup` wrote and read."""
+
+    flags: list[int]  # per item, as :meth:`ScheduleStore.save` returns them
+    statics: set[str]  # the names recorded as static entries before this start
+    maxmemory_policy: str | None  # None: the server does not tell (CONFIG refused)
+    maxmemory: str | None
+    orphans: list[str]  # hashes of the first SCAN page without a schedule member
+    cursor: int | None  # where the orphan scan goes on: 0 done, None not started (cluster)
 
 
 @dataclass(frozen=True)
@@ -141,6 +155,7 @@ class ScheduleStore:
         self._rollback = _script(client, 'rollback.lua')
         self._due = _script(client, 'due.lua')
         self._prune = _script(client, 'prune.lua')
+        self._orphans = _script(client, 'orphans.lua')
 
     # --- reading -----------------------------------------------------------
 
@@ -207,11 +222,9 @@ class ScheduleStore:
     def config_get(self, name: str) -> str | None:
         """A server setting (CONFIG GET), or None when the server does not allow it."""
         try:
-            reply = self.client.config_get(name)
+            return _config_value(self.client.config_get(name), name)
         except redis.ResponseError:
             return None
-        value = reply.get(name)
-        return None if value is None else str(value)
 
     def listen(self) -> redis.client.PubSub:
         """A subscription to the changes channel (saves and deletes publish there)."""
@@ -224,27 +237,112 @@ class ScheduleStore:
     # --- writing -----------------------------------------------------------
 
     def save(self, items: Sequence[SaveItem], notify: bool = True) -> list[int]:
-        """Write definitions (one script call).
+        """Write definitions (one pipeline of script calls).
 
         Per item: 1 written (or already stored unchanged), 0 the stored meta is
         not the expected one (read and retry), -1 the key is not a hash.
         """
         if not items:
             return []
-        args: list[Any] = [self.keys.changes if notify else '']
-        for item in items:
-            args += [
-                item.key,
-                item.name,
-                item.definition,
-                item.expected_meta or '',
-                item.new_meta or '',
-                _score_text(item.score),
-                '1' if item.keep_score else '0',
-                item.policy or '',
-            ]
-        result = self._save(keys=[self.keys.schedule, *(i.key for i in items)], args=args)
-        return [int(flag) for flag in result]
+        for attempt in (1, 2):
+            with self.client.pipeline(transaction=False) as pipe:
+                calls = self._queue_save(pipe, items, notify)
+                replies = pipe.execute(raise_on_error=False)
+            if attempt == 1 and any(isinstance(r, NoScriptError) for r in replies):
+                self.load_scripts()  # Redis restarted or was flushed
+                continue
+            break
+        return _save_flags(replies[:calls])
+
+    def _queue_save(self, pipe: Any, items: Sequence[SaveItem], notify: bool) -> int:
+        """Queue ``save.lua`` calls of up to ``SAVE_CHUNK`` items; returns how many."""
+        channel = self.keys.changes if notify else ''
+        calls = 0
+        for start in range(0, len(items), SAVE_CHUNK):
+            chunk = items[start : start + SAVE_CHUNK]
+            values: list[str] = []
+            for item in chunk:
+                values += (
+                    item.definition,
+                    item.expected_meta or '',
+                    item.new_meta or '',
+                    _score_text(item.score),
+                    '1' if item.keep_score else '0',
+                    item.policy or '',
+                )
+            blob = json.dumps(values, ensure_ascii=False, separators=(',', ':'))
+            keys = [self.keys.schedule, *(item.key for item in chunk)]
+            _evalsha(pipe, self._save.sha, len(keys), *keys, channel, self.keys.prefix, blob)
+            calls += 1
+        return calls
+
+    def startup(self, items: Sequence[SaveItem], statics: Sequence[str], scan: int) -> Startup:
+        """Beat's start-up writes and reads, in one round trip whatever their number.
+
+        Reads the eviction settings and the names recorded as static entries,
+        writes ``items`` (as :meth:`save`), records ``statics`` as the static
+        entries' names, then looks for orphan hashes on a first SCAN page of
+        ``scan`` keys (:meth:`orphans` goes on from ``Startup.cursor``).  On
+        Redis Cluster the same is done in several round trips, and the orphan
+        scan is left to :meth:`scan_entry_keys`.
+        """
+        if self.cluster:  # cluster pipelines route by key: CONFIG and SCAN have none
+            before = self.statics()
+            flags = self.save(items)
+            self.add_statics(statics)
+            return Startup(
+                flags,
+                before,
+                self.config_get('maxmemory-policy'),
+                self.config_get('maxmemory'),
+                orphans=[],
+                cursor=None,
+            )
+        for attempt in (1, 2):
+            with self.client.pipeline(transaction=False) as pipe:
+                pipe.config_get('maxmemory-policy')
+                pipe.config_get('maxmemory')
+                pipe.smembers(self.keys.statics)
+                calls = self._queue_save(pipe, items, notify=True)
+                if statics:
+                    pipe.sadd(self.keys.statics, *statics)
+                self._queue_orphans(pipe, 0, scan)
+                replies = pipe.execute(raise_on_error=False)
+            if attempt == 1 and any(isinstance(r, NoScriptError) for r in replies):
+                self.load_scripts()  # Redis restarted or was flushed
+                continue
+            break
+        policy, maxmemory, before = replies[:3]
+        cursor, orphans = _orphans_page(replies[-1])
+        if isinstance(before, Exception):
+            raise before
+        return Startup(
+            _save_flags(replies[3 : 3 + calls]),
+            {str(name) for name in before},
+            _config_value(policy, 'maxmemory-policy'),
+            _config_value(maxmemory, 'maxmemory'),
+            orphans,
+            cursor,
+        )
+
+    def orphans(self, cursor: int, scan: int) -> tuple[int, list[str]]:
+        """The next SCAN page's entry hashes without a member: ``(next cursor, keys)``.
+
+        One round trip; cursor 0 back means the scan is complete.  Not on
+        Redis Cluster (see :meth:`scan_entry_keys`).
+        """
+        with self.client.pipeline(transaction=False) as pipe:
+            self._queue_orphans(pipe, cursor, scan)
+            (reply,) = pipe.execute(raise_on_error=False)
+        if isinstance(reply, NoScriptError):
+            self.load_scripts()
+            return self.orphans(cursor, scan)
+        return _orphans_page(reply)
+
+    def _queue_orphans(self, pipe: Any, cursor: int, scan: int) -> None:
+        pattern = self.keys.scan_pattern()
+        schedule, prefix = self.keys.schedule, self.keys.prefix
+        _evalsha(pipe, self._orphans.sha, 1, schedule, cursor, pattern, scan, prefix)
 
     def delete(self, names: Iterable[str], notify: bool = True) -> int:
         """Delete entries (hash and schedule member); returns how many hashes existed."""
@@ -405,7 +503,7 @@ class ScheduleStore:
 
     def load_scripts(self) -> None:
         """Load the Lua scripts used by sha in pipelines (after a Redis restart)."""
-        for script in (self._due, self._claim, self._save, self._rollback):
+        for script in (self._due, self._claim, self._save, self._rollback, self._orphans):
             script.sha = self.client.script_load(script.script)
 
     def _due_rows(self, reply: Any) -> list[Due]:
@@ -514,6 +612,34 @@ class ScheduleStore:
             lock_holder=None if holder is None else str(holder),
             lock_ttl=ttl / 1000 if isinstance(ttl, int) and ttl > 0 else None,
         )
+
+
+def _config_value(reply: Any, name: str) -> str | None:
+    """A CONFIG GET reply's value; None when the server refused (or lacks the setting)."""
+    if isinstance(reply, redis.ResponseError):
+        return None
+    if isinstance(reply, Exception):
+        raise reply
+    value = reply.get(name)
+    return None if value is None else str(value)
+
+
+def _orphans_page(reply: Any) -> tuple[int, list[str]]:
+    if isinstance(reply, Exception):
+        raise reply
+    return int(reply[0]), [str(key) for key in reply[1:]]
+
+
+_FLAGS = {'1': 1, '0': 0, '-': -1}
+
+
+def _save_flags(replies: Sequence[Any]) -> list[int]:
+    flags: list[int] = []
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+        flags += [_FLAGS[flag] for flag in reply]
+    return flags
 
 
 def _first_score(reply: Any) -> float | None:

@@ -6,63 +6,86 @@
 -- with the very definition it already has is left as it is (that counts as
 -- written), so saving a mix of new and unchanged entries takes one call.
 --
+-- The per-entry values come as one JSON array rather than as arguments:
+-- packing tens of thousands of arguments costs the client far more than
+-- encoding one string, and cjson decodes it in C.
+--
 -- KEYS[1]      the schedule sorted set
--- KEYS[1 + i]  hash key of entry i
--- ARGV[1]      the changes channel (published to once if anything was written)
--- ARGV, 8 per entry i, from index 2 + 8 * (i - 1):
---   member      sorted-set member of the entry (its hash key)
---   name        entry name: a member written without the prefix is removed
+-- KEYS[1 + i]  hash key of entry i, which is also its sorted-set member
+-- ARGV[1]      the changes channel (published to once if anything was written; "" = none)
+-- ARGV[2]      the key prefix: entry i is named KEYS[1 + i] without it, and a
+--              member written by hand as that bare name is removed
+-- ARGV[3]      JSON array of strings, 6 per entry i, from index 1 + 6 * (i - 1):
 --   definition  JSON to store in field "definition"
 --   expected    meta the caller computed from ("" = none was stored)
 --   meta        meta to store when none was stored ("" = leave as it is)
 --   score       new score
 --   keep        "1" to leave the score alone when the entry is already scheduled
 --   policy      JSON for field "policy" ("" = the default policy: no field)
--- Returns: a list with, per entry: 1 written (or unchanged), 0 meta differs
--- from expected (read it and try again), -1 the key is not a hash.
-local written = {}
+-- Returns: a string with one character per entry: "1" written (or unchanged),
+-- "0" meta differs from expected (read it and try again), "-" the key is not a hash.
+local schedule, prefix = KEYS[1], ARGV[2]
+local values = cjson.decode(ARGV[3])
+local skip = #prefix + 1
+local flags = {}
 local any = false
+-- Sorted-set writes are batched (one ZADD and one ZREM per few hundred
+-- entries); a key met twice flushes them first, so it sees its earlier write.
+local adds, removes, pending = {}, {}, {}
+local function flush()
+  for i = 1, #removes, 500 do
+    redis.call('ZREM', schedule, unpack(removes, i, math.min(i + 499, #removes)))
+  end
+  for i = 1, #adds, 1000 do
+    redis.call('ZADD', schedule, unpack(adds, i, math.min(i + 999, #adds)))
+  end
+  adds, removes, pending = {}, {}, {}
+end
 for i = 1, #KEYS - 1 do
   local key = KEYS[1 + i]
-  local base = 2 + 8 * (i - 1)
-  local member, name, definition = ARGV[base], ARGV[base + 1], ARGV[base + 2]
-  local expected, meta, score = ARGV[base + 3], ARGV[base + 4], ARGV[base + 5]
-  local keep = ARGV[base + 6] == '1'
-  local policy = ARGV[base + 7]
+  if pending[key] then
+    flush()
+  end
+  local base = 6 * (i - 1)
+  local definition, expected, meta = values[base + 1], values[base + 2], values[base + 3]
+  local score, keep, policy = values[base + 4], values[base + 5] == '1', values[base + 6]
   local stored = redis.pcall('HMGET', key, 'definition', 'meta', 'policy')
   if stored['err'] then
-    written[i] = -1
+    flags[i] = '-'
   else
     local current = stored[2] or ''
     if current ~= expected then
-      local scheduled = redis.call('ZSCORE', KEYS[1], member)
-      if current ~= '' and stored[1] == definition and (stored[3] or '') == policy and scheduled then
-        written[i] = 1
+      if current ~= '' and stored[1] == definition and (stored[3] or '') == policy
+          and redis.call('ZSCORE', schedule, key) then
+        flags[i] = '1'
       else
-        written[i] = 0
+        flags[i] = '0'
       end
     else
-      redis.call('HSET', key, 'definition', definition)
-      if policy == '' then
+      local fields = {'definition', definition}
+      if policy ~= '' then
+        fields[#fields + 1], fields[#fields + 2] = 'policy', policy
+      elseif stored[3] then
         redis.call('HDEL', key, 'policy')
-      else
-        redis.call('HSET', key, 'policy', policy)
       end
       if current == '' and meta ~= '' then
-        redis.call('HSET', key, 'meta', meta)
+        fields[#fields + 1], fields[#fields + 2] = 'meta', meta
       end
-      if name ~= member then
-        redis.call('ZREM', KEYS[1], name)
+      redis.call('HSET', key, unpack(fields))
+      if skip > 1 then
+        removes[#removes + 1] = string.sub(key, skip)
       end
-      if not keep or not redis.call('ZSCORE', KEYS[1], member) then
-        redis.call('ZADD', KEYS[1], score, member)
+      if not keep or not redis.call('ZSCORE', schedule, key) then
+        adds[#adds + 1], adds[#adds + 2] = score, key
       end
-      written[i] = 1
+      pending[key] = true
+      flags[i] = '1'
       any = true
     end
   end
 end
+flush()
 if any and ARGV[1] ~= '' then
   redis.call('PUBLISH', ARGV[1], 'save')
 end
-return written
+return table.concat(flags)

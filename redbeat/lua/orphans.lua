@@ -1,0 +1,28 @@
+-- orphans.lua: one SCAN page of entry hashes that have no member in the schedule.
+--
+-- Beat start-up schedules hashes written without a ZADD (the RedBeat README
+-- promises it).  Checking them here returns only the few orphans instead of
+-- sending every key of the page to the client and asking again for their
+-- scores.  Not for Redis Cluster: the scanned keys are not declared (there
+-- the client scans each node and checks the scores itself).
+--
+-- KEYS[1]  the schedule sorted set
+-- ARGV[1]  SCAN cursor ("0" to start)
+-- ARGV[2]  SCAN MATCH pattern (every key under the prefix)
+-- ARGV[3]  SCAN COUNT
+-- ARGV[4]  the key prefix: "<prefix>:..." keys are redbeat's own, not entries
+-- Returns: {next cursor ("0": the scan is complete), orphan key, ...}: hash
+-- keys whose member is in the schedule neither as the key nor as the bare name.
+local page = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[3], 'TYPE', 'hash')
+local prefix = ARGV[4]
+local internal = prefix .. ':'
+local skip = #prefix + 1
+local out = {page[1]}
+for _, key in ipairs(page[2]) do
+  if string.sub(key, 1, #internal) ~= internal
+      and not redis.call('ZSCORE', KEYS[1], key)
+      and not redis.call('ZSCORE', KEYS[1], string.sub(key, skip)) then
+    out[#out + 1] = key
+  end
+end
+return out

@@ -260,16 +260,14 @@ class ScheduleStore:
         calls = 0
         for start in range(0, len(items), SAVE_CHUNK):
             chunk = items[start : start + SAVE_CHUNK]
-            values: list[str] = []
+            values: list[str | int] = []
+            seen: dict[str, int] = {}  # a repeated meta or policy is sent once (see save.lua)
             for item in chunk:
-                values += (
-                    item.definition,
-                    item.expected_meta or '',
-                    item.new_meta or '',
-                    _score_text(item.score),
-                    '1' if item.keep_score else '0',
-                    item.policy or '',
-                )
+                values.append(item.definition)
+                for text in (item.expected_meta, item.new_meta):
+                    values.append(_once(text, values, seen))
+                values += (_score_text(item.score), '1' if item.keep_score else '0')
+                values.append(_once(item.policy, values, seen))
             blob = json.dumps(values, ensure_ascii=False, separators=(',', ':'))
             keys = [self.keys.schedule, *(item.key for item in chunk)]
             _evalsha(pipe, self._save.sha, len(keys), *keys, channel, self.keys.prefix, blob)
@@ -628,6 +626,17 @@ def _orphans_page(reply: Any) -> tuple[int, list[str]]:
     if isinstance(reply, Exception):
         raise reply
     return int(reply[0]), [str(key) for key in reply[1:]]
+
+
+def _once(text: str | None, values: list[str | int], seen: dict[str, int]) -> str | int:
+    """``text`` (None: ""), or the 1-based index of its first place in ``values``."""
+    if not text:
+        return ''
+    index = seen.get(text)
+    if index is None:
+        seen[text] = len(values) + 1  # the index it is about to take, as Lua counts
+        return text
+    return index
 
 
 _FLAGS = {'1': 1, '0': 0, '-': -1}

@@ -15,7 +15,9 @@
 -- ARGV[1]      the changes channel (published to once if anything was written; "" = none)
 -- ARGV[2]      the key prefix: entry i is named KEYS[1 + i] without it, and a
 --              member written by hand as that bare name is removed
--- ARGV[3]      JSON array of strings, 6 per entry i, from index 1 + 6 * (i - 1):
+-- ARGV[3]      JSON array, 6 values per entry i, from index 1 + 6 * (i - 1); each
+--              a string, or the index in this array of an earlier equal string
+--              (new entries saved together share their meta: sent once):
 --   definition  JSON to store in field "definition"
 --   expected    meta the caller computed from ("" = none was stored)
 --   meta        meta to store when none was stored ("" = leave as it is)
@@ -32,6 +34,21 @@ local any = false
 -- Sorted-set writes are batched (one ZADD and one ZREM per few hundred
 -- entries); a key met twice flushes them first, so it sees its earlier write.
 local adds, removes, pending = {}, {}, {}
+-- Whether each entry is scheduled, asked for a thousand at a time.
+local scheduled = {}
+for i = 2, #KEYS, 1000 do
+  local found = redis.call('ZMSCORE', schedule, unpack(KEYS, i, math.min(i + 999, #KEYS)))
+  for j = 1, #found do
+    scheduled[i + j - 2] = found[j]
+  end
+end
+local function value(index)
+  local v = values[index]
+  if type(v) == 'number' then
+    return values[v]
+  end
+  return v
+end
 local function flush()
   for i = 1, #removes, 500 do
     redis.call('ZREM', schedule, unpack(removes, i, math.min(i + 499, #removes)))
@@ -43,12 +60,13 @@ local function flush()
 end
 for i = 1, #KEYS - 1 do
   local key = KEYS[1 + i]
-  if pending[key] then
+  if pending[key] then  -- saved twice in one call: the second sees the first
     flush()
+    scheduled[i] = redis.call('ZSCORE', schedule, key)
   end
   local base = 6 * (i - 1)
-  local definition, expected, meta = values[base + 1], values[base + 2], values[base + 3]
-  local score, keep, policy = values[base + 4], values[base + 5] == '1', values[base + 6]
+  local definition, expected, meta = value(base + 1), value(base + 2), value(base + 3)
+  local score, keep, policy = value(base + 4), value(base + 5) == '1', value(base + 6)
   local stored = redis.pcall('HMGET', key, 'definition', 'meta', 'policy')
   if stored['err'] then
     flags[i] = '-'
@@ -56,7 +74,7 @@ for i = 1, #KEYS - 1 do
     local current = stored[2] or ''
     if current ~= expected then
       if current ~= '' and stored[1] == definition and (stored[3] or '') == policy
-          and redis.call('ZSCORE', schedule, key) then
+          and scheduled[i] then
         flags[i] = '1'
       else
         flags[i] = '0'
@@ -75,7 +93,7 @@ for i = 1, #KEYS - 1 do
       if skip > 1 then
         removes[#removes + 1] = string.sub(key, skip)
       end
-      if not keep or not redis.call('ZSCORE', schedule, key) then
+      if not keep or not scheduled[i] then
         adds[#adds + 1], adds[#adds + 2] = score, key
       end
       pending[key] = true

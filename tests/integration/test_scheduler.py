@@ -132,6 +132,31 @@ def test_hash_without_member_is_adopted_at_start(
 # --- dynamic changes -------------------------------------------------------------
 
 
+def test_orphans_on_every_scan_page_are_adopted_at_start(
+    celery_app: Celery,
+    redis_client: redis.Redis,
+    make_scheduler: Make,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(RedBeatScheduler, 'orphan_scan', 3)  # many pages
+    celery_app.conf.beat_schedule = {f'static-{i}': {'task': 'proj.tasks.s', 'schedule': 60.0}
+                                     for i in range(20)}  # fmt: skip
+    for i in range(12):
+        redis_client.hset(f'redbeat:orphan-{i}', 'definition', definition(f'orphan-{i}'))
+    redis_client.hset('redbeat:bare', 'definition', definition('bare'))
+    redis_client.zadd(SCHEDULE, {'bare': 5.0})  # scheduled by its bare name: not an orphan
+    redis_client.hset('redbeat:broken', 'definition', '{not json')
+
+    make_scheduler(celery_app)
+
+    for i in range(12):
+        assert redis_client.zscore(SCHEDULE, f'redbeat:orphan-{i}') == 0  # due now
+    assert redis_client.zscore(SCHEDULE, 'bare') == 5.0
+    assert redis_client.zscore(SCHEDULE, 'redbeat:bare') is None
+    assert redis_client.zscore(SCHEDULE, 'redbeat:broken') is None  # logged, left alone
+    assert redis_client.hget('redbeat:broken', 'definition') == '{not json'
+
+
 def test_save_from_another_client_takes_effect_next_tick(
     celery_app: Celery, make_scheduler: Make, sent: Sent
 ) -> None:

@@ -200,7 +200,7 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         listed = list(entries.values())
         now = datetime.now(timezone.utc)
         items = save_items(self.binding, listed, now)
-        started = self.store.startup(items, list(entries), self.orphan_scan)
+        started = self.store.startup(items, self.orphan_scan)
         self._check_eviction(started.maxmemory_policy, started.maxmemory)
         settle_saves(self.binding, listed, started.flags, now)
         removed = started.statics - names

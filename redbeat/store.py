@@ -9,10 +9,10 @@ number of entries it is given, unless its docstring says otherwise.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, Union
+from typing import Any, NamedTuple, Union
 
 import redis
 from redis.cluster import RedisCluster
@@ -26,6 +26,7 @@ from .keys import Keys
 _FIELDS = ('definition', 'meta', 'policy')
 #: Entries per ``save.lua`` call: one call holds Redis for about 50 ms at most.
 SAVE_CHUNK = 10_000
+_SAVE_KEYS = 2  # save.lua's KEYS: the schedule and the statics set
 #: A score to write: a number, or the exact string Redis returned.
 Score = Union[float, str]
 
@@ -64,11 +65,10 @@ class Row:
     policy: str | None = None
 
 
-@dataclass(frozen=True)
-class SaveItem:
-    """An entry definition to write (see ``lua/save.lua``)."""
+class SaveItem(NamedTuple):
+    """An entry definition to write (see ``lua/save.lua``); a tuple: bulk saves make many."""
 
-    key: str
+    name: str
     definition: str
     expected_meta: str | None
     new_meta: str | None
@@ -236,86 +236,86 @@ class ScheduleStore:
 
     # --- writing -----------------------------------------------------------
 
-    def save(self, items: Sequence[SaveItem], notify: bool = True) -> list[int]:
+    def save(
+        self, items: Sequence[SaveItem], notify: bool = True, statics: bool = False
+    ) -> list[int]:
         """Write definitions (one pipeline of script calls).
 
         Per item: 1 written (or already stored unchanged), 0 the stored meta is
-        not the expected one (read and retry), -1 the key is not a hash.
+        not the expected one (read and retry), -1 the key is not a hash.  With
+        ``statics``, the items' names are also recorded as the static entries'.
         """
         if not items:
             return []
-        for attempt in (1, 2):
-            with self.client.pipeline(transaction=False) as pipe:
-                calls = self._queue_save(pipe, items, notify)
-                replies = pipe.execute(raise_on_error=False)
-            if attempt == 1 and any(isinstance(r, NoScriptError) for r in replies):
-                self.load_scripts()  # Redis restarted or was flushed
-                continue
-            break
-        return _save_flags(replies[:calls])
+        return _save_flags(self._pipelined(lambda p: self._queue_save(p, items, notify, statics)))
 
-    def _queue_save(self, pipe: Any, items: Sequence[SaveItem], notify: bool) -> int:
-        """Queue ``save.lua`` calls of up to ``SAVE_CHUNK`` items; returns how many."""
-        channel = self.keys.changes if notify else ''
-        calls = 0
+    def _queue_save(
+        self, pipe: Any, items: Sequence[SaveItem], notify: bool, statics: bool = False
+    ) -> None:
+        """Queue ``save.lua`` calls of up to ``SAVE_CHUNK`` items each."""
+        head = (
+            _SAVE_KEYS, self.keys.schedule, self.keys.statics,
+            self.keys.changes if notify else '', self.keys.prefix, '1' if statics else '0',
+        )  # fmt: skip
         for start in range(0, len(items), SAVE_CHUNK):
-            chunk = items[start : start + SAVE_CHUNK]
             values: list[str | int] = []
             seen: dict[str, int] = {}  # a repeated meta or policy is sent once (see save.lua)
-            for item in chunk:
-                values.append(item.definition)
+            for item in items[start : start + SAVE_CHUNK]:
+                values += (item.name, item.definition)
                 for text in (item.expected_meta, item.new_meta):
                     values.append(_once(text, values, seen))
                 values += (_score_text(item.score), '1' if item.keep_score else '0')
                 values.append(_once(item.policy, values, seen))
             blob = json.dumps(values, ensure_ascii=False, separators=(',', ':'))
-            keys = [self.keys.schedule, *(item.key for item in chunk)]
-            _evalsha(pipe, self._save.sha, len(keys), *keys, channel, self.keys.prefix, blob)
-            calls += 1
-        return calls
+            _evalsha(pipe, self._save.sha, *head, blob)
 
-    def startup(self, items: Sequence[SaveItem], statics: Sequence[str], scan: int) -> Startup:
+    def _pipelined(self, queue: Callable[[Any], None]) -> list[Any]:
+        """Run the commands ``queue`` puts on a pipeline (again if Redis lacked a script)."""
+        for attempt in (1, 2):
+            with self.client.pipeline(transaction=False) as pipe:
+                queue(pipe)
+                replies: list[Any] = pipe.execute(raise_on_error=False)
+            if attempt == 1 and any(isinstance(r, NoScriptError) for r in replies):
+                self.load_scripts()  # Redis restarted or was flushed
+                continue
+            break
+        return replies
+
+    def startup(self, items: Sequence[SaveItem], scan: int) -> Startup:
         """Beat's start-up writes and reads, in one round trip whatever their number.
 
         Reads the eviction settings and the names recorded as static entries,
-        writes ``items`` (as :meth:`save`), records ``statics`` as the static
-        entries' names, then looks for orphan hashes on a first SCAN page of
+        writes ``items`` (as :meth:`save`) and records their names as the
+        static entries', then looks for orphan hashes on a first SCAN page of
         ``scan`` keys (:meth:`orphans` goes on from ``Startup.cursor``).  On
         Redis Cluster the same is done in several round trips, and the orphan
         scan is left to :meth:`scan_entry_keys`.
         """
         if self.cluster:  # cluster pipelines route by key: CONFIG and SCAN have none
             before = self.statics()
-            flags = self.save(items)
-            self.add_statics(statics)
             return Startup(
-                flags,
+                self.save(items, statics=True),
                 before,
                 self.config_get('maxmemory-policy'),
                 self.config_get('maxmemory'),
                 orphans=[],
                 cursor=None,
             )
-        for attempt in (1, 2):
-            with self.client.pipeline(transaction=False) as pipe:
-                pipe.config_get('maxmemory-policy')
-                pipe.config_get('maxmemory')
-                pipe.smembers(self.keys.statics)
-                calls = self._queue_save(pipe, items, notify=True)
-                if statics:
-                    pipe.sadd(self.keys.statics, *statics)
-                self._queue_orphans(pipe, 0, scan)
-                replies = pipe.execute(raise_on_error=False)
-            if attempt == 1 and any(isinstance(r, NoScriptError) for r in replies):
-                self.load_scripts()  # Redis restarted or was flushed
-                continue
-            break
+
+        def queue(pipe: Any) -> None:
+            pipe.config_get('maxmemory-policy')
+            pipe.config_get('maxmemory')
+            pipe.smembers(self.keys.statics)
+            self._queue_save(pipe, items, notify=True, statics=True)
+            self._queue_orphans(pipe, 0, scan)
+
+        replies = self._pipelined(queue)
         policy, maxmemory, before = replies[:3]
         cursor, orphans = _orphans_page(replies[-1])
         if isinstance(before, Exception):
             raise before
         return Startup(
-            _save_flags(replies[3 : 3 + calls]),
+            _save_flags(replies[3:-1]),
             {str(name) for name in before},
             _config_value(policy, 'maxmemory-policy'),
             _config_value(maxmemory, 'maxmemory'),
@@ -329,12 +329,7 @@ class ScheduleStore:
         One round trip; cursor 0 back means the scan is complete.  Not on
         Redis Cluster (see :meth:`scan_entry_keys`).
         """
-        with self.client.pipeline(transaction=False) as pipe:
-            self._queue_orphans(pipe, cursor, scan)
-            (reply,) = pipe.execute(raise_on_error=False)
-        if isinstance(reply, NoScriptError):
-            self.load_scripts()
-            return self.orphans(cursor, scan)
+        (reply,) = self._pipelined(lambda pipe: self._queue_orphans(pipe, cursor, scan))
         return _orphans_page(reply)
 
     def _queue_orphans(self, pipe: Any, cursor: int, scan: int) -> None:

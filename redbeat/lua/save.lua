@@ -6,18 +6,22 @@
 -- with the very definition it already has is left as it is (that counts as
 -- written), so saving a mix of new and unchanged entries takes one call.
 --
--- The per-entry values come as one JSON array rather than as arguments:
+-- The entries come as one JSON array rather than as keys and arguments:
 -- packing tens of thousands of arguments costs the client far more than
--- encoding one string, and cjson decodes it in C.
+-- encoding one string, and cjson decodes it in C.  The entry keys are
+-- derived from the names (prefix .. name), as due.lua does: with a
+-- hash-tagged prefix they share the schedule's Redis Cluster slot.
 --
--- KEYS[1]      the schedule sorted set
--- KEYS[1 + i]  hash key of entry i, which is also its sorted-set member
--- ARGV[1]      the changes channel (published to once if anything was written; "" = none)
--- ARGV[2]      the key prefix: entry i is named KEYS[1 + i] without it, and a
---              member written by hand as that bare name is removed
--- ARGV[3]      JSON array, 6 values per entry i, from index 1 + 6 * (i - 1); each
---              a string, or the index in this array of an earlier equal string
---              (new entries saved together share their meta: sent once):
+-- KEYS[1]  the schedule sorted set
+-- KEYS[2]  the set of static entry names (written only when ARGV[3] is "1")
+-- ARGV[1]  the changes channel (published to once if anything was written; "" = none)
+-- ARGV[2]  the key prefix: entry i's hash key, and its sorted-set member, is
+--          prefix .. name; a member written by hand as the bare name is removed
+-- ARGV[3]  "1" to add every name to KEYS[2] (beat start-up: the static entries)
+-- ARGV[4]  JSON array, 7 values per entry i, from index 1 + 7 * (i - 1); each a
+--          string, or the index in this array of an earlier equal string (new
+--          entries saved together share their meta: it is sent once):
+--   name        entry name
 --   definition  JSON to store in field "definition"
 --   expected    meta the caller computed from ("" = none was stored)
 --   meta        meta to store when none was stored ("" = leave as it is)
@@ -27,8 +31,25 @@
 -- Returns: a string with one character per entry: "1" written (or unchanged),
 -- "0" meta differs from expected (read it and try again), "-" the key is not a hash.
 local schedule, prefix = KEYS[1], ARGV[2]
-local values = cjson.decode(ARGV[3])
-local skip = #prefix + 1
+local values = cjson.decode(ARGV[4])
+local count = #values / 7
+local function value(index)
+  local v = values[index]
+  if type(v) == 'number' then
+    return values[v]
+  end
+  return v
+end
+local names, keys = {}, {}
+for i = 1, count do
+  names[i] = value(7 * (i - 1) + 1)
+  keys[i] = prefix .. names[i]
+end
+if ARGV[3] == '1' then
+  for i = 1, count, 1000 do
+    redis.call('SADD', KEYS[2], unpack(names, i, math.min(i + 999, count)))
+  end
+end
 local flags = {}
 local any = false
 -- Sorted-set writes are batched (one ZADD and one ZREM per few hundred
@@ -36,18 +57,11 @@ local any = false
 local adds, removes, pending = {}, {}, {}
 -- Whether each entry is scheduled, asked for a thousand at a time.
 local scheduled = {}
-for i = 2, #KEYS, 1000 do
-  local found = redis.call('ZMSCORE', schedule, unpack(KEYS, i, math.min(i + 999, #KEYS)))
+for i = 1, count, 1000 do
+  local found = redis.call('ZMSCORE', schedule, unpack(keys, i, math.min(i + 999, count)))
   for j = 1, #found do
-    scheduled[i + j - 2] = found[j]
+    scheduled[i + j - 1] = found[j]
   end
-end
-local function value(index)
-  local v = values[index]
-  if type(v) == 'number' then
-    return values[v]
-  end
-  return v
 end
 local function flush()
   for i = 1, #removes, 500 do
@@ -58,15 +72,15 @@ local function flush()
   end
   adds, removes, pending = {}, {}, {}
 end
-for i = 1, #KEYS - 1 do
-  local key = KEYS[1 + i]
+for i = 1, count do
+  local key = keys[i]
   if pending[key] then  -- saved twice in one call: the second sees the first
     flush()
     scheduled[i] = redis.call('ZSCORE', schedule, key)
   end
-  local base = 6 * (i - 1)
-  local definition, expected, meta = value(base + 1), value(base + 2), value(base + 3)
-  local score, keep, policy = value(base + 4), value(base + 5) == '1', value(base + 6)
+  local base = 7 * (i - 1)
+  local definition, expected, meta = value(base + 2), value(base + 3), value(base + 4)
+  local score, keep, policy = value(base + 5), value(base + 6) == '1', value(base + 7)
   local stored = redis.pcall('HMGET', key, 'definition', 'meta', 'policy')
   if stored['err'] then
     flags[i] = '-'
@@ -90,8 +104,8 @@ for i = 1, #KEYS - 1 do
         fields[#fields + 1], fields[#fields + 2] = 'meta', meta
       end
       redis.call('HSET', key, unpack(fields))
-      if skip > 1 then
-        removes[#removes + 1] = string.sub(key, skip)
+      if prefix ~= '' then
+        removes[#removes + 1] = names[i]
       end
       if not keep or not scheduled[i] then
         adds[#adds + 1], adds[#adds + 2] = score, key

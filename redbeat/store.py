@@ -258,16 +258,11 @@ class ScheduleStore:
             self.keys.changes if notify else '', self.keys.prefix, '1' if statics else '0',
         )  # fmt: skip
         for start in range(0, len(items), SAVE_CHUNK):
-            values: list[str | int] = []
-            seen: dict[str, int] = {}  # a repeated meta or policy is sent once (see save.lua)
-            for item in items[start : start + SAVE_CHUNK]:
-                values += (item.name, item.definition)
-                for text in (item.expected_meta, item.new_meta):
-                    values.append(_once(text, values, seen))
-                values += (_score_text(item.score), '1' if item.keep_score else '0')
-                values.append(_once(item.policy, values, seen))
-            blob = json.dumps(values, ensure_ascii=False, separators=(',', ':'))
-            _evalsha(pipe, self._save.sha, *head, blob)
+            chunk = items[start : start + SAVE_CHUNK]
+            definitions = '\n'.join([item.definition for item in chunk])
+            if definitions.count('\n') != len(chunk) - 1:
+                raise ValueError('a definition holds a newline: not compact JSON')
+            _evalsha(pipe, self._save.sha, *head, definitions, _save_values(chunk))
 
     def _pipelined(self, queue: Callable[[Any], None]) -> list[Any]:
         """Run the commands ``queue`` puts on a pipeline (again if Redis lacked a script)."""
@@ -623,15 +618,23 @@ def _orphans_page(reply: Any) -> tuple[int, list[str]]:
     return int(reply[0]), [str(key) for key in reply[1:]]
 
 
-def _once(text: str | None, values: list[str | int], seen: dict[str, int]) -> str | int:
-    """``text`` (None: ""), or the 1-based index of its first place in ``values``."""
-    if not text:
-        return ''
-    index = seen.get(text)
-    if index is None:
-        seen[text] = len(values) + 1  # the index it is about to take, as Lua counts
-        return text
-    return index
+def _save_values(items: Sequence[SaveItem]) -> str:
+    """``save.lua``'s ARGV[5]: the items' values but their definitions, by field."""
+    texts = {'': 1}  # each distinct meta or policy once, by its index as Lua counts
+
+    def ref(text: str | None) -> int:
+        return texts.setdefault(text or '', len(texts) + 1)
+
+    values = {
+        'name': [item.name for item in items],
+        'score': [_score_text(item.score) for item in items],
+        'keep': ''.join(['1' if item.keep_score else '0' for item in items]),
+        'expected': [ref(item.expected_meta) for item in items],
+        'meta': [ref(item.new_meta) for item in items],
+        'policy': [ref(item.policy) for item in items],
+        'texts': list(texts),
+    }
+    return json.dumps(values, ensure_ascii=False, separators=(',', ':'))
 
 
 _FLAGS = {'1': 1, '0': 0, '-': -1}

@@ -6,11 +6,11 @@
 -- with the very definition it already has is left as it is (that counts as
 -- written), so saving a mix of new and unchanged entries takes one call.
 --
--- The entries come as one JSON array rather than as keys and arguments:
--- packing tens of thousands of arguments costs the client far more than
--- encoding one string, and cjson decodes it in C.  The entry keys are
--- derived from the names (prefix .. name), as due.lua does: with a
--- hash-tagged prefix they share the schedule's Redis Cluster slot.
+-- The entries come in two strings rather than as keys and arguments: packing
+-- tens of thousands of arguments costs the client far more than joining
+-- strings, and cjson decodes the JSON in C.  The entry keys are derived from
+-- the names (prefix .. name), as due.lua does: with a hash-tagged prefix they
+-- share the schedule's Redis Cluster slot.
 --
 -- KEYS[1]  the schedule sorted set
 -- KEYS[2]  the set of static entry names (written only when ARGV[3] is "1")
@@ -18,43 +18,37 @@
 -- ARGV[2]  the key prefix: entry i's hash key, and its sorted-set member, is
 --          prefix .. name; a member written by hand as the bare name is removed
 -- ARGV[3]  "1" to add every name to KEYS[2] (beat start-up: the static entries)
--- ARGV[4]  JSON array, 7 values per entry i, from index 1 + 7 * (i - 1); each a
---          string, or the index in this array of an earlier equal string (new
---          entries saved together share their meta: it is sent once):
---   name        entry name
---   definition  JSON to store in field "definition"
---   expected    meta the caller computed from ("" = none was stored)
---   meta        meta to store when none was stored ("" = leave as it is)
---   score       new score
---   keep        "1" to leave the score alone when the entry is already scheduled
---   policy      JSON for field "policy" ("" = the default policy: no field)
+-- ARGV[4]  the definitions (JSON for field "definition"), in entry order,
+--          separated by "\n" (compact JSON text never holds a raw newline)
+-- ARGV[5]  JSON object of the other values, an array (or string) per field,
+--          entry i at index i:
+--   name      entry names
+--   score     new scores
+--   keep      a string, character i "1" to leave the score alone when the
+--             entry is already scheduled
+--   expected  meta the caller computed from ("" = none was stored)
+--   meta      meta to store when none was stored ("" = leave as it is)
+--   policy    JSON for field "policy" ("" = the default policy: no field)
+--   texts     the distinct strings of expected, meta and policy, which hold
+--             indexes into it (entries saved new together share one meta)
 -- Returns: a string with one character per entry: "1" written (or unchanged),
 -- "0" meta differs from expected (read it and try again), "-" the key is not a hash.
 local schedule, prefix = KEYS[1], ARGV[2]
-local values = cjson.decode(ARGV[4])
-local count = #values / 7
-local function value(index)
-  local v = values[index]
-  if type(v) == 'number' then
-    return values[v]
-  end
-  return v
-end
-local names, keys = {}, {}
+local v = cjson.decode(ARGV[5])
+local names, texts, count = v.name, v.texts, #v.name
+local keys, definitions = {}, {}
+local text, at = ARGV[4], 1
 for i = 1, count do
-  names[i] = value(7 * (i - 1) + 1)
   keys[i] = prefix .. names[i]
+  local stop = string.find(text, '\n', at, true) or (#text + 1)
+  definitions[i] = string.sub(text, at, stop - 1)
+  at = stop + 1
 end
 if ARGV[3] == '1' then
   for i = 1, count, 1000 do
     redis.call('SADD', KEYS[2], unpack(names, i, math.min(i + 999, count)))
   end
 end
-local flags = {}
-local any = false
--- Sorted-set writes are batched (one ZADD and one ZREM per few hundred
--- entries); a key met twice flushes them first, so it sees its earlier write.
-local adds, removes, pending = {}, {}, {}
 -- Whether each entry is scheduled, asked for a thousand at a time.
 local scheduled = {}
 for i = 1, count, 1000 do
@@ -63,6 +57,9 @@ for i = 1, count, 1000 do
     scheduled[i + j - 1] = found[j]
   end
 end
+-- Sorted-set writes are batched (one ZADD and one ZREM per few hundred
+-- entries); a key met twice flushes them first, so it sees its earlier write.
+local adds, removes, pending = {}, {}, {}
 local function flush()
   for i = 1, #removes, 500 do
     redis.call('ZREM', schedule, unpack(removes, i, math.min(i + 499, #removes)))
@@ -72,15 +69,15 @@ local function flush()
   end
   adds, removes, pending = {}, {}, {}
 end
+local flags = {}
+local any = false
 for i = 1, count do
-  local key = keys[i]
+  local key, definition = keys[i], definitions[i]
   if pending[key] then  -- saved twice in one call: the second sees the first
     flush()
     scheduled[i] = redis.call('ZSCORE', schedule, key)
   end
-  local base = 7 * (i - 1)
-  local definition, expected, meta = value(base + 2), value(base + 3), value(base + 4)
-  local score, keep, policy = value(base + 5), value(base + 6) == '1', value(base + 7)
+  local expected, policy = texts[v.expected[i]], texts[v.policy[i]]
   local stored = redis.pcall('HMGET', key, 'definition', 'meta', 'policy')
   if stored['err'] then
     flags[i] = '-'
@@ -94,21 +91,31 @@ for i = 1, count do
         flags[i] = '0'
       end
     else
-      local fields = {'definition', definition}
+      local meta = texts[v.meta[i]]
+      if current ~= '' or meta == '' then
+        meta = nil
+      end
       if policy ~= '' then
-        fields[#fields + 1], fields[#fields + 2] = 'policy', policy
-      elseif stored[3] then
-        redis.call('HDEL', key, 'policy')
+        if meta then
+          redis.call('HSET', key, 'definition', definition, 'policy', policy, 'meta', meta)
+        else
+          redis.call('HSET', key, 'definition', definition, 'policy', policy)
+        end
+      else
+        if meta then
+          redis.call('HSET', key, 'definition', definition, 'meta', meta)
+        else
+          redis.call('HSET', key, 'definition', definition)
+        end
+        if stored[3] then
+          redis.call('HDEL', key, 'policy')
+        end
       end
-      if current == '' and meta ~= '' then
-        fields[#fields + 1], fields[#fields + 2] = 'meta', meta
-      end
-      redis.call('HSET', key, unpack(fields))
       if prefix ~= '' then
         removes[#removes + 1] = names[i]
       end
-      if not keep or not scheduled[i] then
-        adds[#adds + 1], adds[#adds + 2] = score, key
+      if string.sub(v.keep, i, i) ~= '1' or not scheduled[i] then
+        adds[#adds + 1], adds[#adds + 2] = v.score[i], key
       end
       pending[key] = true
       flags[i] = '1'

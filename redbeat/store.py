@@ -41,13 +41,13 @@ def _exact(raw: bytes | str) -> str:
     return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
-def _evalsha(pipe: Any, sha: str, numkeys: int, *keys_and_args: Any) -> None:
-    """Queue EVALSHA on ``pipe``.
+def _evalsha(pipe: Any, sha: str, numkeys: int, *keys_and_args: Any) -> Any:
+    """Queue EVALSHA on ``pipe`` (or, given a client, call it and return the reply).
 
     By name, because redis-py's cluster pipeline refuses ``.evalsha()``; it
     routes the command by its keys, which all share the schedule's slot.
     """
-    pipe.execute_command('EVALSHA', sha, numkeys, *keys_and_args)
+    return pipe.execute_command('EVALSHA', sha, numkeys, *keys_and_args)
 
 
 def _score_text(score: Score) -> str:
@@ -247,22 +247,32 @@ class ScheduleStore:
         """
         if not items:
             return []
-        return _save_flags(self._pipelined(lambda p: self._queue_save(p, items, notify, statics)))
+        calls = self._save_calls(items, notify, statics)
+        if len(calls) > 1:
+            return _save_flags(self._pipelined(lambda pipe: _queue(pipe, calls)))
+        try:  # one call: without a pipeline's own cost (single saves are common)
+            reply = _evalsha(self.client, *calls[0])
+        except NoScriptError:
+            self.load_scripts()  # Redis restarted or was flushed
+            reply = _evalsha(self.client, *calls[0])
+        return _save_flags([reply])
 
-    def _queue_save(
-        self, pipe: Any, items: Sequence[SaveItem], notify: bool, statics: bool = False
-    ) -> None:
-        """Queue ``save.lua`` calls of up to ``SAVE_CHUNK`` items each."""
+    def _save_calls(
+        self, items: Sequence[SaveItem], notify: bool, statics: bool = False
+    ) -> list[tuple[Any, ...]]:
+        """EVALSHA arguments of the ``save.lua`` calls for ``items``, ``SAVE_CHUNK`` a call."""
         head = (
-            _SAVE_KEYS, self.keys.schedule, self.keys.statics,
+            self._save.sha, _SAVE_KEYS, self.keys.schedule, self.keys.statics,
             self.keys.changes if notify else '', self.keys.prefix, '1' if statics else '0',
         )  # fmt: skip
+        calls = []
         for start in range(0, len(items), SAVE_CHUNK):
             chunk = items[start : start + SAVE_CHUNK]
             definitions = '\n'.join([item.definition for item in chunk])
             if definitions.count('\n') != len(chunk) - 1:
                 raise ValueError('a definition holds a newline: not compact JSON')
-            _evalsha(pipe, self._save.sha, *head, definitions, _save_values(chunk))
+            calls.append((*head, definitions, _save_values(chunk)))
+        return calls
 
     def _pipelined(self, queue: Callable[[Any], None]) -> list[Any]:
         """Run the commands ``queue`` puts on a pipeline (again if Redis lacked a script)."""
@@ -301,7 +311,7 @@ class ScheduleStore:
             pipe.config_get('maxmemory-policy')
             pipe.config_get('maxmemory')
             pipe.smembers(self.keys.statics)
-            self._queue_save(pipe, items, notify=True, statics=True)
+            _queue(pipe, self._save_calls(items, notify=True, statics=True))
             self._queue_orphans(pipe, 0, scan)
 
         replies = self._pipelined(queue)
@@ -616,6 +626,12 @@ def _orphans_page(reply: Any) -> tuple[int, list[str]]:
     if isinstance(reply, Exception):
         raise reply
     return int(reply[0]), [str(key) for key in reply[1:]]
+
+
+def _queue(pipe: Any, calls: Iterable[tuple[Any, ...]]) -> None:
+    """Queue EVALSHA calls (their arguments from the sha on) on ``pipe``."""
+    for call in calls:
+        _evalsha(pipe, *call)
 
 
 def _save_values(items: Sequence[SaveItem]) -> str:

@@ -14,15 +14,22 @@
 -- Returns: {next cursor ("0": the scan is complete), orphan key, ...}: hash
 -- keys whose member is in the schedule neither as the key nor as the bare name.
 local page = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[3], 'TYPE', 'hash')
-local prefix = ARGV[4]
-local internal = prefix .. ':'
-local skip = #prefix + 1
-local out = {page[1]}
+local internal = ARGV[4] .. ':'
+local skip = #ARGV[4] + 1
+local keys = {}
 for _, key in ipairs(page[2]) do
-  if string.sub(key, 1, #internal) ~= internal
-      and not redis.call('ZSCORE', KEYS[1], key)
-      and not redis.call('ZSCORE', KEYS[1], string.sub(key, skip)) then
-    out[#out + 1] = key
+  if string.sub(key, 1, #internal) ~= internal then
+    keys[#keys + 1] = key
+  end
+end
+local out = {page[1]}
+for i = 1, #keys, 1000 do  -- scores a thousand at a time; the bare name only when needed
+  local found = redis.call('ZMSCORE', KEYS[1], unpack(keys, i, math.min(i + 999, #keys)))
+  for j = 1, #found do
+    local key = keys[i + j - 1]
+    if not found[j] and not redis.call('ZSCORE', KEYS[1], string.sub(key, skip)) then
+      out[#out + 1] = key
+    end
   end
 end
 return out

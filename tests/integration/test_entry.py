@@ -254,6 +254,18 @@ def test_bulk_save_in_several_script_calls_with_shared_and_own_run_state(
     assert json.loads(redis_client.hget('redbeat:c30', 'definition'))['name'] == 'c30'
 
 
+def test_saves_load_the_scripts_again_after_a_script_flush(
+    celery_app: Celery, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    redis_client.script_flush()  # as after a Redis restart
+    entry(celery_app, name='one').save()  # one script call
+    monkeypatch.setattr(redbeat.store, 'SAVE_CHUNK', 2)
+    redis_client.script_flush()
+    save_entries([entry(celery_app, name=f'p{i}') for i in range(5)])  # a pipeline of three
+    assert redis_client.zcard(SCHEDULE) == 6
+    assert decode_meta('k', redis_client.hget('redbeat:p4', 'meta'))[1] == 0
+
+
 def test_an_entry_given_twice_in_one_bulk_save_ends_as_the_last(
     celery_app: Celery, redis_client: redis.Redis
 ) -> None:

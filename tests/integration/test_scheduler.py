@@ -132,6 +132,20 @@ def test_hash_without_member_is_adopted_at_start(
 # --- dynamic changes -------------------------------------------------------------
 
 
+def test_start_up_after_a_script_flush(
+    celery_app: Celery, redis_client: redis.Redis, make_scheduler: Make
+) -> None:
+    celery_app.conf.beat_schedule = {'static-a': {'task': 'proj.tasks.a', 'schedule': 30.0}}
+    redis_client.hset('redbeat:orphan', 'definition', definition('orphan'))
+    redis_client.script_flush()  # as after a Redis restart
+
+    make_scheduler(celery_app)
+
+    assert redis_client.zscore(SCHEDULE, 'redbeat:static-a') is not None
+    assert redis_client.zscore(SCHEDULE, 'redbeat:orphan') is not None
+    assert 'static-a' in redis_client.smembers('redbeat::statics')
+
+
 def test_orphans_on_every_scan_page_are_adopted_at_start(
     celery_app: Celery,
     redis_client: redis.Redis,

@@ -82,7 +82,7 @@ class Startup:
     """What :meth:`ScheduleStore.startup` wrote and read."""
 
     flags: list[int]  # per item, as :meth:`ScheduleStore.save` returns them
-    statics: set[str]  # the names recorded as static entries before this start
+    statics: set[str]  # names recorded as static entries before this start and not saved now
     maxmemory_policy: str | None  # None: the server does not tell (CONFIG refused)
     maxmemory: str | None
     orphans: list[str]  # hashes of the first SCAN page without a schedule member
@@ -247,15 +247,17 @@ class ScheduleStore:
         """
         if not items:
             return []
-        calls = self._save_calls(items, notify, statics)
+        return _save_flags(self._run(self._save_calls(items, notify, statics)))
+
+    def _run(self, calls: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """The replies of EVALSHA ``calls``, in one round trip."""
         if len(calls) > 1:
-            return _save_flags(self._pipelined(lambda pipe: _queue(pipe, calls)))
+            return self._pipelined(lambda pipe: _queue(pipe, calls))
         try:  # one call: without a pipeline's own cost (single saves are common)
-            reply = _evalsha(self.client, *calls[0])
+            return [_evalsha(self.client, *calls[0])]
         except NoScriptError:
             self.load_scripts()  # Redis restarted or was flushed
-            reply = _evalsha(self.client, *calls[0])
-        return _save_flags([reply])
+            return [_evalsha(self.client, *calls[0])]
 
     def _save_calls(
         self, items: Sequence[SaveItem], notify: bool, statics: bool = False
@@ -289,18 +291,19 @@ class ScheduleStore:
     def startup(self, items: Sequence[SaveItem], scan: int) -> Startup:
         """Beat's start-up writes and reads, in one round trip whatever their number.
 
-        Reads the eviction settings and the names recorded as static entries,
-        writes ``items`` (as :meth:`save`) and records their names as the
-        static entries', then looks for orphan hashes on a first SCAN page of
+        Reads the eviction settings, writes ``items`` (as :meth:`save`) and
+        records their names as the static entries' (telling which names were
+        recorded before and are not saved now), then looks for orphan hashes on a first SCAN page of
         ``scan`` keys (:meth:`orphans` goes on from ``Startup.cursor``).  On
         Redis Cluster the same is done in several round trips, and the orphan
         scan is left to :meth:`scan_entry_keys`.
         """
+        calls = self._save_calls(items, notify=True, statics=True)
         if self.cluster:  # cluster pipelines route by key: CONFIG and SCAN have none
-            before = self.statics()
+            saved = self._run(calls) if calls else []
             return Startup(
-                self.save(items, statics=True),
-                before,
+                _save_flags(saved),
+                _not_saved(saved) if saved else self.statics(),
                 self.config_get('maxmemory-policy'),
                 self.config_get('maxmemory'),
                 orphans=[],
@@ -310,18 +313,18 @@ class ScheduleStore:
         def queue(pipe: Any) -> None:
             pipe.config_get('maxmemory-policy')
             pipe.config_get('maxmemory')
-            pipe.smembers(self.keys.statics)
-            _queue(pipe, self._save_calls(items, notify=True, statics=True))
+            if not calls:  # no static entries: every one recorded is gone
+                pipe.smembers(self.keys.statics)
+            _queue(pipe, calls)
             self._queue_orphans(pipe, 0, scan)
 
         replies = self._pipelined(queue)
-        policy, maxmemory, before = replies[:3]
+        policy, maxmemory = replies[:2]
+        saved = replies[2:-1]
         cursor, orphans = _orphans_page(replies[-1])
-        if isinstance(before, Exception):
-            raise before
         return Startup(
-            _save_flags(replies[3:-1]),
-            {str(name) for name in before},
+            [] if not calls else _save_flags(saved),
+            _not_saved(saved) if calls else _members(saved[0]),
             _config_value(policy, 'maxmemory-policy'),
             _config_value(maxmemory, 'maxmemory'),
             orphans,
@@ -661,8 +664,19 @@ def _save_flags(replies: Sequence[Any]) -> list[int]:
     for reply in replies:
         if isinstance(reply, Exception):
             raise reply
-        flags += [_FLAGS[flag] for flag in reply]
+        flags += [_FLAGS[flag] for flag in reply[0]]
     return flags
+
+
+def _not_saved(replies: Sequence[Any]) -> set[str]:
+    """Static names recorded before that none of the ``save.lua`` calls saved."""
+    return set.intersection(*(_members(reply[1:]) for reply in replies))
+
+
+def _members(reply: Any) -> set[str]:
+    if isinstance(reply, Exception):
+        raise reply
+    return {str(name) for name in reply}
 
 
 def _first_score(reply: Any) -> float | None:

@@ -13,11 +13,12 @@
 -- share the schedule's Redis Cluster slot.
 --
 -- KEYS[1]  the schedule sorted set
--- KEYS[2]  the set of static entry names (written only when ARGV[3] is "1")
+-- KEYS[2]  the set of static entry names (read and written only when ARGV[3] is "1")
 -- ARGV[1]  the changes channel (published to once if anything was written; "" = none)
 -- ARGV[2]  the key prefix: entry i's hash key, and its sorted-set member, is
 --          prefix .. name; a member written by hand as the bare name is removed
--- ARGV[3]  "1" to add every name to KEYS[2] (beat start-up: the static entries)
+-- ARGV[3]  "1" to add every name to KEYS[2] (beat start-up: the static entries),
+--          and to return the names it held that this call does not save
 -- ARGV[4]  the definitions (JSON for field "definition"), in entry order,
 --          separated by "\n" (compact JSON text never holds a raw newline)
 -- ARGV[5]  JSON object of the other values, an array (or string) per field,
@@ -31,8 +32,10 @@
 --   policy    JSON for field "policy" ("" = the default policy: no field)
 --   texts     the distinct strings of expected, meta and policy, which hold
 --             indexes into it (entries saved new together share one meta)
--- Returns: a string with one character per entry: "1" written (or unchanged),
--- "0" meta differs from expected (read it and try again), "-" the key is not a hash.
+-- Returns: {flags, name, ...}: flags is a string with one character per
+-- entry, "1" written (or unchanged), "0" meta differs from expected (read it
+-- and try again), "-" the key is not a hash; with ARGV[3] "1", the names
+-- follow that KEYS[2] held and this call did not save.
 local schedule, prefix = KEYS[1], ARGV[2]
 local v = cjson.decode(ARGV[5])
 local names, texts, count = v.name, v.texts, #v.name
@@ -44,7 +47,17 @@ for i = 1, count do
   definitions[i] = string.sub(text, at, stop - 1)
   at = stop + 1
 end
+local out = {''}
 if ARGV[3] == '1' then
+  local here = {}
+  for i = 1, count do
+    here[names[i]] = true
+  end
+  for _, name in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+    if not here[name] then
+      out[#out + 1] = name
+    end
+  end
   for i = 1, count, 1000 do
     redis.call('SADD', KEYS[2], unpack(names, i, math.min(i + 999, count)))
   end
@@ -127,4 +140,5 @@ flush()
 if any and ARGV[1] ~= '' then
   redis.call('PUBLISH', ARGV[1], 'save')
 end
-return table.concat(flags)
+out[1] = table.concat(flags)
+return out

@@ -15,6 +15,7 @@ from celery import Celery
 from celery.schedules import schedule
 from kombu.exceptions import OperationalError
 
+import redbeat.store
 from redbeat import RedBeatSchedulerEntry, save_entries
 from redbeat.decoder import decode_meta, encode_meta
 from redbeat.schedulers import RedBeatScheduler
@@ -87,6 +88,30 @@ def test_static_entries_written_kept_updated_and_removed(
     assert redis_client.zscore(SCHEDULE, 'redbeat:static-b') is None
     assert 'static-b' not in redis_client.smembers('redbeat::statics')
     assert 'static-a' in redis_client.smembers('redbeat::statics')
+
+
+def test_statics_removed_from_config_are_found_across_several_script_calls(
+    celery_app: Celery,
+    redis_client: redis.Redis,
+    make_scheduler: Make,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(redbeat.store, 'SAVE_CHUNK', 3)
+    spec = {'task': 'proj.tasks.s', 'schedule': 60.0}
+    celery_app.conf.update(result_expires=None,
+                           beat_schedule={f's{i}': spec for i in range(10)})  # fmt: skip
+    make_scheduler(celery_app)
+
+    celery_app.conf.beat_schedule = {f's{i}': spec for i in range(2, 9)}  # 3 calls save these
+    make_scheduler(celery_app)
+    assert redis_client.smembers('redbeat::statics') == {f's{i}' for i in range(2, 9)}
+    assert redis_client.zcard(SCHEDULE) == 7
+    assert not redis_client.exists('redbeat:s0', 'redbeat:s1', 'redbeat:s9')
+
+    celery_app.conf.beat_schedule = {}  # no static entry left: nothing saved, all removed
+    make_scheduler(celery_app)
+    assert redis_client.smembers('redbeat::statics') == set()
+    assert redis_client.zcard(SCHEDULE) == 0
 
 
 def test_dynamic_entries_are_not_deleted_as_statics(

@@ -39,6 +39,7 @@
 local schedule, prefix = KEYS[1], ARGV[2]
 local v = cjson.decode(ARGV[5])
 local names, texts, count = v.name, v.texts, #v.name
+local scores, keep, expected_at, meta_at, policy_at = v.score, v.keep, v.expected, v.meta, v.policy
 local keys, definitions = {}, {}
 local text, at = ARGV[4], 1
 for i = 1, count do
@@ -90,7 +91,7 @@ for i = 1, count do
     flush()
     scheduled[i] = redis.call('ZSCORE', schedule, key)
   end
-  local expected, policy = texts[v.expected[i]], texts[v.policy[i]]
+  local expected, policy = texts[expected_at[i]], texts[policy_at[i]]
   local stored = redis.pcall('HMGET', key, 'definition', 'meta', 'policy')
   if stored['err'] then
     flags[i] = '-'
@@ -104,7 +105,7 @@ for i = 1, count do
         flags[i] = '0'
       end
     else
-      local meta = texts[v.meta[i]]
+      local meta = texts[meta_at[i]]
       if current ~= '' or meta == '' then
         meta = nil
       end
@@ -127,8 +128,8 @@ for i = 1, count do
       if prefix ~= '' then
         removes[#removes + 1] = names[i]
       end
-      if string.sub(v.keep, i, i) ~= '1' or not scheduled[i] then
-        adds[#adds + 1], adds[#adds + 2] = v.score[i], key
+      if string.sub(keep, i, i) ~= '1' or not scheduled[i] then
+        adds[#adds + 1], adds[#adds + 2] = scores[i], key
       end
       pending[key] = true
       flags[i] = '1'

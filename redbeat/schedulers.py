@@ -99,8 +99,9 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
     publish_group = 200
     #: Wait on the changes channel so a saved entry is seen at once, not at the next poll.
     listen_for_changes = True
-    #: Keys per SCAN page when looking for orphan hashes at start (one round trip a page).
-    orphan_scan = 100_000
+    #: Keys per SCAN page when looking for orphan hashes at start: one round trip,
+    #: and about 50 ms of Redis time, a page.
+    orphan_scan = 20_000
 
     def __init__(
         self,

@@ -24,7 +24,7 @@ from .keys import Keys
 
 #: The entry hash fields redbeat reads (celery-redbeat 2.x reads the first two).
 _FIELDS = ('definition', 'meta', 'policy')
-#: Entries per ``save.lua`` call: one call holds Redis for about 50 ms at most.
+#: Entries per ``save.lua`` call: one call holds Redis for about 60 ms at most.
 SAVE_CHUNK = 10_000
 _SAVE_KEYS = 2  # save.lua's KEYS: the schedule and the statics set
 #: A score to write: a number, or the exact string Redis returned.
@@ -293,10 +293,10 @@ class ScheduleStore:
 
         Reads the eviction settings, writes ``items`` (as :meth:`save`) and
         records their names as the static entries' (telling which names were
-        recorded before and are not saved now), then looks for orphan hashes on a first SCAN page of
-        ``scan`` keys (:meth:`orphans` goes on from ``Startup.cursor``).  On
-        Redis Cluster the same is done in several round trips, and the orphan
-        scan is left to :meth:`scan_entry_keys`.
+        recorded before and are not saved now), then looks for orphan hashes
+        on a first SCAN page of ``scan`` keys (:meth:`orphans` goes on from
+        ``Startup.cursor``).  On Redis Cluster the same is done in several
+        round trips, and the orphan scan is left to :meth:`scan_entry_keys`.
         """
         calls = self._save_calls(items, notify=True, statics=True)
         if self.cluster:  # cluster pipelines route by key: CONFIG and SCAN have none
@@ -375,11 +375,6 @@ class ScheduleStore:
             pipe.execute()
         if self.cluster:  # cluster pipelines refuse PUBLISH (it has no key)
             self.client.publish(self.keys.changes, 'state')
-
-    def add_statics(self, names: Iterable[str]) -> None:
-        names = list(names)
-        if names:
-            self.client.sadd(self.keys.statics, *names)
 
     def forget_statics(self, names: Iterable[str]) -> None:
         names = list(names)

@@ -362,17 +362,8 @@ def _save_item(
     else:
         score = timing.NEVER
     policy_json = entry.policy.to_json()
-    return SaveItem(
-        name=entry.name,
-        definition=definition,
-        expected_meta=meta,
-        new_meta=new_meta,
-        score=score,
-        keep_score=(
-            stored_definition == definition and stored_policy == policy_json and meta is not None
-        ),
-        policy=policy_json,
-    )
+    keep = stored_definition == definition and stored_policy == policy_json and meta is not None
+    return SaveItem(entry.name, definition, meta, new_meta, score, keep, policy_json)
 
 
 def delete_entries(names: Iterable[str], app: Celery | None = None) -> int:

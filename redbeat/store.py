@@ -635,17 +635,14 @@ def _queue(pipe: Any, calls: Iterable[tuple[Any, ...]]) -> None:
 def _save_values(items: Sequence[SaveItem]) -> str:
     """``save.lua``'s ARGV[5]: the items' values but their definitions, by field."""
     texts = {'': 1}  # each distinct meta or policy once, by its index as Lua counts
-
-    def ref(text: str | None) -> int:
-        return texts.setdefault(text or '', len(texts) + 1)
-
+    ref = texts.setdefault
     values = {
         'name': [item.name for item in items],
-        'score': [_score_text(item.score) for item in items],
+        'score': [item.score for item in items],  # a float goes as JSON, as exact as repr()
         'keep': ''.join(['1' if item.keep_score else '0' for item in items]),
-        'expected': [ref(item.expected_meta) for item in items],
-        'meta': [ref(item.new_meta) for item in items],
-        'policy': [ref(item.policy) for item in items],
+        'expected': [ref(item.expected_meta or '', len(texts) + 1) for item in items],
+        'meta': [ref(item.new_meta or '', len(texts) + 1) for item in items],
+        'policy': [ref(item.policy or '', len(texts) + 1) for item in items],
         'texts': list(texts),
     }
     return json.dumps(values, ensure_ascii=False, separators=(',', ':'))

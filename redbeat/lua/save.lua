@@ -24,7 +24,8 @@
 -- ARGV[5]  JSON object of the other values, an array (or string) per field,
 --          entry i at index i:
 --   name      entry names
---   score     new scores
+--   score     new scores (numbers, or strings: Redis writes numbers as %.17g,
+--             which keeps every bit of the double)
 --   keep      a string, character i "1" to leave the score alone when the
 --             entry is already scheduled
 --   expected  meta the caller computed from ("" = none was stored)

@@ -243,12 +243,15 @@ def test_bulk_save_in_several_script_calls_with_shared_and_own_run_state(
     entries[20] = entry(celery_app, name='c20', last_run_at=ran, total_run_count=3)
     redis_client.hset('redbeat:c30', mapping={'definition': 'old', 'meta': encode_meta(ran, 9)})
 
-    save_entries(entries, now=T0)
+    now = T0 + timedelta(microseconds=123_457)
+    save_entries(entries, now=now)
 
     assert redis_client.zcard(SCHEDULE) == 50
+    due = (now + timedelta(seconds=60)).timestamp()
+    assert redis_client.zscore(SCHEDULE, 'redbeat:c07') == due  # every bit of the score kept
     # entries saved new together share their run state: sent once, stored in full in each
     for i in (0, 6, 7, 49):
-        assert decode_meta('k', redis_client.hget(f'redbeat:c{i:02d}', 'meta')) == (T0, 0)
+        assert decode_meta('k', redis_client.hget(f'redbeat:c{i:02d}', 'meta')) == (now, 0)
     assert decode_meta('k', redis_client.hget('redbeat:c20', 'meta')) == (ran, 3)
     assert decode_meta('k', redis_client.hget('redbeat:c30', 'meta')) == (ran, 9)  # kept
     assert json.loads(redis_client.hget('redbeat:c30', 'definition'))['name'] == 'c30'

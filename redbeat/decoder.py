@@ -260,9 +260,13 @@ class RedBeatJSONEncoder(json.JSONEncoder):
         return encode_value(o)
 
 
+#: One encoder for every write (json.dumps would build one per call).
+_ENCODER = json.JSONEncoder(default=encode_value, separators=(',', ':'), ensure_ascii=False)
+
+
 def dumps(value: Any) -> str:
     """Compact JSON, as redbeat stores it."""
-    return json.dumps(value, default=encode_value, separators=(',', ':'), ensure_ascii=False)
+    return _ENCODER.encode(value)
 
 
 # --- definitions and meta ------------------------------------------------------
@@ -344,12 +348,18 @@ def _typed(key: str, fields: dict[str, Any], name: str, kind: type, default: Any
 
 def encode_definition(fields: dict[str, Any]) -> str:
     """The stored JSON of a definition (name, task, schedule, args, ...)."""
-    body = {name: fields.get(name) for name in ENTRY_FIELDS}
-    body['args'] = list(body['args'] or [])
-    body['kwargs'] = dict(body['kwargs'] or {})
-    body['options'] = dict(body['options'] or {})
-    body['enabled'] = bool(True if body['enabled'] is None else body['enabled'])
-    return dumps(body)
+    get = fields.get
+    args, kwargs, options, enabled = get('args'), get('kwargs'), get('options'), get('enabled')
+    # Copied only when not already what JSON writes (a list or tuple, dicts): bulk saves.
+    return dumps({
+        'name': get('name'),
+        'task': get('task'),
+        'schedule': get('schedule'),
+        'args': args if type(args) in (list, tuple) else list(args or ()),
+        'kwargs': kwargs if type(kwargs) is dict else dict(kwargs or {}),
+        'options': options if type(options) is dict else dict(options or {}),
+        'enabled': True if enabled is None else bool(enabled),
+    })  # fmt: skip
 
 
 _META_DECODER = RedBeatJSONDecoder()  # stateless: one for every call

@@ -30,6 +30,7 @@ from .policy import Policy
 from .store import SaveItem, ScheduleStore
 
 _SAVE_ATTEMPTS = 5
+_UNSET = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 class Binding:
@@ -38,7 +39,8 @@ class Binding:
     def __init__(self, app: Celery, config: RedBeatConfig | None = None) -> None:
         self.app = app
         self.config = config or RedBeatConfig.from_app(app)
-        self.store = ScheduleStore(redis_from_config(self.config), self.config.keys)
+        self.keys = self.config.keys
+        self.store = ScheduleStore(redis_from_config(self.config), self.keys)
         self.tz: tzinfo = zone(self.config.timezone)
         #: The app-wide policy an entry's own policy falls back on.
         self.defaults = Policy(
@@ -105,6 +107,7 @@ class RedBeatSchedulerEntry(ScheduleEntry):  # type: ignore[misc]
             options=dict(options or {}),
             relative=relative,
             app=app_or_default(app),
+            last_run_at=_UNSET,  # not None: spares Celery's default_now(), replaced below
         )
         self.enabled = bool(enabled)
         if isinstance(policy, dict):
@@ -238,6 +241,17 @@ def check_entry(entry: RedBeatSchedulerEntry) -> None:
     label = entry.name or '<unnamed entry>'
     if not isinstance(entry.name, str) or not entry.name or entry.name.startswith(':'):
         raise DefinitionError(label, 'name must be a non-empty string not starting with ":"')
+    plain = (
+        isinstance(entry.task, str)
+        and entry.task
+        and isinstance(entry.schedule, BaseSchedule)
+        and isinstance(entry.args, (list, tuple))
+        and isinstance(entry.kwargs, dict)
+        and isinstance(entry.options, dict)
+        and isinstance(entry.enabled, bool)
+    )
+    if plain:  # what check_fields accepts, told at a fraction of its cost
+        return
     check_fields(label, entry.definition())
     if not isinstance(entry.schedule, BaseSchedule):
         raise DefinitionError(label, f'unsupported schedule {entry.schedule!r}')
@@ -262,9 +276,32 @@ def save_entries(
     now = now or utcnow()
     for entry in entries:
         check_entry(entry)
-    # First pass: assume each entry is new (no run state stored yet).
-    items = [_save_item(bound, e, None, None, None, now) for e in entries]
-    pending = _write(bound, entries, items, notify)
+    items = save_items(bound, entries, now)
+    settle_saves(bound, entries, bound.store.save(items, notify=notify), now, notify)
+
+
+def save_items(
+    bound: Binding, entries: Sequence[RedBeatSchedulerEntry], now: datetime
+) -> list[SaveItem]:
+    """The first write of checked ``entries``: each as if new (no run state stored yet).
+
+    Write them with :meth:`ScheduleStore.save`, then pass its flags to
+    :func:`settle_saves`.
+    """
+    metas: dict[tuple[datetime, int], str] = {}  # most new entries share "saved now, 0 runs"
+    return [_save_item(bound, e, None, None, None, now, metas) for e in entries]
+
+
+def settle_saves(
+    bound: Binding,
+    entries: Sequence[RedBeatSchedulerEntry],
+    flags: Sequence[int],
+    now: datetime,
+    notify: bool = True,
+) -> None:
+    """Finish a save: read and write again the entries whose stored run state was not
+    the one assumed (``flags`` of the write, in the order of ``entries``)."""
+    pending = _pending(entries, flags)
     for _ in range(_SAVE_ATTEMPTS):
         if not pending:
             return
@@ -273,22 +310,18 @@ def save_entries(
             _save_item(bound, e, row.definition, row.meta, row.policy, now)
             for e, row in zip(pending, rows)
         ]
-        pending = _write(bound, pending, items, notify)
+        pending = _pending(pending, bound.store.save(items, notify=notify))
     raise RedBeatError(f'{pending[0].key}: run state kept changing while saving; try again')
 
 
-def _write(
-    bound: Binding,
-    entries: Sequence[RedBeatSchedulerEntry],
-    items: Sequence[SaveItem],
-    notify: bool,
+def _pending(
+    entries: Sequence[RedBeatSchedulerEntry], flags: Sequence[int]
 ) -> list[RedBeatSchedulerEntry]:
-    """Write ``items``; the entries to read again and retry."""
-    results = bound.store.save(items, notify=notify)
-    wrong = [e.key for e, result in zip(entries, results) if result < 0]
+    """The entries to read again and retry, after a write that returned ``flags``."""
+    wrong = [e.key for e, flag in zip(entries, flags) if flag < 0]
     if wrong:
         raise DefinitionError(wrong[0], 'key holds a value of the wrong type (a hash is expected)')
-    return [e for e, result in zip(entries, results) if result == 0]
+    return [e for e, flag in zip(entries, flags) if flag == 0]
 
 
 def _save_item(
@@ -298,41 +331,39 @@ def _save_item(
     meta: str | None,
     stored_policy: str | None,
     now: datetime,
+    metas: dict[tuple[datetime, int], str] | None = None,
 ) -> SaveItem:
+    key = bound.keys.entry(entry.name)
     try:
         definition = encode_definition(entry.definition())
     except TypeError as exc:  # a value JSON cannot hold (in args, kwargs or options)
-        raise DefinitionError(entry.key, str(exc)) from None
-    last_run_at, count = decode_meta(entry.key, meta)
+        raise DefinitionError(key, str(exc)) from None
     new_meta = None
+    last_run_at: datetime | None
     if meta is None:
         last_run_at = now if entry.last_run_at is None else entry.last_run_at
         count = entry.total_run_count
-        new_meta = encode_meta(last_run_at, count)
+        state = (last_run_at, count)
+        new_meta = None if metas is None else metas.get(state)
+        if new_meta is None:
+            new_meta = encode_meta(last_run_at, count)
+            if metas is not None:
+                metas[state] = new_meta
+    else:
+        last_run_at, count = decode_meta(key, meta)
     entry.last_run_at, entry.total_run_count = last_run_at, count
     if entry.enabled:
         policy = entry.policy.merged(bound.defaults)
         try:
             due = timing.due_after_change(entry.schedule, last_run_at, now, bound.tz, policy)
         except TypeError as exc:  # a schedule type redbeat cannot compute
-            raise DefinitionError(entry.key, str(exc)) from None
-        score = timing.due_score(entry.key, due, policy)
+            raise DefinitionError(key, str(exc)) from None
+        score = timing.due_score(key, due, policy)
     else:
         score = timing.NEVER
-    return SaveItem(
-        key=entry.key,
-        name=entry.name,
-        definition=definition,
-        expected_meta=meta,
-        new_meta=new_meta,
-        score=score,
-        keep_score=(
-            stored_definition == definition
-            and stored_policy == entry.policy.to_json()
-            and meta is not None
-        ),
-        policy=entry.policy.to_json(),
-    )
+    policy_json = entry.policy.to_json()
+    keep = stored_definition == definition and stored_policy == policy_json and meta is not None
+    return SaveItem(entry.name, definition, meta, new_meta, score, keep, policy_json)
 
 
 def delete_entries(names: Iterable[str], app: Celery | None = None) -> int:

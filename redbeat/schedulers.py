@@ -36,12 +36,19 @@ from celery.utils.time import humanize_seconds
 from . import timing
 from .config import RedBeatConfig
 from .decoder import decode_definition, decode_meta, encode_definition, encode_meta
-from .entry import Binding, RedBeatSchedulerEntry, check_entry, save_entries
+from .entry import (
+    Binding,
+    RedBeatSchedulerEntry,
+    check_entry,
+    save_entries,
+    save_items,
+    settle_saves,
+)
 from .errors import DefinitionError, LeadershipLost
 from .leader import Leadership
 from .policy import Policy
 from .publish import Message, Outcome, Publisher, task_id_of
-from .store import Claim, Claimed, Due, Restore, Row, Writes
+from .store import Claim, Claimed, Due, Restore, Row, Startup, Writes
 
 logger = logging.getLogger('celery.beat')
 
@@ -92,6 +99,9 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
     publish_group = 200
     #: Wait on the changes channel so a saved entry is seen at once, not at the next poll.
     listen_for_changes = True
+    #: Keys per SCAN page when looking for orphan hashes at start: one round trip,
+    #: and about 50 ms of Redis time, a page.
+    orphan_scan = 20_000
 
     def __init__(
         self,
@@ -139,14 +149,10 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
             logger.warning('beat: Redis unavailable at start (%s); will keep trying.', exc)
 
     def _setup(self) -> None:
-        self._check_eviction()
         self._sync_statics()
-        self._adopt_orphans()
         self._ready = True
 
-    def _check_eviction(self) -> None:
-        policy = self.store.config_get('maxmemory-policy')
-        maxmemory = self.store.config_get('maxmemory')
+    def _check_eviction(self, policy: str | None, maxmemory: str | None) -> None:
         if policy and policy.startswith('allkeys-') and maxmemory not in (None, '0'):
             logger.warning(
                 'beat: Redis maxmemory-policy is %s with maxmemory %s: Redis may evict schedule '
@@ -184,45 +190,57 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         return {}
 
     def _sync_statics(self) -> None:
-        """Write beat_schedule to Redis; delete entries removed from it since last start."""
+        """Write beat_schedule to Redis; delete entries removed from it since last start.
+
+        One round trip (:meth:`ScheduleStore.startup`) also reads the eviction
+        settings and looks for orphan hashes; more only when statics changed
+        or were removed, orphans were found, or the database holds more keys
+        than one SCAN page.
+        """
         entries = self._static_entries()
         names = set(self.app.conf.beat_schedule or {}) | set(entries)
-        removed = self.store.statics() - names
+        listed = list(entries.values())
+        now = datetime.now(timezone.utc)
+        items = save_items(self.binding, listed, now)
+        started = self.store.startup(items, self.orphan_scan)
+        self._check_eviction(started.maxmemory_policy, started.maxmemory)
+        settle_saves(self.binding, listed, started.flags, now)
+        removed = started.statics - names
         if removed:
             logger.info(
                 'beat: Removing entries no longer in beat_schedule: %s', ', '.join(sorted(removed))
             )
             self.store.delete(removed)
             self.store.forget_statics(removed)
-        save_entries(list(entries.values()))
-        self.store.add_statics(entries)
         self._statics_written = len(entries)
+        self._adopt_orphans(started)
 
-    def _adopt_orphans(self) -> None:
+    def _adopt_orphans(self, started: Startup) -> None:
         """Schedule hashes written without a ZADD (the RedBeat README promises it)."""
-        keys = self.config.keys
-        for batch in self.store.scan_entry_keys():
-            names = [keys.name_of(k) for k in batch]
-            found = self.store.scores([*batch, *names])
-            missing = [
-                k
-                for k, s, bare in zip(batch, found, found[len(batch) :])
-                if s is None and bare is None
-            ]
-            scores: dict[str, float] = {}
-            for row in self.store.fetch(missing):
-                try:
-                    scores[row.key] = self._initial_score(row)
-                except DefinitionError as exc:
-                    logger.error(
-                        'beat: Entry %s cannot be scheduled and was skipped: %s',
-                        row.key,
-                        exc.reason,
-                    )
-            if self.store.add_missing(scores):
-                logger.info(
-                    'beat: Scheduled %d entries found without a schedule member.', len(scores)
+        if started.cursor is None:  # Redis Cluster: the client scans each node
+            keys = self.config.keys
+            for batch in self.store.scan_entry_keys():
+                found = self.store.scores([*batch, *(keys.name_of(k) for k in batch)])
+                bare = found[len(batch) :]
+                self._adopt([k for k, s, b in zip(batch, found, bare) if s is None and b is None])
+            return
+        self._adopt(started.orphans)
+        cursor = started.cursor
+        while cursor:
+            cursor, orphans = self.store.orphans(cursor, self.orphan_scan)
+            self._adopt(orphans)
+
+    def _adopt(self, orphans: Sequence[str]) -> None:
+        scores: dict[str, float] = {}
+        for row in self.store.fetch(orphans):
+            try:
+                scores[row.key] = self._initial_score(row)
+            except DefinitionError as exc:
+                logger.error(
+                    'beat: Entry %s cannot be scheduled and was skipped: %s', row.key, exc.reason
                 )
+        if self.store.add_missing(scores):
+            logger.info('beat: Scheduled %d entries found without a schedule member.', len(scores))
 
     def _initial_score(self, row: Row) -> float:
         if row.error:

@@ -8,10 +8,11 @@ number of entries it is given, unless its docstring says otherwise.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import json
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, Union
+from typing import Any, NamedTuple, Union
 
 import redis
 from redis.cluster import RedisCluster
@@ -23,6 +24,9 @@ from .keys import Keys
 
 #: The entry hash fields redbeat reads (celery-redbeat 2.x reads the first two).
 _FIELDS = ('definition', 'meta', 'policy')
+#: Entries per ``save.lua`` call: one call holds Redis for about 60 ms at most.
+SAVE_CHUNK = 10_000
+_SAVE_KEYS = 2  # save.lua's KEYS: the schedule and the statics set
 #: A score to write: a number, or the exact string Redis returned.
 Score = Union[float, str]
 
@@ -37,13 +41,13 @@ def _exact(raw: bytes | str) -> str:
     return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
-def _evalsha(pipe: Any, sha: str, numkeys: int, *keys_and_args: Any) -> None:
-    """Queue EVALSHA on ``pipe``.
+def _evalsha(pipe: Any, sha: str, numkeys: int, *keys_and_args: Any) -> Any:
+    """Queue EVALSHA on ``pipe`` (or, given a client, call it and return the reply).
 
     By name, because redis-py's cluster pipeline refuses ``.evalsha()``; it
     routes the command by its keys, which all share the schedule's slot.
     """
-    pipe.execute_command('EVALSHA', sha, numkeys, *keys_and_args)
+    return pipe.execute_command('EVALSHA', sha, numkeys, *keys_and_args)
 
 
 def _score_text(score: Score) -> str:
@@ -61,11 +65,9 @@ class Row:
     policy: str | None = None
 
 
-@dataclass(frozen=True)
-class SaveItem:
-    """An entry definition to write (see ``lua/save.lua``)."""
+class SaveItem(NamedTuple):
+    """An entry definition to write (see ``lua/save.lua``); a tuple: bulk saves make many."""
 
-    key: str
     name: str
     definition: str
     expected_meta: str | None
@@ -73,6 +75,18 @@ class SaveItem:
     score: Score
     keep_score: bool = False  # leave the score alone if the entry is scheduled
     policy: str | None = None  # None: the default policy (no field stored)
+
+
+@dataclass(frozen=True)
+class Startup:
+    """What :meth:`ScheduleStore.startup` wrote and read."""
+
+    flags: list[int]  # per item, as :meth:`ScheduleStore.save` returns them
+    statics: set[str]  # names recorded as static entries before this start and not saved now
+    maxmemory_policy: str | None  # None: the server does not tell (CONFIG refused)
+    maxmemory: str | None
+    orphans: list[str]  # hashes of the first SCAN page without a schedule member
+    cursor: int | None  # where the orphan scan goes on: 0 done, None not started (cluster)
 
 
 @dataclass(frozen=True)
@@ -141,6 +155,7 @@ class ScheduleStore:
         self._rollback = _script(client, 'rollback.lua')
         self._due = _script(client, 'due.lua')
         self._prune = _script(client, 'prune.lua')
+        self._orphans = _script(client, 'orphans.lua')
 
     # --- reading -----------------------------------------------------------
 
@@ -207,11 +222,9 @@ class ScheduleStore:
     def config_get(self, name: str) -> str | None:
         """A server setting (CONFIG GET), or None when the server does not allow it."""
         try:
-            reply = self.client.config_get(name)
+            return _config_value(self.client.config_get(name), name)
         except redis.ResponseError:
             return None
-        value = reply.get(name)
-        return None if value is None else str(value)
 
     def listen(self) -> redis.client.PubSub:
         """A subscription to the changes channel (saves and deletes publish there)."""
@@ -223,28 +236,114 @@ class ScheduleStore:
 
     # --- writing -----------------------------------------------------------
 
-    def save(self, items: Sequence[SaveItem], notify: bool = True) -> list[int]:
-        """Write definitions (one script call).
+    def save(
+        self, items: Sequence[SaveItem], notify: bool = True, statics: bool = False
+    ) -> list[int]:
+        """Write definitions (one pipeline of script calls).
 
         Per item: 1 written (or already stored unchanged), 0 the stored meta is
-        not the expected one (read and retry), -1 the key is not a hash.
+        not the expected one (read and retry), -1 the key is not a hash.  With
+        ``statics``, the items' names are also recorded as the static entries'.
         """
         if not items:
             return []
-        args: list[Any] = [self.keys.changes if notify else '']
-        for item in items:
-            args += [
-                item.key,
-                item.name,
-                item.definition,
-                item.expected_meta or '',
-                item.new_meta or '',
-                _score_text(item.score),
-                '1' if item.keep_score else '0',
-                item.policy or '',
-            ]
-        result = self._save(keys=[self.keys.schedule, *(i.key for i in items)], args=args)
-        return [int(flag) for flag in result]
+        return _save_flags(self._run(self._save_calls(items, notify, statics)))
+
+    def _run(self, calls: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """The replies of EVALSHA ``calls``, in one round trip."""
+        if len(calls) > 1:
+            return self._pipelined(lambda pipe: _queue(pipe, calls))
+        try:  # one call: without a pipeline's own cost (single saves are common)
+            return [_evalsha(self.client, *calls[0])]
+        except NoScriptError:
+            self.load_scripts()  # Redis restarted or was flushed
+            return [_evalsha(self.client, *calls[0])]
+
+    def _save_calls(
+        self, items: Sequence[SaveItem], notify: bool, statics: bool = False
+    ) -> list[tuple[Any, ...]]:
+        """EVALSHA arguments of the ``save.lua`` calls for ``items``, ``SAVE_CHUNK`` a call."""
+        head = (
+            self._save.sha, _SAVE_KEYS, self.keys.schedule, self.keys.statics,
+            self.keys.changes if notify else '', self.keys.prefix, '1' if statics else '0',
+        )  # fmt: skip
+        calls = []
+        for start in range(0, len(items), SAVE_CHUNK):
+            chunk = items[start : start + SAVE_CHUNK]
+            definitions = '\n'.join([item.definition for item in chunk])
+            if definitions.count('\n') != len(chunk) - 1:
+                raise ValueError('a definition holds a newline: not compact JSON')
+            calls.append((*head, definitions, _save_values(chunk)))
+        return calls
+
+    def _pipelined(self, queue: Callable[[Any], None]) -> list[Any]:
+        """Run the commands ``queue`` puts on a pipeline (again if Redis lacked a script)."""
+        for attempt in (1, 2):
+            with self.client.pipeline(transaction=False) as pipe:
+                queue(pipe)
+                replies: list[Any] = pipe.execute(raise_on_error=False)
+            if attempt == 1 and any(isinstance(r, NoScriptError) for r in replies):
+                self.load_scripts()  # Redis restarted or was flushed
+                continue
+            break
+        return replies
+
+    def startup(self, items: Sequence[SaveItem], scan: int) -> Startup:
+        """Beat's start-up writes and reads, in one round trip whatever their number.
+
+        Reads the eviction settings, writes ``items`` (as :meth:`save`) and
+        records their names as the static entries' (telling which names were
+        recorded before and are not saved now), then looks for orphan hashes
+        on a first SCAN page of ``scan`` keys (:meth:`orphans` goes on from
+        ``Startup.cursor``).  On Redis Cluster the same is done in several
+        round trips, and the orphan scan is left to :meth:`scan_entry_keys`.
+        """
+        calls = self._save_calls(items, notify=True, statics=True)
+        if self.cluster:  # cluster pipelines route by key: CONFIG and SCAN have none
+            saved = self._run(calls) if calls else []
+            return Startup(
+                _save_flags(saved),
+                _not_saved(saved) if saved else self.statics(),
+                self.config_get('maxmemory-policy'),
+                self.config_get('maxmemory'),
+                orphans=[],
+                cursor=None,
+            )
+
+        def queue(pipe: Any) -> None:
+            pipe.config_get('maxmemory-policy')
+            pipe.config_get('maxmemory')
+            if not calls:  # no static entries: every one recorded is gone
+                pipe.smembers(self.keys.statics)
+            _queue(pipe, calls)
+            self._queue_orphans(pipe, 0, scan)
+
+        replies = self._pipelined(queue)
+        policy, maxmemory = replies[:2]
+        saved = replies[2:-1]
+        cursor, orphans = _orphans_page(replies[-1])
+        return Startup(
+            [] if not calls else _save_flags(saved),
+            _not_saved(saved) if calls else _members(saved[0]),
+            _config_value(policy, 'maxmemory-policy'),
+            _config_value(maxmemory, 'maxmemory'),
+            orphans,
+            cursor,
+        )
+
+    def orphans(self, cursor: int, scan: int) -> tuple[int, list[str]]:
+        """The next SCAN page's entry hashes without a member: ``(next cursor, keys)``.
+
+        One round trip; cursor 0 back means the scan is complete.  Not on
+        Redis Cluster (see :meth:`scan_entry_keys`).
+        """
+        (reply,) = self._pipelined(lambda pipe: self._queue_orphans(pipe, cursor, scan))
+        return _orphans_page(reply)
+
+    def _queue_orphans(self, pipe: Any, cursor: int, scan: int) -> None:
+        pattern = self.keys.scan_pattern()
+        schedule, prefix = self.keys.schedule, self.keys.prefix
+        _evalsha(pipe, self._orphans.sha, 1, schedule, cursor, pattern, scan, prefix)
 
     def delete(self, names: Iterable[str], notify: bool = True) -> int:
         """Delete entries (hash and schedule member); returns how many hashes existed."""
@@ -276,11 +375,6 @@ class ScheduleStore:
             pipe.execute()
         if self.cluster:  # cluster pipelines refuse PUBLISH (it has no key)
             self.client.publish(self.keys.changes, 'state')
-
-    def add_statics(self, names: Iterable[str]) -> None:
-        names = list(names)
-        if names:
-            self.client.sadd(self.keys.statics, *names)
 
     def forget_statics(self, names: Iterable[str]) -> None:
         names = list(names)
@@ -405,7 +499,7 @@ class ScheduleStore:
 
     def load_scripts(self) -> None:
         """Load the Lua scripts used by sha in pipelines (after a Redis restart)."""
-        for script in (self._due, self._claim, self._save, self._rollback):
+        for script in (self._due, self._claim, self._save, self._rollback, self._orphans):
             script.sha = self.client.script_load(script.script)
 
     def _due_rows(self, reply: Any) -> list[Due]:
@@ -514,6 +608,67 @@ class ScheduleStore:
             lock_holder=None if holder is None else str(holder),
             lock_ttl=ttl / 1000 if isinstance(ttl, int) and ttl > 0 else None,
         )
+
+
+def _config_value(reply: Any, name: str) -> str | None:
+    """A CONFIG GET reply's value; None when the server refused (or lacks the setting)."""
+    if isinstance(reply, redis.ResponseError):
+        return None
+    if isinstance(reply, Exception):
+        raise reply
+    value = reply.get(name)
+    return None if value is None else str(value)
+
+
+def _orphans_page(reply: Any) -> tuple[int, list[str]]:
+    if isinstance(reply, Exception):
+        raise reply
+    return int(reply[0]), [str(key) for key in reply[1:]]
+
+
+def _queue(pipe: Any, calls: Iterable[tuple[Any, ...]]) -> None:
+    """Queue EVALSHA calls (their arguments from the sha on) on ``pipe``."""
+    for call in calls:
+        _evalsha(pipe, *call)
+
+
+def _save_values(items: Sequence[SaveItem]) -> str:
+    """``save.lua``'s ARGV[5]: the items' values but their definitions, by field."""
+    texts = {'': 1}  # each distinct meta or policy once, by its index as Lua counts
+    ref = texts.setdefault
+    values = {
+        'name': [item.name for item in items],
+        'score': [item.score for item in items],  # a float goes as JSON, as exact as repr()
+        'keep': ''.join(['1' if item.keep_score else '0' for item in items]),
+        'expected': [ref(item.expected_meta or '', len(texts) + 1) for item in items],
+        'meta': [ref(item.new_meta or '', len(texts) + 1) for item in items],
+        'policy': [ref(item.policy or '', len(texts) + 1) for item in items],
+        'texts': list(texts),
+    }
+    return json.dumps(values, ensure_ascii=False, separators=(',', ':'))
+
+
+_FLAGS = {'1': 1, '0': 0, '-': -1}
+
+
+def _save_flags(replies: Sequence[Any]) -> list[int]:
+    flags: list[int] = []
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+        flags += [_FLAGS[flag] for flag in reply[0]]
+    return flags
+
+
+def _not_saved(replies: Sequence[Any]) -> set[str]:
+    """Static names recorded before that none of the ``save.lua`` calls saved."""
+    return set.intersection(*(_members(reply[1:]) for reply in replies))
+
+
+def _members(reply: Any) -> set[str]:
+    if isinstance(reply, Exception):
+        raise reply
+    return {str(name) for name in reply}
 
 
 def _first_score(reply: Any) -> float | None:

@@ -6,63 +6,141 @@
 -- with the very definition it already has is left as it is (that counts as
 -- written), so saving a mix of new and unchanged entries takes one call.
 --
--- KEYS[1]      the schedule sorted set
--- KEYS[1 + i]  hash key of entry i
--- ARGV[1]      the changes channel (published to once if anything was written)
--- ARGV, 8 per entry i, from index 2 + 8 * (i - 1):
---   member      sorted-set member of the entry (its hash key)
---   name        entry name: a member written without the prefix is removed
---   definition  JSON to store in field "definition"
---   expected    meta the caller computed from ("" = none was stored)
---   meta        meta to store when none was stored ("" = leave as it is)
---   score       new score
---   keep        "1" to leave the score alone when the entry is already scheduled
---   policy      JSON for field "policy" ("" = the default policy: no field)
--- Returns: a list with, per entry: 1 written (or unchanged), 0 meta differs
--- from expected (read it and try again), -1 the key is not a hash.
-local written = {}
+-- The entries come in two strings rather than as keys and arguments: packing
+-- tens of thousands of arguments costs the client far more than joining
+-- strings, and cjson decodes the JSON in C.  The entry keys are derived from
+-- the names (prefix .. name), as due.lua does: with a hash-tagged prefix they
+-- share the schedule's Redis Cluster slot.
+--
+-- KEYS[1]  the schedule sorted set
+-- KEYS[2]  the set of static entry names (read and written only when ARGV[3] is "1")
+-- ARGV[1]  the changes channel (published to once if anything was written; "" = none)
+-- ARGV[2]  the key prefix: entry i's hash key, and its sorted-set member, is
+--          prefix .. name; a member written by hand as the bare name is removed
+-- ARGV[3]  "1" to add every name to KEYS[2] (beat start-up: the static entries),
+--          and to return the names it held that this call does not save
+-- ARGV[4]  the definitions (JSON for field "definition"), in entry order,
+--          separated by "\n" (compact JSON text never holds a raw newline)
+-- ARGV[5]  JSON object of the other values, an array (or string) per field,
+--          entry i at index i:
+--   name      entry names
+--   score     new scores (numbers, or strings: Redis writes numbers as %.17g,
+--             which keeps every bit of the double)
+--   keep      a string, character i "1" to leave the score alone when the
+--             entry is already scheduled
+--   expected  meta the caller computed from ("" = none was stored)
+--   meta      meta to store when none was stored ("" = leave as it is)
+--   policy    JSON for field "policy" ("" = the default policy: no field)
+--   texts     the distinct strings of expected, meta and policy, which hold
+--             indexes into it (entries saved new together share one meta)
+-- Returns: {flags, name, ...}: flags is a string with one character per
+-- entry, "1" written (or unchanged), "0" meta differs from expected (read it
+-- and try again), "-" the key is not a hash; with ARGV[3] "1", the names
+-- follow that KEYS[2] held and this call did not save.
+local schedule, prefix = KEYS[1], ARGV[2]
+local v = cjson.decode(ARGV[5])
+local names, texts, count = v.name, v.texts, #v.name
+local scores, keep, expected_at, meta_at, policy_at = v.score, v.keep, v.expected, v.meta, v.policy
+local keys, definitions = {}, {}
+local text, at = ARGV[4], 1
+for i = 1, count do
+  keys[i] = prefix .. names[i]
+  local stop = string.find(text, '\n', at, true) or (#text + 1)
+  definitions[i] = string.sub(text, at, stop - 1)
+  at = stop + 1
+end
+local out = {''}
+if ARGV[3] == '1' then
+  local here = {}
+  for i = 1, count do
+    here[names[i]] = true
+  end
+  for _, name in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+    if not here[name] then
+      out[#out + 1] = name
+    end
+  end
+  for i = 1, count, 1000 do
+    redis.call('SADD', KEYS[2], unpack(names, i, math.min(i + 999, count)))
+  end
+end
+-- Whether each entry is scheduled, asked for a thousand at a time.
+local scheduled = {}
+for i = 1, count, 1000 do
+  local found = redis.call('ZMSCORE', schedule, unpack(keys, i, math.min(i + 999, count)))
+  for j = 1, #found do
+    scheduled[i + j - 1] = found[j]
+  end
+end
+-- Sorted-set writes are batched (one ZADD and one ZREM per few hundred
+-- entries); a key met twice flushes them first, so it sees its earlier write.
+local adds, removes, pending = {}, {}, {}
+local function flush()
+  for i = 1, #removes, 500 do
+    redis.call('ZREM', schedule, unpack(removes, i, math.min(i + 499, #removes)))
+  end
+  for i = 1, #adds, 1000 do
+    redis.call('ZADD', schedule, unpack(adds, i, math.min(i + 999, #adds)))
+  end
+  adds, removes, pending = {}, {}, {}
+end
+local flags = {}
 local any = false
-for i = 1, #KEYS - 1 do
-  local key = KEYS[1 + i]
-  local base = 2 + 8 * (i - 1)
-  local member, name, definition = ARGV[base], ARGV[base + 1], ARGV[base + 2]
-  local expected, meta, score = ARGV[base + 3], ARGV[base + 4], ARGV[base + 5]
-  local keep = ARGV[base + 6] == '1'
-  local policy = ARGV[base + 7]
+for i = 1, count do
+  local key, definition = keys[i], definitions[i]
+  if pending[key] then  -- saved twice in one call: the second sees the first
+    flush()
+    scheduled[i] = redis.call('ZSCORE', schedule, key)
+  end
+  local expected, policy = texts[expected_at[i]], texts[policy_at[i]]
   local stored = redis.pcall('HMGET', key, 'definition', 'meta', 'policy')
   if stored['err'] then
-    written[i] = -1
+    flags[i] = '-'
   else
     local current = stored[2] or ''
     if current ~= expected then
-      local scheduled = redis.call('ZSCORE', KEYS[1], member)
-      if current ~= '' and stored[1] == definition and (stored[3] or '') == policy and scheduled then
-        written[i] = 1
+      if current ~= '' and stored[1] == definition and (stored[3] or '') == policy
+          and scheduled[i] then
+        flags[i] = '1'
       else
-        written[i] = 0
+        flags[i] = '0'
       end
     else
-      redis.call('HSET', key, 'definition', definition)
-      if policy == '' then
-        redis.call('HDEL', key, 'policy')
+      local meta = texts[meta_at[i]]
+      if current ~= '' or meta == '' then
+        meta = nil
+      end
+      if policy ~= '' then
+        if meta then
+          redis.call('HSET', key, 'definition', definition, 'policy', policy, 'meta', meta)
+        else
+          redis.call('HSET', key, 'definition', definition, 'policy', policy)
+        end
       else
-        redis.call('HSET', key, 'policy', policy)
+        if meta then
+          redis.call('HSET', key, 'definition', definition, 'meta', meta)
+        else
+          redis.call('HSET', key, 'definition', definition)
+        end
+        if stored[3] then
+          redis.call('HDEL', key, 'policy')
+        end
       end
-      if current == '' and meta ~= '' then
-        redis.call('HSET', key, 'meta', meta)
+      if prefix ~= '' then
+        removes[#removes + 1] = names[i]
       end
-      if name ~= member then
-        redis.call('ZREM', KEYS[1], name)
+      if string.sub(keep, i, i) ~= '1' or not scheduled[i] then
+        adds[#adds + 1], adds[#adds + 2] = scores[i], key
       end
-      if not keep or not redis.call('ZSCORE', KEYS[1], member) then
-        redis.call('ZADD', KEYS[1], score, member)
-      end
-      written[i] = 1
+      pending[key] = true
+      flags[i] = '1'
       any = true
     end
   end
 end
+flush()
 if any and ARGV[1] ~= '' then
   redis.call('PUBLISH', ARGV[1], 'save')
 end
-return written
+out[1] = table.concat(flags)
+return out

@@ -14,8 +14,9 @@ from dateutil import rrule as du
 
 import redbeat
 import redbeat.schedulers
+import redbeat.store
 from redbeat import RedBeatSchedulerEntry, save_entries
-from redbeat.decoder import decode_meta
+from redbeat.decoder import decode_meta, encode_meta
 from redbeat.errors import DefinitionError, EntryNotFound
 from redbeat.schedules import rrule
 
@@ -231,6 +232,54 @@ def test_save_entries_of_a_thousand(celery_app: Celery, redis_client: redis.Redi
     redis_client.zadd(SCHEDULE, {'redbeat:bulk-0500': 7.0})
     save_entries(entries, now=T0 + timedelta(days=1))
     assert redis_client.zscore(SCHEDULE, 'redbeat:bulk-0500') == 7.0
+
+
+def test_bulk_save_in_several_script_calls_with_shared_and_own_run_state(
+    celery_app: Celery, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(redbeat.store, 'SAVE_CHUNK', 7)  # 50 entries: 8 calls, one round trip
+    ran = datetime(2025, 6, 1, tzinfo=UTC)
+    entries = [entry(celery_app, name=f'c{i:02d}') for i in range(50)]
+    entries[20] = entry(celery_app, name='c20', last_run_at=ran, total_run_count=3)
+    redis_client.hset('redbeat:c30', mapping={'definition': 'old', 'meta': encode_meta(ran, 9)})
+
+    now = T0 + timedelta(microseconds=123_457)
+    save_entries(entries, now=now)
+
+    assert redis_client.zcard(SCHEDULE) == 50
+    due = (now + timedelta(seconds=60)).timestamp()
+    assert redis_client.zscore(SCHEDULE, 'redbeat:c07') == due  # every bit of the score kept
+    # entries saved new together share their run state: sent once, stored in full in each
+    for i in (0, 6, 7, 49):
+        assert decode_meta('k', redis_client.hget(f'redbeat:c{i:02d}', 'meta')) == (now, 0)
+    assert decode_meta('k', redis_client.hget('redbeat:c20', 'meta')) == (ran, 3)
+    assert decode_meta('k', redis_client.hget('redbeat:c30', 'meta')) == (ran, 9)  # kept
+    assert json.loads(redis_client.hget('redbeat:c30', 'definition'))['name'] == 'c30'
+
+
+def test_saves_load_the_scripts_again_after_a_script_flush(
+    celery_app: Celery, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    redis_client.script_flush()  # as after a Redis restart
+    entry(celery_app, name='one').save()  # one script call
+    monkeypatch.setattr(redbeat.store, 'SAVE_CHUNK', 2)
+    redis_client.script_flush()
+    save_entries([entry(celery_app, name=f'p{i}') for i in range(5)])  # a pipeline of three
+    assert redis_client.zcard(SCHEDULE) == 6
+    assert decode_meta('k', redis_client.hget('redbeat:p4', 'meta'))[1] == 0
+
+
+def test_an_entry_given_twice_in_one_bulk_save_ends_as_the_last(
+    celery_app: Celery, redis_client: redis.Redis
+) -> None:
+    first, second = entry(celery_app, args=[1]), entry(celery_app, args=[2], seconds=300)
+
+    save_entries([first, entry(celery_app, name='other'), second], now=T0)
+
+    assert json.loads(redis_client.hget('redbeat:job', 'definition'))['args'] == [2]
+    assert decode_meta('k', redis_client.hget('redbeat:job', 'meta')) == (T0, 0)
+    assert redis_client.zscore(SCHEDULE, 'redbeat:job') == T0.timestamp() + 300
+    assert redis_client.zcard(SCHEDULE) == 2
 
 
 def test_entry_properties_do_no_io(celery_app: Celery, redis_client: redis.Redis) -> None:

@@ -15,6 +15,7 @@ from celery import Celery
 from celery.schedules import schedule
 from kombu.exceptions import OperationalError
 
+import redbeat.store
 from redbeat import RedBeatSchedulerEntry, save_entries
 from redbeat.decoder import decode_meta, encode_meta
 from redbeat.schedulers import RedBeatScheduler
@@ -89,6 +90,30 @@ def test_static_entries_written_kept_updated_and_removed(
     assert 'static-a' in redis_client.smembers('redbeat::statics')
 
 
+def test_statics_removed_from_config_are_found_across_several_script_calls(
+    celery_app: Celery,
+    redis_client: redis.Redis,
+    make_scheduler: Make,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(redbeat.store, 'SAVE_CHUNK', 3)
+    spec = {'task': 'proj.tasks.s', 'schedule': 60.0}
+    celery_app.conf.update(result_expires=None,
+                           beat_schedule={f's{i}': spec for i in range(10)})  # fmt: skip
+    make_scheduler(celery_app)
+
+    celery_app.conf.beat_schedule = {f's{i}': spec for i in range(2, 9)}  # 3 calls save these
+    make_scheduler(celery_app)
+    assert redis_client.smembers('redbeat::statics') == {f's{i}' for i in range(2, 9)}
+    assert redis_client.zcard(SCHEDULE) == 7
+    assert not redis_client.exists('redbeat:s0', 'redbeat:s1', 'redbeat:s9')
+
+    celery_app.conf.beat_schedule = {}  # no static entry left: nothing saved, all removed
+    make_scheduler(celery_app)
+    assert redis_client.smembers('redbeat::statics') == set()
+    assert redis_client.zcard(SCHEDULE) == 0
+
+
 def test_dynamic_entries_are_not_deleted_as_statics(
     celery_app: Celery, redis_client: redis.Redis, make_scheduler: Make
 ) -> None:
@@ -130,6 +155,45 @@ def test_hash_without_member_is_adopted_at_start(
 
 
 # --- dynamic changes -------------------------------------------------------------
+
+
+def test_start_up_after_a_script_flush(
+    celery_app: Celery, redis_client: redis.Redis, make_scheduler: Make
+) -> None:
+    celery_app.conf.beat_schedule = {'static-a': {'task': 'proj.tasks.a', 'schedule': 30.0}}
+    redis_client.hset('redbeat:orphan', 'definition', definition('orphan'))
+    redis_client.script_flush()  # as after a Redis restart
+
+    make_scheduler(celery_app)
+
+    assert redis_client.zscore(SCHEDULE, 'redbeat:static-a') is not None
+    assert redis_client.zscore(SCHEDULE, 'redbeat:orphan') is not None
+    assert 'static-a' in redis_client.smembers('redbeat::statics')
+
+
+def test_orphans_on_every_scan_page_are_adopted_at_start(
+    celery_app: Celery,
+    redis_client: redis.Redis,
+    make_scheduler: Make,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(RedBeatScheduler, 'orphan_scan', 3)  # many pages
+    celery_app.conf.beat_schedule = {f'static-{i}': {'task': 'proj.tasks.s', 'schedule': 60.0}
+                                     for i in range(20)}  # fmt: skip
+    for i in range(12):
+        redis_client.hset(f'redbeat:orphan-{i}', 'definition', definition(f'orphan-{i}'))
+    redis_client.hset('redbeat:bare', 'definition', definition('bare'))
+    redis_client.zadd(SCHEDULE, {'bare': 5.0})  # scheduled by its bare name: not an orphan
+    redis_client.hset('redbeat:broken', 'definition', '{not json')
+
+    make_scheduler(celery_app)
+
+    for i in range(12):
+        assert redis_client.zscore(SCHEDULE, f'redbeat:orphan-{i}') == 0  # due now
+    assert redis_client.zscore(SCHEDULE, 'bare') == 5.0
+    assert redis_client.zscore(SCHEDULE, 'redbeat:bare') is None
+    assert redis_client.zscore(SCHEDULE, 'redbeat:broken') is None  # logged, left alone
+    assert redis_client.hget('redbeat:broken', 'definition') == '{not json'
 
 
 def test_save_from_another_client_takes_effect_next_tick(

@@ -37,15 +37,6 @@ def _exact(raw: bytes | str) -> str:
     return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
-def _evalsha(pipe: Any, sha: str, numkeys: int, *keys_and_args: Any) -> None:
-    """Queue EVALSHA on ``pipe``.
-
-    By name, because redis-py's cluster pipeline refuses ``.evalsha()``; it
-    routes the command by its keys, which all share the schedule's slot.
-    """
-    pipe.execute_command('EVALSHA', sha, numkeys, *keys_and_args)
-
-
 def _score_text(score: Score) -> str:
     return score if isinstance(score, str) else repr(float(score))
 
@@ -141,6 +132,20 @@ class ScheduleStore:
         self._rollback = _script(client, 'rollback.lua')
         self._due = _script(client, 'due.lua')
         self._prune = _script(client, 'prune.lua')
+
+    def _evalsha(self, pipe: Any, sha: str, numkeys: int, *keys_and_args: Any) -> None:
+        """Queue EVALSHA on ``pipe``.
+
+        By name, because redis-py's cluster pipeline refuses ``.evalsha()``.  On
+        Cluster it goes to the node of the schedule's slot (every key of a
+        script shares it), named here: left to find it, redis-py asks a node
+        for the script's keys (COMMAND GETKEYS), one more round trip per script.
+        """
+        if self.cluster:
+            node = self.client.get_node_from_key(self.keys.schedule)  # type: ignore[attr-defined]
+            pipe.execute_command('EVALSHA', sha, numkeys, *keys_and_args, target_nodes=node)
+        else:
+            pipe.execute_command('EVALSHA', sha, numkeys, *keys_and_args)
 
     # --- reading -----------------------------------------------------------
 
@@ -305,7 +310,7 @@ class ScheduleStore:
         for attempt in (1, 2):
             with self.client.pipeline(transaction=False) as pipe:
                 written = self._write(pipe, writes if attempt == 1 else None)
-                _evalsha(
+                self._evalsha(
                     pipe, self._due.sha, 1, self.keys.schedule, repr(now), limit, self.keys.prefix
                 )
                 if peek:
@@ -343,11 +348,11 @@ class ScheduleStore:
                 written = self._write(pipe, writes if attempt == 1 else None)
                 # evalsha, not Script objects: those cost a SCRIPT EXISTS round trip.
                 if claims:
-                    _evalsha(pipe, self._claim.sha, len(keys), *keys, *args)
+                    self._evalsha(pipe, self._claim.sha, len(keys), *keys, *args)
                 if then_due is not None:
                     now, limit = then_due
                     schedule, prefix = self.keys.schedule, self.keys.prefix
-                    _evalsha(pipe, self._due.sha, 1, schedule, repr(now), limit, prefix)
+                    self._evalsha(pipe, self._due.sha, 1, schedule, repr(now), limit, prefix)
                 if peek_after is not None:
                     self._peek(pipe, peek_after)
                 replies = pipe.execute(raise_on_error=False)[written:]

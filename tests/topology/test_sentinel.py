@@ -290,25 +290,6 @@ def test_beat_follows_a_forced_failover(
     assert result['tasks'] == ENTRIES
 
 
-def test_beat_follows_when_the_master_is_killed(
-    group: SentinelGroup,
-    redis_server: RedisServer,
-    redis_url: str,
-    sends: Sends,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    def kill_master() -> None:
-        group.server_on(group.master_port()).kill()
-
-    result = failover_run(group, redis_server, sends, kill_master, caplog)
-    print(f'\nmaster SIGKILL: {result}')
-    assert result['first_send_after_hurt'] is not None
-    # Replication is asynchronous: a claim written just before the kill may not
-    # have reached the replica, so at most one occurrence per entry may repeat.
-    assert result['duplicates'] <= ENTRIES
-    assert result['tasks'] == ENTRIES
-
-
 def test_celery_beat_process_follows_a_forced_failover(
     group: SentinelGroup,
     redis_server: RedisServer,
@@ -321,6 +302,9 @@ def test_celery_beat_process_follows_a_forced_failover(
     twice, no entry sent twice within half its interval, every entry sent
     again once the old master is demoted.
     """
+    for server in (group.master, group.replica):
+        if not server.running:  # killed by an earlier test: the sentinels make it a replica
+            server.start()
     old_port = group.master_port()
     group.wait_settled(old_port)
     with group.server_on(old_port).client() as conn:
@@ -366,3 +350,22 @@ def test_celery_beat_process_follows_a_forced_failover(
     assert min(gaps) > INTERVAL / 2, by_entry  # no occurrence sent twice under another id
     assert MASTER_PASSWORD not in log and SENTINEL_PASSWORD not in log
     print(f'\ncelery beat across SENTINEL FAILOVER: {len(rows)} sent, longest gap {max(gaps):.2f}s')
+
+
+def test_beat_follows_when_the_master_is_killed(
+    group: SentinelGroup,
+    redis_server: RedisServer,
+    redis_url: str,
+    sends: Sends,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def kill_master() -> None:
+        group.server_on(group.master_port()).kill()
+
+    result = failover_run(group, redis_server, sends, kill_master, caplog)
+    print(f'\nmaster SIGKILL: {result}')
+    assert result['first_send_after_hurt'] is not None
+    # Replication is asynchronous: a claim written just before the kill may not
+    # have reached the replica, so at most one occurrence per entry may repeat.
+    assert result['duplicates'] <= ENTRIES
+    assert result['tasks'] == ENTRIES

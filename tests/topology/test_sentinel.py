@@ -58,17 +58,22 @@ def group(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelGroup]:
         group.stop()
 
 
+def sentinel_options(group: SentinelGroup) -> dict[str, Any]:
+    """``redbeat_redis_options`` for the group: its service, the sentinels' password."""
+    return {
+        'service_name': group.service,
+        'sentinel_kwargs': {'password': SENTINEL_PASSWORD},
+        'socket_timeout': 1.0,
+        'socket_connect_timeout': 1.0,
+    }
+
+
 def sentinel_app(group: SentinelGroup, broker: RedisServer, **settings: Any) -> Celery:
     app = Celery('sentinel-test')
     app.conf.update(
         broker_url=broker.url_for(1),
         redbeat_redis_url=group.url(),
-        redbeat_redis_options={
-            'service_name': group.service,
-            'sentinel_kwargs': {'password': SENTINEL_PASSWORD},
-            'socket_timeout': 1.0,
-            'socket_connect_timeout': 1.0,
-        },
+        redbeat_redis_options=sentinel_options(group),
         redbeat_lock_timeout=6,
         timezone='UTC',
         beat_max_loop_interval=1,
@@ -312,12 +317,7 @@ def test_celery_beat_process_follows_a_forced_failover(
     names = [f'proc-{i}' for i in range(3)]
     env = app_env(tmp_path, group.url(), redis_server.url_for(1), lock_timeout=6,
                   static=dict.fromkeys(names, INTERVAL))  # fmt: skip
-    env['E2E_REDIS_OPTIONS'] = json.dumps({
-        'service_name': group.service,
-        'sentinel_kwargs': {'password': SENTINEL_PASSWORD},
-        'socket_timeout': 1.0,
-        'socket_connect_timeout': 1.0,
-    })  # fmt: skip
+    env['E2E_REDIS_OPTIONS'] = json.dumps(sentinel_options(group))
 
     def sends() -> list[tuple[float, str, str]]:
         """(send time, task id, entry) of every message in the queue, oldest first."""

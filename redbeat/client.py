@@ -22,7 +22,10 @@ using redis-py's own :class:`~redis.retry.Retry`.  Longer outages are handled
 by the scheduler, which keeps running and tries again on its next tick.
 
 Creating a client does no network I/O, except for Redis Cluster: redis-py
-reads the cluster's slot map when the client is made.
+reads the cluster's slot map when the client is made (a cluster that no node
+of answers raises :class:`redis.ConnectionError`, naming the masked URL;
+:class:`~redbeat.entry.Binding` makes its client on first use, so beat starts
+anyway and retries).
 
 A server that refuses the credentials raises :class:`redis.AuthenticationError`
 whose message names the settings that hold them; passwords never appear in a
@@ -43,6 +46,7 @@ import redis
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.connection import AbstractConnection
+from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 from redis.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
 
@@ -101,6 +105,13 @@ logger = logging.getLogger('redbeat.client')
 def command_retry() -> Retry:
     """Retry policy for single commands: 3 retries, 50 ms doubling to 1 s, jittered."""
     return Retry(ExponentialWithJitterBackoff(cap=1.0, base=0.05), retries=3)
+
+
+def cluster_unreachable(exc: BaseException) -> bool:
+    """True for redis-py's "Redis Cluster cannot be connected": no node answered."""
+    return isinstance(exc, RedisClusterException) and isinstance(
+        exc.__cause__, (redis.ConnectionError, redis.TimeoutError)
+    )
 
 
 def redis_from_config(config: RedBeatConfig) -> redis.Redis:
@@ -489,4 +500,11 @@ def _cluster_client(config: RedBeatConfig) -> redis.Redis:
                 f'Redis Cluster refused to authenticate ({exc}); {_REDIS_AUTH_HINT}'
             ) from None
         raise
+    except RedisClusterException as exc:
+        # No startup node answered: a ConnectionError, which beat survives and retries.
+        if not cluster_unreachable(exc):
+            raise
+        raise redis.ConnectionError(
+            f'no node of Redis Cluster {config.masked_url} answered ({exc.__cause__})'
+        ) from None
     return cast(redis.Redis, client)

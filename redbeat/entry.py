@@ -12,6 +12,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone, tzinfo
+from functools import cached_property
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -40,7 +41,6 @@ class Binding:
         self.app = app
         self.config = config or RedBeatConfig.from_app(app)
         self.keys = self.config.keys
-        self.store = ScheduleStore(redis_from_config(self.config), self.keys)
         self.tz: tzinfo = zone(self.config.timezone)
         #: The app-wide policy an entry's own policy falls back on.
         self.defaults = Policy(
@@ -48,6 +48,16 @@ class Binding:
             catchup_window=self.config.catchup_window,
             history=self.config.history_size,
         )
+
+    @cached_property
+    def store(self) -> ScheduleStore:
+        """The schedule's store, made on first use.
+
+        A Redis Cluster client reads the slot map when it is made, so beat can
+        start (and retry) while the cluster is unreachable; until it answers,
+        this raises :class:`redis.ConnectionError` and the next use tries again.
+        """
+        return ScheduleStore(redis_from_config(self.config), self.config.keys)
 
 
 _bindings: weakref.WeakKeyDictionary[Celery, Binding] = weakref.WeakKeyDictionary()

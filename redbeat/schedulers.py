@@ -25,6 +25,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
+from functools import cached_property
 from typing import Any
 
 import redis
@@ -32,8 +33,10 @@ from celery import Celery
 from celery.beat import Scheduler
 from celery.schedules import crontab
 from celery.utils.time import humanize_seconds
+from redis.exceptions import ClusterDownError, RedisClusterException
 
 from . import timing
+from .client import cluster_unreachable
 from .config import RedBeatConfig
 from .decoder import decode_definition, decode_meta, encode_definition, encode_meta
 from .entry import (
@@ -48,7 +51,7 @@ from .errors import DefinitionError, LeadershipLost
 from .leader import Leadership
 from .policy import Policy
 from .publish import Message, Outcome, Publisher, task_id_of
-from .store import Claim, Claimed, Due, Restore, Row, Startup, Writes
+from .store import Claim, Claimed, Due, Restore, Row, ScheduleStore, Startup, Writes
 
 logger = logging.getLogger('celery.beat')
 
@@ -58,6 +61,8 @@ REDIS_ERRORS = (
     redis.TimeoutError,
     redis.BusyLoadingError,
     redis.ReadOnlyError,
+    ClusterDownError,  # Redis Cluster nodes restarting, before they agree the cluster is up
+    RedisClusterException,  # only when no node answers: see _survivable
 )
 _DECODED_CACHE_MAX = 200_000
 #: Bound on the chunks one tick handles (a tick never loops forever).
@@ -74,6 +79,14 @@ class Plan:
     history: int = 0  # dispatch records to keep
     finish: str | None = None  # 'disable' or 'delete' once these are sent
     fields: dict[str, Any] | None = None  # the decoded definition (for finish actions)
+
+
+def _survivable(exc: Exception) -> None:
+    """Re-raise ``exc`` unless it is an outage: of REDIS_ERRORS, a RedisClusterException
+    only when no cluster node answered (redis-py raises it when reading the slot map
+    again fails); any other (a command no slot can serve) is a bug to report."""
+    if isinstance(exc, RedisClusterException) and not cluster_unreachable(exc):
+        raise exc
 
 
 def chunks(items: Sequence[Any], first: int, size: int) -> Iterator[Sequence[Any]]:
@@ -116,8 +129,6 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         if lock_timeout is not None:
             config = replace(config, lock_timeout=float(lock_timeout))
         self.binding = Binding(app, config)
-        self.store = self.binding.store
-        self.leader = Leadership(self.store.client, config.lock_key, config.lock_timeout)
         self._ready = False
         self._failures = 0
         self._decoded: dict[str, dict[str, Any]] = {}  # definition text -> fields
@@ -140,13 +151,33 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
     def config(self) -> RedBeatConfig:
         return self.binding.config
 
+    @property
+    def store(self) -> ScheduleStore:
+        """The schedule's store (its first use connects: see :class:`~redbeat.entry.Binding`)."""
+        return self.binding.store
+
+    @cached_property
+    def leader(self) -> Leadership:
+        return Leadership(self.store.client, self.config.lock_key, self.config.lock_timeout)
+
+    def _leader_if_made(self) -> Leadership | None:
+        """The lock, unless Redis was never reached (then no lock can be held)."""
+        leader: Leadership | None = vars(self).get('leader')
+        return leader
+
     # --- start-up ----------------------------------------------------------
 
     def setup_schedule(self) -> None:
         try:
             self._setup()
         except REDIS_ERRORS as exc:
-            logger.warning('beat: Redis unavailable at start (%s); will keep trying.', exc)
+            _survivable(exc)
+            logger.warning(
+                'beat: Redis at %s unavailable at start (%s: %s); will keep trying with backoff.',
+                self.config.masked_url,
+                type(exc).__name__,
+                exc,
+            )
 
     def _setup(self) -> None:
         self._sync_statics()
@@ -292,11 +323,17 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
             self.leader.lost(str(exc))
             return min(1.0, self.max_wait)
         except REDIS_ERRORS as exc:
+            _survivable(exc)
             self._failures += 1
-            self.leader.expire_if_stale()
+            if (leader := self._leader_if_made()) is not None:
+                leader.expire_if_stale()
             delay: float = min(self.max_backoff, 0.5 * 2.0 ** min(self._failures, 10))
             logger.warning(
-                'beat: Redis error (%s: %s); retrying in %.1fs.', type(exc).__name__, exc, delay
+                'beat: Redis error at %s (%s: %s); retrying in %.1fs.',
+                self.config.masked_url,
+                type(exc).__name__,
+                exc,
+                delay,
             )
             return delay
         if self._failures:
@@ -549,7 +586,8 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
                     self.store.write(self._writes)  # the last tick's history
                 except REDIS_ERRORS as exc:
                     logger.warning('beat: Could not write the last dispatch records: %s', exc)
-            self.leader.release()
+            if (leader := self._leader_if_made()) is not None:
+                leader.release()
             # Celery's SIGTERM handler calls close() while the main thread may be
             # blocked reading the subscription: closing it under that read would
             # turn beat's SystemExit into a ValueError. The process is exiting.

@@ -41,15 +41,6 @@ def _exact(raw: bytes | str) -> str:
     return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
-def _evalsha(pipe: Any, sha: str, numkeys: int, *keys_and_args: Any) -> Any:
-    """Queue EVALSHA on ``pipe`` (or, given a client, call it and return the reply).
-
-    By name, because redis-py's cluster pipeline refuses ``.evalsha()``; it
-    routes the command by its keys, which all share the schedule's slot.
-    """
-    return pipe.execute_command('EVALSHA', sha, numkeys, *keys_and_args)
-
-
 def _score_text(score: Score) -> str:
     return score if isinstance(score, str) else repr(float(score))
 
@@ -157,6 +148,19 @@ class ScheduleStore:
         self._prune = _script(client, 'prune.lua')
         self._orphans = _script(client, 'orphans.lua')
 
+    def _evalsha(self, pipe: Any, sha: str, numkeys: int, *keys_and_args: Any) -> Any:
+        """Queue EVALSHA on ``pipe`` (or, given the client, call it and return the reply).
+
+        By name, because redis-py's cluster pipeline refuses ``.evalsha()``.  On
+        Cluster it goes to the node of the schedule's slot (every key of a
+        script shares it), named here: left to find it, redis-py asks a node
+        for the script's keys (COMMAND GETKEYS), one more round trip per script.
+        """
+        if self.cluster:
+            node = self.client.get_node_from_key(self.keys.schedule)  # type: ignore[attr-defined]
+            return pipe.execute_command('EVALSHA', sha, numkeys, *keys_and_args, target_nodes=node)
+        return pipe.execute_command('EVALSHA', sha, numkeys, *keys_and_args)
+
     # --- reading -----------------------------------------------------------
 
     def fetch(self, keys: Sequence[str]) -> list[Row]:
@@ -252,12 +256,17 @@ class ScheduleStore:
     def _run(self, calls: Sequence[tuple[Any, ...]]) -> list[Any]:
         """The replies of EVALSHA ``calls``, in one round trip."""
         if len(calls) > 1:
-            return self._pipelined(lambda pipe: _queue(pipe, calls))
+            return self._pipelined(lambda pipe: self._queue(pipe, calls))
         try:  # one call: without a pipeline's own cost (single saves are common)
-            return [_evalsha(self.client, *calls[0])]
+            return [self._evalsha(self.client, *calls[0])]
         except NoScriptError:
             self.load_scripts()  # Redis restarted or was flushed
-            return [_evalsha(self.client, *calls[0])]
+            return [self._evalsha(self.client, *calls[0])]
+
+    def _queue(self, pipe: Any, calls: Iterable[tuple[Any, ...]]) -> None:
+        """Queue EVALSHA calls (their arguments from the sha on) on ``pipe``."""
+        for call in calls:
+            self._evalsha(pipe, *call)
 
     def _save_calls(
         self, items: Sequence[SaveItem], notify: bool, statics: bool = False
@@ -315,7 +324,7 @@ class ScheduleStore:
             pipe.config_get('maxmemory')
             if not calls:  # no static entries: every one recorded is gone
                 pipe.smembers(self.keys.statics)
-            _queue(pipe, calls)
+            self._queue(pipe, calls)
             self._queue_orphans(pipe, 0, scan)
 
         replies = self._pipelined(queue)
@@ -343,7 +352,7 @@ class ScheduleStore:
     def _queue_orphans(self, pipe: Any, cursor: int, scan: int) -> None:
         pattern = self.keys.scan_pattern()
         schedule, prefix = self.keys.schedule, self.keys.prefix
-        _evalsha(pipe, self._orphans.sha, 1, schedule, cursor, pattern, scan, prefix)
+        self._evalsha(pipe, self._orphans.sha, 1, schedule, cursor, pattern, scan, prefix)
 
     def delete(self, names: Iterable[str], notify: bool = True) -> int:
         """Delete entries (hash and schedule member); returns how many hashes existed."""
@@ -399,7 +408,7 @@ class ScheduleStore:
         for attempt in (1, 2):
             with self.client.pipeline(transaction=False) as pipe:
                 written = self._write(pipe, writes if attempt == 1 else None)
-                _evalsha(
+                self._evalsha(
                     pipe, self._due.sha, 1, self.keys.schedule, repr(now), limit, self.keys.prefix
                 )
                 if peek:
@@ -437,11 +446,11 @@ class ScheduleStore:
                 written = self._write(pipe, writes if attempt == 1 else None)
                 # evalsha, not Script objects: those cost a SCRIPT EXISTS round trip.
                 if claims:
-                    _evalsha(pipe, self._claim.sha, len(keys), *keys, *args)
+                    self._evalsha(pipe, self._claim.sha, len(keys), *keys, *args)
                 if then_due is not None:
                     now, limit = then_due
                     schedule, prefix = self.keys.schedule, self.keys.prefix
-                    _evalsha(pipe, self._due.sha, 1, schedule, repr(now), limit, prefix)
+                    self._evalsha(pipe, self._due.sha, 1, schedule, repr(now), limit, prefix)
                 if peek_after is not None:
                     self._peek(pipe, peek_after)
                 replies = pipe.execute(raise_on_error=False)[written:]
@@ -624,12 +633,6 @@ def _orphans_page(reply: Any) -> tuple[int, list[str]]:
     if isinstance(reply, Exception):
         raise reply
     return int(reply[0]), [str(key) for key in reply[1:]]
-
-
-def _queue(pipe: Any, calls: Iterable[tuple[Any, ...]]) -> None:
-    """Queue EVALSHA calls (their arguments from the sha on) on ``pipe``."""
-    for call in calls:
-        _evalsha(pipe, *call)
 
 
 def _save_values(items: Sequence[SaveItem]) -> str:

@@ -7,6 +7,7 @@ Configured from the environment (see :func:`tests.e2e.harness.app_env`):
 ``E2E_RECORD_DIR``    where records are appended (one JSON object a line)
 ``E2E_LOCK_TIMEOUT``  ``redbeat_lock_timeout`` in seconds (default: redbeat's)
 ``E2E_STATIC``        JSON ``{"name": every_seconds}``: the ``beat_schedule``
+``E2E_REDIS_OPTIONS`` JSON: ``redbeat_redis_options`` (e.g. a Sentinel service name)
 
 Every task the tests schedule is ``e2eapp.record(entry_name)``.  Each process
 that publishes it stamps the message with its pid and the send time (header
@@ -47,6 +48,8 @@ app.conf.update(
         for name, every in _static.items()
     },
 )
+if os.environ.get('E2E_REDIS_OPTIONS'):
+    app.conf.redbeat_redis_options = json.loads(os.environ['E2E_REDIS_OPTIONS'])
 if os.environ.get('E2E_LOCK_TIMEOUT'):
     app.conf.redbeat_lock_timeout = float(os.environ['E2E_LOCK_TIMEOUT'])
 

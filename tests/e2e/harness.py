@@ -35,6 +35,9 @@ E2E_DIR = Path(__file__).resolve().parent
 APP = 'e2eapp'
 TASK = 'e2eapp.record'
 LOCK_KEY = 'redbeat::lock'
+#: The header e2eapp stamps on what it sends: {pid, at} (e2eapp.SENDER_HEADER; not
+#: imported, as importing e2eapp makes its Celery app the current one).
+SENDER_HEADER = 'e2e_sender'
 NOISE = re.compile(r'/MainProcess\] [\s^~]*$')
 
 

@@ -46,7 +46,7 @@ FAST_KINDS: dict[str, dict[str, Any]] = {
     'queued': {'queue': 'reports'},
     'routed': {'queue': 'prio', 'routing_key': 'prio', 'priority': 7},
     'by-config': {},  # task_routes sends it to queue 'configured'
-    'by-glob': {},  # task_routes 'proj.glob.*' sends it to queue 'globbed'
+    'by-glob': {},  # task_routes 'fast.glob.*' sends it to queue 'globbed'
     'compressed': {'compression': 'zlib', 'serializer': 'json'},
     'headed': {'headers': {'tenant': 'acme'}, 'time_limit': 30, 'soft_time_limit': 20},
     'quiet': {'ignore_result': True},
@@ -65,7 +65,7 @@ class Custom(Task):  # type: ignore[misc]
 
 
 def task_name(kind: str) -> str:
-    return f'proj.glob.{kind}' if kind == 'by-glob' else f'proj.tasks.{kind}'
+    return f'fast.glob.{kind}' if kind == 'by-glob' else f'fast.tasks.{kind}'
 
 
 def job() -> Callable[..., None]:
@@ -86,15 +86,15 @@ def app(celery_app: Celery) -> Celery:
     celery_app.conf.redbeat_lock_key = None
     celery_app.conf.result_expires = None  # no celery.backend_cleanup entry
     celery_app.conf.task_routes = [
-        {'proj.tasks.by-config': {'queue': 'configured'}},
-        {'proj.glob.*': {'queue': 'globbed'}},
+        {'fast.tasks.by-config': {'queue': 'configured'}},
+        {'fast.glob.*': {'queue': 'globbed'}},
     ]
     for kind in [*FAST_KINDS, *CLOCK_KINDS, 'custom', 'typed']:
         if kind == 'remote':
             continue
         base = Custom if kind == 'custom' else Task
         celery_app.task(name=task_name(kind), base=base)(job())
-    celery_app.task(name='proj.tasks.typed-strict')(strict)
+    celery_app.task(name='fast.tasks.typed-strict')(strict)
     return celery_app
 
 
@@ -229,10 +229,10 @@ def test_fast_path_messages_equal_apply_async(
     assert {f'_kombu.binding.{queue}' for queue in used} <= declared_by_beat
     # the routes were honoured (not only equal)
     queues = {name: {m['queue'] for m in messages} for name, messages in from_beat.items()}
-    assert queues['proj.tasks.by-config'] == {'configured'}
-    assert queues['proj.glob.by-glob'] == {'globbed'}
-    assert queues['proj.tasks.queued'] == {'reports'}
-    assert {m['headers']['custom'] for m in from_beat['proj.tasks.custom']} == {'yes'}
+    assert queues['fast.tasks.by-config'] == {'configured'}
+    assert queues['fast.glob.by-glob'] == {'globbed'}
+    assert queues['fast.tasks.queued'] == {'reports'}
+    assert {m['headers']['custom'] for m in from_beat['fast.tasks.custom']} == {'yes'}
     # the after signal fired once per message, beat's and apply_async's
     assert all(after_signals[name] == 2 * len(ARGUMENTS) for name in from_beat)
     # which way each message went: per fast kind two recordings then renders;
@@ -254,7 +254,7 @@ def test_kind_whose_headers_depend_on_arguments_is_recorded_per_entry(
     from_beat = drain(broker)
     apply_async_all(app, kinds)
     assert_same_messages(from_beat, drain(broker))
-    assert {m['headers']['argsrepr'] for m in from_beat['proj.tasks.plain']} == {'<hidden>'}
+    assert {m['headers']['argsrepr'] for m in from_beat['fast.tasks.plain']} == {'<hidden>'}
     counts = scheduler.publisher.templates.counts
     assert counts['recorded'] == len(ARGUMENTS) and counts['rendered'] == 0
 
@@ -301,9 +301,9 @@ def test_before_task_publish_receiver_sends_through_apply_async(
         scheduler = tick(app)
     finally:
         signals.before_task_publish.disconnect(before)
-    from_beat = drain(broker)['proj.tasks.plain']
+    from_beat = drain(broker)['fast.tasks.plain']
     assert [m['headers']['traced'] for m in from_beat] == ['by-receiver'] * len(ARGUMENTS)
-    assert received == ['proj.tasks.plain'] * len(ARGUMENTS)
+    assert received == ['fast.tasks.plain'] * len(ARGUMENTS)
     counts = scheduler.publisher.templates.counts
     assert counts['rendered'] == counts['recorded'] == 0
 
@@ -314,21 +314,21 @@ def test_wrong_arguments_are_refused_as_apply_async_refuses_them(
     """A rendered send checks the arguments against the task's signature, as apply_async does."""
     good = [
         RedBeatSchedulerEntry(
-            f'typed-{i}', 'proj.tasks.typed-strict', schedule(3600), args=[i, i], app=app
+            f'typed-{i}', 'fast.tasks.typed-strict', schedule(3600), args=[i, i], app=app
         )
         for i in range(3)
     ]
-    bad = RedBeatSchedulerEntry('typed-bad', 'proj.tasks.typed-strict', schedule(3600),
+    bad = RedBeatSchedulerEntry('typed-bad', 'fast.tasks.typed-strict', schedule(3600),
                                 args=[1, 2, 3], app=app)  # fmt: skip
     save_entries([*good, bad])
     make_all_due(app)
     # all due at score 0, sent in member order: typed-bad comes last, so the kind
     # is verified by then and typed-bad is rendered, not recorded by Celery
     with pytest.raises(TypeError):
-        app.tasks['proj.tasks.typed-strict'].apply_async([1, 2, 3])
+        app.tasks['fast.tasks.typed-strict'].apply_async([1, 2, 3])
     with caplog.at_level(logging.INFO):
         scheduler = tick(app)
-    sent = drain(broker)['proj.tasks.typed-strict']
+    sent = drain(broker)['fast.tasks.typed-strict']
     assert sorted(json.loads(m['body'])[0] for m in sent) == [[i, i] for i in range(3)]
     # typed-bad was rendered (it raised there); its group was then sent again one by one
     assert scheduler.publisher.templates.counts['rendered'] >= 1
@@ -344,13 +344,13 @@ def test_result_backend_hook_runs_once_per_message_as_in_celery(
     monkeypatch.setattr(app.backend, 'on_task_call', lambda producer, task_id: told.append(task_id))
     save_kinds(app, {'plain': {}, 'quiet': {'ignore_result': True}})
     scheduler = tick(app)
-    sent: dict[str, list[str]] = {'proj.tasks.plain': [], 'proj.tasks.quiet': []}
+    sent: dict[str, list[str]] = {'fast.tasks.plain': [], 'fast.tasks.quiet': []}
     for raw in broker.lrange('celery', 0, -1):
         headers = json.loads(raw)['headers']
         sent[headers['task']].append(headers['id'])
     assert scheduler.publisher.templates.counts['rendered'] == 2 * (len(ARGUMENTS) - 2)
-    assert sorted(told) == sorted(sent['proj.tasks.plain'])  # once each, none for 'quiet'
-    assert len(sent['proj.tasks.quiet']) == len(ARGUMENTS)
+    assert sorted(told) == sorted(sent['fast.tasks.plain'])  # once each, none for 'quiet'
+    assert len(sent['fast.tasks.quiet']) == len(ARGUMENTS)
 
 
 def test_messages_do_not_share_mutable_headers(app: Celery, broker: redis.Redis) -> None:
@@ -367,6 +367,6 @@ def test_messages_do_not_share_mutable_headers(app: Celery, broker: redis.Redis)
     finally:
         signals.after_task_publish.disconnect(after)
     assert scheduler.publisher.templates.counts['rendered'] == len(ARGUMENTS) - 2
-    for message in drain(broker)['proj.tasks.plain']:
+    for message in drain(broker)['fast.tasks.plain']:
         assert message['headers']['timelimit'] == [None, None]
         assert message['headers']['stamps'] == {}

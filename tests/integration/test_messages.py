@@ -11,7 +11,6 @@ serializer and body.  The publish signals must fire for each.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,8 +19,8 @@ from celery import Celery, signals
 from celery.schedules import schedule
 
 from redbeat import RedBeatSchedulerEntry
+from redbeat.keys import Keys
 from redbeat.schedulers import RedBeatScheduler
-from tests.redis_server import RedisServer
 
 #: Message fields that legitimately differ between two sends of one task.
 VOLATILE_HEADERS = {'id', 'root_id', 'expires', 'eta'}
@@ -46,13 +45,6 @@ def app(celery_app: Celery) -> Celery:
 
 def job(*args: Any, **kwargs: Any) -> None:
     """The tasks' body (never run here: only their messages are compared)."""
-
-
-@pytest.fixture
-def broker(redis_server: RedisServer, redis_url: str) -> Iterator[redis.Redis]:
-    client = redis_server.client(db=1, decode_responses=True)
-    yield client
-    client.close()
 
 
 def drain(broker: redis.Redis) -> dict[str, dict[str, Any]]:
@@ -85,7 +77,7 @@ def comparable(message: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_beat_sends_what_apply_async_sends(
-    app: Celery, redis_client: redis.Redis, broker: redis.Redis
+    keys: Keys, app: Celery, redis_client: redis.Redis, broker_client: redis.Redis
 ) -> None:
     published: list[tuple[str, str]] = []
 
@@ -104,18 +96,18 @@ def test_beat_sends_what_apply_async_sends(
                 kwargs={'three': 3.0}, options=options, app=app,
             )  # fmt: skip
             entry.save()
-            redis_client.zadd('redbeat::schedule', {entry.key: 0})
+            redis_client.zadd(keys.schedule, {entry.key: 0})
         scheduler = RedBeatScheduler(app=app)
         scheduler.listen_for_changes = False
         scheduler.tick()
         scheduler.close()
-        from_beat = drain(broker)
+        from_beat = drain(broker_client)
 
         for name, options in ENTRIES:
             headers = {**options.get('headers', {}), 'celery_beat_task': True}
             task = app.tasks[f'proj.tasks.{name}']
             task.apply_async([1, 'two'], {'three': 3.0}, **{**options, 'headers': headers})
-        from_apply_async = drain(broker)
+        from_apply_async = drain(broker_client)
     finally:
         signals.before_task_publish.disconnect(before)
         signals.after_task_publish.disconnect(after)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -18,11 +19,11 @@ from kombu.exceptions import OperationalError
 import redbeat.store
 from redbeat import RedBeatSchedulerEntry, save_entries
 from redbeat.decoder import decode_meta, encode_meta
+from redbeat.keys import Keys
 from redbeat.schedulers import RedBeatScheduler
-from tests.redis_server import RedisServer
+from tests.backends import PrivateServer, started
 
 UTC = timezone.utc
-SCHEDULE = 'redbeat::schedule'
 Make = Callable[..., RedBeatScheduler]
 Sent = Callable[[], list[dict[str, Any]]]
 
@@ -35,10 +36,12 @@ def definition(name: str, task: str = 'proj.tasks.job', every: float = 60, **ext
     return json.dumps(body)
 
 
-def put_due(client: redis.Redis, name: str, task: str = 'proj.tasks.job', **extra: Any) -> None:
+def put_due(
+    client: redis.Redis, keys: Keys, name: str, task: str = 'proj.tasks.job', **extra: Any
+) -> None:
     """A hand-written entry, due now (as redis-cli users write it)."""
-    client.hset(f'redbeat:{name}', 'definition', definition(name, task, **extra))
-    client.zadd(SCHEDULE, {f'redbeat:{name}': 0})
+    client.hset(keys.entry(name), 'definition', definition(name, task, **extra))
+    client.zadd(keys.schedule, {keys.entry(name): 0})
 
 
 def tasks(sent: Sent) -> list[str]:
@@ -59,40 +62,41 @@ def test_saved_entry_is_not_sent_at_once(
 
 
 def test_static_entries_written_kept_updated_and_removed(
-    celery_app: Celery, redis_client: redis.Redis, make_scheduler: Make
+    keys: Keys, celery_app: Celery, redis_client: redis.Redis, make_scheduler: Make
 ) -> None:
     celery_app.conf.beat_schedule = {
         'static-a': {'task': 'proj.tasks.a', 'schedule': 30.0, 'args': (1,)},
         'static-b': {'task': 'proj.tasks.b', 'schedule': 60.0},
     }
     make_scheduler(celery_app).close()
-    assert json.loads(redis_client.hget('redbeat:static-a', 'definition'))['args'] == [1]
-    assert redis_client.zscore(SCHEDULE, 'redbeat:static-a') is not None
-    assert {'static-a', 'static-b'} <= redis_client.smembers('redbeat::statics')
+    assert json.loads(redis_client.hget(keys.entry('static-a'), 'definition'))['args'] == [1]
+    assert redis_client.zscore(keys.schedule, keys.entry('static-a')) is not None
+    assert {'static-a', 'static-b'} <= redis_client.smembers(keys.statics)
 
     # run state survives a restart with the same config
     ran = encode_meta(datetime(2026, 1, 1, tzinfo=UTC), 17)
-    redis_client.hset('redbeat:static-a', 'meta', ran)
+    redis_client.hset(keys.entry('static-a'), 'meta', ran)
     make_scheduler(celery_app).close()
-    assert redis_client.hget('redbeat:static-a', 'meta') == ran
+    assert redis_client.hget(keys.entry('static-a'), 'meta') == ran
 
     # a changed config entry is updated, its run state kept
     celery_app.conf.beat_schedule = {
         'static-a': {'task': 'proj.tasks.a', 'schedule': 30.0, 'args': (2,)},
     }
     make_scheduler(celery_app).close()
-    assert json.loads(redis_client.hget('redbeat:static-a', 'definition'))['args'] == [2]
-    assert decode_meta('k', redis_client.hget('redbeat:static-a', 'meta'))[1] == 17
+    assert json.loads(redis_client.hget(keys.entry('static-a'), 'definition'))['args'] == [2]
+    assert decode_meta('k', redis_client.hget(keys.entry('static-a'), 'meta'))[1] == 17
     # one removed from config is deleted
-    assert not redis_client.exists('redbeat:static-b')
-    assert redis_client.zscore(SCHEDULE, 'redbeat:static-b') is None
-    assert 'static-b' not in redis_client.smembers('redbeat::statics')
-    assert 'static-a' in redis_client.smembers('redbeat::statics')
+    assert not redis_client.exists(keys.entry('static-b'))
+    assert redis_client.zscore(keys.schedule, keys.entry('static-b')) is None
+    assert 'static-b' not in redis_client.smembers(keys.statics)
+    assert 'static-a' in redis_client.smembers(keys.statics)
 
 
 def test_statics_removed_from_config_are_found_across_several_script_calls(
+    keys: Keys,
     celery_app: Celery,
-    redis_client: redis.Redis,
+    redis_client: Any,
     make_scheduler: Make,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -104,52 +108,58 @@ def test_statics_removed_from_config_are_found_across_several_script_calls(
 
     celery_app.conf.beat_schedule = {f's{i}': spec for i in range(2, 9)}  # 3 calls save these
     make_scheduler(celery_app)
-    assert redis_client.smembers('redbeat::statics') == {f's{i}' for i in range(2, 9)}
-    assert redis_client.zcard(SCHEDULE) == 7
-    assert not redis_client.exists('redbeat:s0', 'redbeat:s1', 'redbeat:s9')
+    assert redis_client.smembers(keys.statics) == {f's{i}' for i in range(2, 9)}
+    assert redis_client.zcard(keys.schedule) == 7
+    assert not redis_client.exists(keys.entry('s0'), keys.entry('s1'), keys.entry('s9'))
 
     celery_app.conf.beat_schedule = {}  # no static entry left: nothing saved, all removed
     make_scheduler(celery_app)
-    assert redis_client.smembers('redbeat::statics') == set()
-    assert redis_client.zcard(SCHEDULE) == 0
+    assert redis_client.smembers(keys.statics) == set()
+    assert redis_client.zcard(keys.schedule) == 0
 
 
 def test_dynamic_entries_are_not_deleted_as_statics(
-    celery_app: Celery, redis_client: redis.Redis, make_scheduler: Make
+    keys: Keys, celery_app: Celery, redis_client: Any, make_scheduler: Make
 ) -> None:
     RedBeatSchedulerEntry('dyn', 'proj.tasks.dyn', schedule(timedelta(seconds=30)),
                           app=celery_app).save()  # fmt: skip
     celery_app.conf.beat_schedule = {}
     make_scheduler(celery_app).close()
-    assert redis_client.exists('redbeat:dyn')
+    assert redis_client.exists(keys.entry('dyn'))
 
 
 # --- hand-written entries ------------------------------------------------------------
 
 
-@pytest.mark.parametrize('member', ['redbeat:hand', 'hand'])
+@pytest.mark.parametrize('prefixed', [True, False], ids=['prefixed', 'bare'])
 def test_hand_written_entry_is_sent_and_member_normalised(
-    celery_app: Celery, redis_client: redis.Redis, make_scheduler: Make, sent: Sent, member: str
+    keys: Keys,
+    celery_app: Celery,
+    redis_client: redis.Redis,
+    make_scheduler: Make,
+    sent: Sent,
+    prefixed: bool,
 ) -> None:
+    member = keys.entry('hand') if prefixed else 'hand'
     scheduler = make_scheduler(celery_app)
-    redis_client.hset('redbeat:hand', 'definition', definition('hand', 'proj.tasks.hand'))
-    redis_client.zadd(SCHEDULE, {member: 0})
+    redis_client.hset(keys.entry('hand'), 'definition', definition('hand', 'proj.tasks.hand'))
+    redis_client.zadd(keys.schedule, {member: 0})
     before = time.time()
     scheduler.tick()
     assert tasks(sent) == ['proj.tasks.hand']
-    assert redis_client.zscore(SCHEDULE, 'hand') is None
-    score = redis_client.zscore(SCHEDULE, 'redbeat:hand')
+    assert redis_client.zscore(keys.schedule, 'hand') is None
+    score = redis_client.zscore(keys.schedule, keys.entry('hand'))
     assert score is not None and score > before
-    last_run_at, count = decode_meta('k', redis_client.hget('redbeat:hand', 'meta'))
+    last_run_at, count = decode_meta('k', redis_client.hget(keys.entry('hand'), 'meta'))
     assert count == 1 and last_run_at is not None
 
 
 def test_hash_without_member_is_adopted_at_start(
-    celery_app: Celery, redis_client: redis.Redis, make_scheduler: Make, sent: Sent
+    keys: Keys, celery_app: Celery, redis_client: redis.Redis, make_scheduler: Make, sent: Sent
 ) -> None:
-    redis_client.hset('redbeat:orphan', 'definition', definition('orphan', 'proj.tasks.orphan'))
+    redis_client.hset(keys.entry('orphan'), 'definition', definition('orphan', 'proj.tasks.orphan'))
     scheduler = make_scheduler(celery_app)
-    assert redis_client.zscore(SCHEDULE, 'redbeat:orphan') is not None
+    assert redis_client.zscore(keys.schedule, keys.entry('orphan')) is not None
     scheduler.tick()
     assert tasks(sent) == ['proj.tasks.orphan']
 
@@ -158,22 +168,23 @@ def test_hash_without_member_is_adopted_at_start(
 
 
 def test_start_up_after_a_script_flush(
-    celery_app: Celery, redis_client: redis.Redis, make_scheduler: Make
+    keys: Keys, celery_app: Celery, redis_client: Any, make_scheduler: Make
 ) -> None:
     celery_app.conf.beat_schedule = {'static-a': {'task': 'proj.tasks.a', 'schedule': 30.0}}
-    redis_client.hset('redbeat:orphan', 'definition', definition('orphan'))
+    redis_client.hset(keys.entry('orphan'), 'definition', definition('orphan'))
     redis_client.script_flush()  # as after a Redis restart
 
     make_scheduler(celery_app)
 
-    assert redis_client.zscore(SCHEDULE, 'redbeat:static-a') is not None
-    assert redis_client.zscore(SCHEDULE, 'redbeat:orphan') is not None
-    assert 'static-a' in redis_client.smembers('redbeat::statics')
+    assert redis_client.zscore(keys.schedule, keys.entry('static-a')) is not None
+    assert redis_client.zscore(keys.schedule, keys.entry('orphan')) is not None
+    assert 'static-a' in redis_client.smembers(keys.statics)
 
 
 def test_orphans_on_every_scan_page_are_adopted_at_start(
+    keys: Keys,
     celery_app: Celery,
-    redis_client: redis.Redis,
+    redis_client: Any,
     make_scheduler: Make,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -181,19 +192,19 @@ def test_orphans_on_every_scan_page_are_adopted_at_start(
     celery_app.conf.beat_schedule = {f'static-{i}': {'task': 'proj.tasks.s', 'schedule': 60.0}
                                      for i in range(20)}  # fmt: skip
     for i in range(12):
-        redis_client.hset(f'redbeat:orphan-{i}', 'definition', definition(f'orphan-{i}'))
-    redis_client.hset('redbeat:bare', 'definition', definition('bare'))
-    redis_client.zadd(SCHEDULE, {'bare': 5.0})  # scheduled by its bare name: not an orphan
-    redis_client.hset('redbeat:broken', 'definition', '{not json')
+        redis_client.hset(keys.entry(f'orphan-{i}'), 'definition', definition(f'orphan-{i}'))
+    redis_client.hset(keys.entry('bare'), 'definition', definition('bare'))
+    redis_client.zadd(keys.schedule, {'bare': 5.0})  # scheduled by its bare name: not an orphan
+    redis_client.hset(keys.entry('broken'), 'definition', '{not json')
 
     make_scheduler(celery_app)
 
     for i in range(12):
-        assert redis_client.zscore(SCHEDULE, f'redbeat:orphan-{i}') == 0  # due now
-    assert redis_client.zscore(SCHEDULE, 'bare') == 5.0
-    assert redis_client.zscore(SCHEDULE, 'redbeat:bare') is None
-    assert redis_client.zscore(SCHEDULE, 'redbeat:broken') is None  # logged, left alone
-    assert redis_client.hget('redbeat:broken', 'definition') == '{not json'
+        assert redis_client.zscore(keys.schedule, keys.entry(f'orphan-{i}')) == 0  # due now
+    assert redis_client.zscore(keys.schedule, 'bare') == 5.0
+    assert redis_client.zscore(keys.schedule, keys.entry('bare')) is None
+    assert redis_client.zscore(keys.schedule, keys.entry('broken')) is None  # logged, left alone
+    assert redis_client.hget(keys.entry('broken'), 'definition') == '{not json'
 
 
 def test_save_from_another_client_takes_effect_next_tick(
@@ -213,19 +224,19 @@ def test_save_from_another_client_takes_effect_next_tick(
 
 
 def test_delete_and_disable_take_effect_next_tick(
-    celery_app: Celery, redis_client: redis.Redis, make_scheduler: Make, sent: Sent
+    keys: Keys, celery_app: Celery, redis_client: redis.Redis, make_scheduler: Make, sent: Sent
 ) -> None:
     scheduler = make_scheduler(celery_app)
-    put_due(redis_client, 'gone', 'proj.tasks.gone')
-    put_due(redis_client, 'paused', 'proj.tasks.paused')
-    put_due(redis_client, 'kept', 'proj.tasks.kept')
+    put_due(redis_client, keys, 'gone', 'proj.tasks.gone')
+    put_due(redis_client, keys, 'paused', 'proj.tasks.paused')
+    put_due(redis_client, keys, 'kept', 'proj.tasks.kept')
     RedBeatSchedulerEntry('gone', 'proj.tasks.gone', schedule(timedelta(seconds=60)),
                           app=celery_app).delete()  # fmt: skip
     RedBeatSchedulerEntry('paused', 'proj.tasks.paused', schedule(timedelta(seconds=60)),
                           enabled=False, app=celery_app).save()  # fmt: skip
     scheduler.tick()
     assert tasks(sent) == ['proj.tasks.kept']
-    assert redis_client.zscore(SCHEDULE, 'redbeat:paused') == -1
+    assert redis_client.zscore(keys.schedule, keys.entry('paused')) == -1
 
 
 # --- bad input ---------------------------------------------------------------------
@@ -249,6 +260,7 @@ def _error_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 @pytest.mark.parametrize(('text', 'reason'), BAD_DEFINITIONS)
 def test_bad_definition_logged_skipped_and_untouched(
+    keys: Keys,
     celery_app: Celery,
     redis_client: redis.Redis,
     make_scheduler: Make,
@@ -258,20 +270,21 @@ def test_bad_definition_logged_skipped_and_untouched(
     reason: str,
 ) -> None:
     scheduler = make_scheduler(celery_app)
-    redis_client.hset('redbeat:bad', mapping={'definition': text, 'meta': 'untouched'})
-    redis_client.zadd(SCHEDULE, {'redbeat:bad': 0})
-    put_due(redis_client, 'good', 'proj.tasks.good')
-    before = redis_client.hgetall('redbeat:bad')
+    redis_client.hset(keys.entry('bad'), mapping={'definition': text, 'meta': 'untouched'})
+    redis_client.zadd(keys.schedule, {keys.entry('bad'): 0})
+    put_due(redis_client, keys, 'good', 'proj.tasks.good')
+    before = redis_client.hgetall(keys.entry('bad'))
     with caplog.at_level(logging.INFO):
         scheduler.tick()
     assert tasks(sent) == ['proj.tasks.good']
-    assert redis_client.hgetall('redbeat:bad') == before
-    errors = [line for line in _error_lines(caplog) if 'redbeat:bad' in line]
+    assert redis_client.hgetall(keys.entry('bad')) == before
+    errors = [line for line in _error_lines(caplog) if keys.entry('bad') in line]
     assert errors, _error_lines(caplog)
     assert reason in errors[0]
 
 
 def test_key_of_wrong_type_logged_skipped_and_untouched(
+    keys: Keys,
     celery_app: Celery,
     redis_client: redis.Redis,
     make_scheduler: Make,
@@ -279,18 +292,19 @@ def test_key_of_wrong_type_logged_skipped_and_untouched(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     scheduler = make_scheduler(celery_app)
-    redis_client.set('redbeat:str', 'a string, not a hash')
-    redis_client.zadd(SCHEDULE, {'redbeat:str': 0})
-    put_due(redis_client, 'good', 'proj.tasks.good')
+    redis_client.set(keys.entry('str'), 'a string, not a hash')
+    redis_client.zadd(keys.schedule, {keys.entry('str'): 0})
+    put_due(redis_client, keys, 'good', 'proj.tasks.good')
     with caplog.at_level(logging.INFO):
         scheduler.tick()
     assert tasks(sent) == ['proj.tasks.good']
-    assert redis_client.get('redbeat:str') == 'a string, not a hash'
-    errors = [line for line in _error_lines(caplog) if 'redbeat:str' in line]
+    assert redis_client.get(keys.entry('str')) == 'a string, not a hash'
+    errors = [line for line in _error_lines(caplog) if keys.entry('str') in line]
     assert errors and 'wrong type' in errors[0]
 
 
 def test_member_without_hash_logged_and_skipped(
+    keys: Keys,
     celery_app: Celery,
     redis_client: redis.Redis,
     make_scheduler: Make,
@@ -298,70 +312,71 @@ def test_member_without_hash_logged_and_skipped(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     scheduler = make_scheduler(celery_app)
-    redis_client.zadd(SCHEDULE, {'redbeat:ghost': 0})
-    put_due(redis_client, 'good', 'proj.tasks.good')
+    redis_client.zadd(keys.schedule, {keys.entry('ghost'): 0})
+    put_due(redis_client, keys, 'good', 'proj.tasks.good')
     with caplog.at_level(logging.INFO):
         scheduler.tick()
     assert tasks(sent) == ['proj.tasks.good']
-    assert not redis_client.exists('redbeat:ghost')
-    errors = [line for line in _error_lines(caplog) if 'redbeat:ghost' in line]
+    assert not redis_client.exists(keys.entry('ghost'))
+    errors = [line for line in _error_lines(caplog) if keys.entry('ghost') in line]
     assert errors and 'no definition' in errors[0]
 
 
 def test_bad_entry_is_not_retried_every_tick(
-    celery_app: Celery, redis_client: redis.Redis, make_scheduler: Make
+    keys: Keys, celery_app: Celery, redis_client: redis.Redis, make_scheduler: Make
 ) -> None:
     scheduler = make_scheduler(celery_app)
-    redis_client.hset('redbeat:bad', 'definition', 'nope')
-    redis_client.zadd(SCHEDULE, {'redbeat:bad': 0})
+    redis_client.hset(keys.entry('bad'), 'definition', 'nope')
+    redis_client.zadd(keys.schedule, {keys.entry('bad'): 0})
     before = time.time()
     scheduler.tick()
     # parked until the next look, its data untouched
-    assert redis_client.zscore(SCHEDULE, 'redbeat:bad') > before
-    assert redis_client.hgetall('redbeat:bad') == {'definition': 'nope'}
+    assert redis_client.zscore(keys.schedule, keys.entry('bad')) > before
+    assert redis_client.hgetall(keys.entry('bad')) == {'definition': 'nope'}
 
 
 # --- the lock -----------------------------------------------------------------------
 
 
 def test_only_the_lock_holder_sends_and_close_hands_over(
-    celery_app: Celery, redis_client: redis.Redis, make_scheduler: Make, sent: Sent
+    keys: Keys, celery_app: Celery, redis_client: redis.Redis, make_scheduler: Make, sent: Sent
 ) -> None:
     first = make_scheduler(celery_app)
     second = make_scheduler(celery_app)
     first.tick()
-    assert redis_client.get('redbeat::lock') == first.leader.token
+    assert redis_client.get(keys.default_lock) == first.leader.token
 
-    put_due(redis_client, 'one', 'proj.tasks.one')
+    put_due(redis_client, keys, 'one', 'proj.tasks.one')
     second.tick()
     assert tasks(sent) == []
-    assert redis_client.zscore(SCHEDULE, 'redbeat:one') == 0
+    assert redis_client.zscore(keys.schedule, keys.entry('one')) == 0
     first.tick()
     assert tasks(sent) == ['proj.tasks.one']
 
     first.close()
-    assert redis_client.get('redbeat::lock') is None
-    put_due(redis_client, 'two', 'proj.tasks.two')
+    assert redis_client.get(keys.default_lock) is None
+    put_due(redis_client, keys, 'two', 'proj.tasks.two')
     second.tick()
     assert tasks(sent) == ['proj.tasks.one', 'proj.tasks.two']
-    assert redis_client.get('redbeat::lock') == second.leader.token
+    assert redis_client.get(keys.default_lock) == second.leader.token
 
 
 def test_lock_key_none_disables_locking(
-    celery_app: Celery, redis_client: redis.Redis, make_scheduler: Make, sent: Sent
+    keys: Keys, celery_app: Celery, redis_client: redis.Redis, make_scheduler: Make, sent: Sent
 ) -> None:
     celery_app.conf.redbeat_lock_key = None
     first = make_scheduler(celery_app)
     second = make_scheduler(celery_app)
-    put_due(redis_client, 'one', 'proj.tasks.one')
+    put_due(redis_client, keys, 'one', 'proj.tasks.one')
     second.tick()
-    put_due(redis_client, 'two', 'proj.tasks.two')
+    put_due(redis_client, keys, 'two', 'proj.tasks.two')
     first.tick()
     assert tasks(sent) == ['proj.tasks.one', 'proj.tasks.two']
     assert redis_client.keys('*lock*') == []
 
 
 def test_claims_are_fenced_by_the_lock_token(
+    keys: Keys,
     celery_app: Celery,
     redis_client: redis.Redis,
     make_scheduler: Make,
@@ -371,17 +386,17 @@ def test_claims_are_fenced_by_the_lock_token(
     scheduler = make_scheduler(celery_app)
     scheduler.tick()
     assert scheduler.leader.held
-    redis_client.set('redbeat::lock', 'another-beat:1:abc')
-    put_due(redis_client, 'one', 'proj.tasks.one')
+    redis_client.set(keys.default_lock, 'another-beat:1:abc')
+    put_due(redis_client, keys, 'one', 'proj.tasks.one')
     with caplog.at_level(logging.INFO):
         scheduler.tick()
     assert tasks(sent) == []
-    assert redis_client.zscore(SCHEDULE, 'redbeat:one') == 0
-    assert redis_client.hget('redbeat:one', 'meta') is None
+    assert redis_client.zscore(keys.schedule, keys.entry('one')) == 0
+    assert redis_client.hget(keys.entry('one'), 'meta') is None
     assert not scheduler.leader.held
     assert any('Lost lock' in r.getMessage() and r.levelno == logging.WARNING
                for r in caplog.records)  # fmt: skip
-    assert redis_client.get('redbeat::lock') == 'another-beat:1:abc'
+    assert redis_client.get(keys.default_lock) == 'another-beat:1:abc'
 
 
 # --- Redis settings and failures ------------------------------------------------------
@@ -389,6 +404,7 @@ def test_claims_are_fenced_by_the_lock_token(
 
 @pytest.mark.parametrize(('policy', 'warned'), [('allkeys-lru', True), ('noeviction', False)])
 def test_eviction_policy_warning(
+    keys: Keys,
     celery_app: Celery,
     redis_client: redis.Redis,
     make_scheduler: Make,
@@ -411,51 +427,85 @@ def test_eviction_policy_warning(
         assert 'allkeys-lru' in warnings[0]
 
 
-def test_redis_down_is_survived(
-    celery_app: Celery,
-    redis_server_factory: Callable[..., RedisServer],
-    make_scheduler: Make,
-    sent: Sent,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    own = redis_server_factory()
-    celery_app.conf.redbeat_redis_url = own.url
-    celery_app.conf.redbeat_redis_options = {'socket_timeout': 1, 'socket_connect_timeout': 1}
-    scheduler = make_scheduler(celery_app)
-    scheduler.tick()
-    own.stop()
+def ticks_while_down(scheduler: RedBeatScheduler, caplog: pytest.LogCaptureFixture) -> list[str]:
+    """Two ticks while Redis is down: each asks for a pause, the second a longer one.
+
+    Returns the warnings logged.
+    """
     with caplog.at_level(logging.WARNING):
         delays = [scheduler.tick() for _ in range(2)]
-    assert all(d > 0 for d in delays)
-    assert delays[1] >= delays[0]  # backs off
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert any('Redis' in w for w in warnings)
+    assert 0 < delays[0] <= delays[1]  # backs off
+    return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
 
-    own.start()
-    with own.client(decode_responses=True) as client:
-        put_due(client, 'back', 'proj.tasks.back')
-    # The restarted server lost the lock: one tick notices, the next takes it again.
-    for _ in range(3):
+
+def sends_once_back(
+    scheduler: RedBeatScheduler, private: PrivateServer, keys: Keys, sent: Sent
+) -> None:
+    """Redis is back: an entry written there is sent within a few ticks, by the lock holder."""
+    with contextlib.closing(private.client()) as client:
+        put_due(client, keys, 'back', 'proj.tasks.back')
+    for _ in range(4):
         scheduler.tick()
     assert tasks(sent) == ['proj.tasks.back']
     assert scheduler.leader.held
 
 
-def test_redis_unreachable_at_start_is_survived(
-    celery_app: Celery, make_scheduler: Make, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize('down_at_start', [False, True], ids=['down-later', 'down-at-start'])
+def test_redis_down_is_survived(
+    keys: Keys,
+    celery_app: Celery,
+    private: PrivateServer,
+    make_scheduler: Make,
+    sent: Sent,
+    caplog: pytest.LogCaptureFixture,
+    down_at_start: bool,
 ) -> None:
-    from tests.redis_server import free_port
+    """Beat survives its Redis (every cluster node) going away, or being down when it starts.
 
-    celery_app.conf.redbeat_redis_url = f'redis://127.0.0.1:{free_port()}/0'
-    celery_app.conf.redbeat_redis_options = {'socket_connect_timeout': 0.5}
+    It warns naming the URL, backs off, and sends once Redis is back (and writes
+    beat_schedule then, if it could not at start).
+    """
+    celery_app.conf.redbeat_redis_url = private.url
+    celery_app.conf.redbeat_redis_options = {'socket_timeout': 1, 'socket_connect_timeout': 0.5}
+    celery_app.conf.beat_schedule = {'static': {'task': 'proj.tasks.static', 'schedule': 3600.0}}
+    if not down_at_start:
+        started(private)
     with caplog.at_level(logging.WARNING):
         scheduler = make_scheduler(celery_app)
-        delay = scheduler.tick()
-    assert delay > 0
-    assert any(r.levelno == logging.WARNING for r in caplog.records)
+    if not down_at_start:
+        scheduler.tick()
+        private.stop()
+    warnings = ticks_while_down(scheduler, caplog)
+    expected = 'unavailable at start' if down_at_start else 'Redis error at'
+    assert any(expected in w and private.url in w for w in warnings), warnings
+
+    started(private)
+    # A restarted server lost the lock: one tick notices, the next takes it again
+    # (a cluster client first finds its connections broken and reads the slot map again).
+    sends_once_back(scheduler, private, keys, sent)
+    if down_at_start:  # beat_schedule could not be written before
+        with contextlib.closing(private.client()) as client:
+            assert client.sismember(keys.statics, 'static')
+
+
+def test_unreachable_url_is_logged_with_its_password_masked(
+    celery_app: Celery,
+    private: PrivateServer,
+    make_scheduler: Make,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    scheme, rest = private.url.split('://')  # not started: nothing answers
+    celery_app.conf.redbeat_redis_url = f'{scheme}://:pw-Xk3@{rest}'
+    celery_app.conf.redbeat_redis_options = {'socket_connect_timeout': 0.5}
+    with caplog.at_level(logging.WARNING):
+        make_scheduler(celery_app).tick()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings and all('pw-Xk3' not in w for w in warnings)
+    assert any(f'{scheme}://:**@{rest}' in w for w in warnings), warnings
 
 
 def test_publish_failure_rolls_back_the_claim(
+    keys: Keys,
     celery_app: Celery,
     redis_client: redis.Redis,
     make_scheduler: Make,
@@ -465,10 +515,10 @@ def test_publish_failure_rolls_back_the_claim(
     scheduler = make_scheduler(celery_app)
     last = datetime(2026, 1, 1, tzinfo=UTC)
     meta = encode_meta(last, 4)
-    redis_client.hset('redbeat:pub', mapping={'definition': definition('pub', 'proj.tasks.pub'),
+    redis_client.hset(keys.entry('pub'), mapping={'definition': definition('pub', 'proj.tasks.pub'),
                                               'meta': meta})  # fmt: skip
-    redis_client.zadd(SCHEDULE, {'redbeat:pub': 1767225660.125})
-    score = redis_client.zscore(SCHEDULE, 'redbeat:pub')
+    redis_client.zadd(keys.schedule, {keys.entry('pub'): 1767225660.125})
+    score = redis_client.zscore(keys.schedule, keys.entry('pub'))
 
     def unreachable(*args: Any, **kwargs: Any) -> Any:
         raise OperationalError('broker down')
@@ -476,67 +526,69 @@ def test_publish_failure_rolls_back_the_claim(
     monkeypatch.setattr(celery_app, 'send_task', unreachable)
     scheduler.tick()
     assert tasks(sent) == []
-    assert redis_client.zscore(SCHEDULE, 'redbeat:pub') == score
-    assert redis_client.hget('redbeat:pub', 'meta') == meta
+    assert redis_client.zscore(keys.schedule, keys.entry('pub')) == score
+    assert redis_client.hget(keys.entry('pub'), 'meta') == meta
 
     monkeypatch.undo()
     scheduler.tick()
     assert tasks(sent) == ['proj.tasks.pub']
-    assert decode_meta('k', redis_client.hget('redbeat:pub', 'meta'))[1] == 5
+    assert decode_meta('k', redis_client.hget(keys.entry('pub'), 'meta'))[1] == 5
 
 
 def test_missed_occurrences_are_sent_once(
-    celery_app: Celery, redis_client: redis.Redis, make_scheduler: Make, sent: Sent
+    keys: Keys, celery_app: Celery, redis_client: redis.Redis, make_scheduler: Make, sent: Sent
 ) -> None:
     scheduler = make_scheduler(celery_app)
     now = time.time()
     last = datetime.fromtimestamp(now - 40, tz=UTC)
-    redis_client.hset('redbeat:late', mapping={
+    redis_client.hset(keys.entry('late'), mapping={
         'definition': definition('late', 'proj.tasks.late', every=10),
         'meta': encode_meta(last, 2)})  # fmt: skip
-    redis_client.zadd(SCHEDULE, {'redbeat:late': now - 30})
+    redis_client.zadd(keys.schedule, {keys.entry('late'): now - 30})
     before = time.time()
     scheduler.tick()
     scheduler.tick()
     assert tasks(sent) == ['proj.tasks.late']
-    assert redis_client.zscore(SCHEDULE, 'redbeat:late') > before
-    assert decode_meta('k', redis_client.hget('redbeat:late', 'meta'))[1] == 3
+    assert redis_client.zscore(keys.schedule, keys.entry('late')) > before
+    assert decode_meta('k', redis_client.hget(keys.entry('late'), 'meta'))[1] == 3
 
 
 def test_scores_keep_sub_second_precision(
-    celery_app: Celery, redis_client: redis.Redis, make_scheduler: Make, sent: Sent
+    keys: Keys, celery_app: Celery, redis_client: redis.Redis, make_scheduler: Make, sent: Sent
 ) -> None:
     scheduler = make_scheduler(celery_app)
     due = round(time.time() - 1, 0) + 0.123456  # just due, a fraction past the second
-    redis_client.hset('redbeat:fine', mapping={
+    redis_client.hset(keys.entry('fine'), mapping={
         'definition': definition('fine', 'proj.tasks.fine', every=3600.25),
         'meta': encode_meta(datetime.fromtimestamp(due - 3600.25, tz=UTC), 0)})  # fmt: skip
-    redis_client.zadd(SCHEDULE, {'redbeat:fine': due})
+    redis_client.zadd(keys.schedule, {keys.entry('fine'): due})
     scheduler.tick()
     assert tasks(sent) == ['proj.tasks.fine']
-    assert redis_client.zscore(SCHEDULE, 'redbeat:fine') == pytest.approx(due + 3600.25, abs=1e-5)
-    last_run_at, _ = decode_meta('k', redis_client.hget('redbeat:fine', 'meta'))
+    assert redis_client.zscore(keys.schedule, keys.entry('fine')) == pytest.approx(
+        due + 3600.25, abs=1e-5
+    )
+    last_run_at, _ = decode_meta('k', redis_client.hget(keys.entry('fine'), 'meta'))
     assert last_run_at is not None
     assert last_run_at.timestamp() == pytest.approx(due, abs=1e-5)
 
 
 def test_occurrence_sent_once_by_two_unlocked_schedulers(
-    celery_app: Celery, redis_client: redis.Redis, make_scheduler: Make, sent: Sent
+    keys: Keys, celery_app: Celery, redis_client: redis.Redis, make_scheduler: Make, sent: Sent
 ) -> None:
     celery_app.conf.redbeat_lock_key = None
     first, second = make_scheduler(celery_app), make_scheduler(celery_app)
-    put_due(redis_client, 'once', 'proj.tasks.once')
+    put_due(redis_client, keys, 'once', 'proj.tasks.once')
     first.tick()
     second.tick()
     assert tasks(sent) == ['proj.tasks.once']
 
 
 def test_sleep_after_a_run_accounts_for_the_entry_just_sent(
-    celery_app: Celery, redis_client: redis.Redis, make_scheduler: Make, sent: Sent
+    keys: Keys, celery_app: Celery, redis_client: redis.Redis, make_scheduler: Make, sent: Sent
 ) -> None:
     """The wait returned after a tick is the sent entry's next due time, not the longer cap."""
     celery_app.conf.beat_max_loop_interval = 60
-    put_due(redis_client, 'fast', every=2)
+    put_due(redis_client, keys, 'fast', every=2)
     scheduler = make_scheduler(celery_app, lock_timeout=300)
     wait = scheduler.tick()
     assert tasks(sent) == ['proj.tasks.job']
@@ -544,7 +596,7 @@ def test_sleep_after_a_run_accounts_for_the_entry_just_sent(
 
 
 def test_static_entries_written_again_when_redis_lost_the_schedule(
-    celery_app: Celery, redis_client: redis.Redis, make_scheduler: Make, sent: Sent
+    keys: Keys, celery_app: Celery, redis_client: redis.Redis, make_scheduler: Make, sent: Sent
 ) -> None:
     celery_app.conf.beat_schedule = {'kept': {'task': 'proj.tasks.kept', 'schedule': 30.0}}
     scheduler = make_scheduler(celery_app)
@@ -553,6 +605,8 @@ def test_static_entries_written_again_when_redis_lost_the_schedule(
 
     scheduler.tick()
     scheduler.tick()
-    assert redis_client.zscore(SCHEDULE, 'redbeat:kept') is not None
-    assert json.loads(redis_client.hget('redbeat:kept', 'definition'))['task'] == 'proj.tasks.kept'
-    assert redis_client.sismember('redbeat::statics', 'kept')
+    assert redis_client.zscore(keys.schedule, keys.entry('kept')) is not None
+    assert (
+        json.loads(redis_client.hget(keys.entry('kept'), 'definition'))['task'] == 'proj.tasks.kept'
+    )
+    assert redis_client.sismember(keys.statics, 'kept')

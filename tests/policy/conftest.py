@@ -1,19 +1,18 @@
-"""Fixtures of the policy tests: schedulers ticked by hand, the broker queue, the API."""
+"""Fixtures of the policy tests: schedulers ticked by hand and the API.
+
+The broker queue is read with ``sent`` of ``tests/conftest.py``.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
-import redis
 from celery import Celery
 
 from redbeat.api import Schedule
 from redbeat.schedulers import RedBeatScheduler
-from tests.redis_server import RedisServer
 
 
 @pytest.fixture
@@ -43,20 +42,3 @@ def make_scheduler(app: Celery) -> Iterator[Callable[[], RedBeatScheduler]]:
 @pytest.fixture
 def api(app: Celery) -> Schedule:
     return Schedule(app)
-
-
-@pytest.fixture
-def broker(redis_server: RedisServer, redis_url: str) -> Iterator[redis.Redis]:
-    client = redis_server.client(db=1, decode_responses=True)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def sent(broker: redis.Redis) -> Callable[[], list[dict[str, Any]]]:
-    """Headers of the messages in the broker's ``celery`` queue, oldest first."""
-
-    def read() -> list[dict[str, Any]]:
-        return [json.loads(m)['headers'] for m in broker.lrange('celery', 0, -1)][::-1]
-
-    return read

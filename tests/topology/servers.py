@@ -18,6 +18,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Sequence
@@ -66,31 +67,56 @@ def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.05
 # --- Redis Cluster ---------------------------------------------------------------
 
 
+def cluster_port() -> int:
+    """A free port whose cluster bus port (+10000) is free too.
+
+    Chosen up front and kept, so a URL given before the nodes start stays right.
+    """
+    for _ in range(100):
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((HOST, port + 10000))
+            except OSError:
+                continue
+        return port
+    raise RedisServerError('no free port pair (port, port + 10000) for a cluster node')
+
+
 class ClusterNodes:
     """Three cluster-enabled masters covering all 16384 slots."""
 
     def __init__(self, workdir: Path, binary: str | None = None, size: int = 3) -> None:
         self.workdir = workdir
         self.nodes = [
-            RedisServer(workdir / f'node-{i}', binary=binary, extra_args=CLUSTER_ARGS)
+            RedisServer(
+                workdir / f'node-{i}', binary=binary, port=cluster_port(), extra_args=CLUSTER_ARGS
+            )
             for i in range(size)
         ]
+        self.created = False
 
     @property
     def url(self) -> str:
         return 'redis-cluster://' + ','.join(f'{HOST}:{n.port}' for n in self.nodes)
 
     def start(self) -> None:
+        """Start the nodes; the first time, join them (later, they rejoin by themselves)."""
         for node in self.nodes:
             node.start()
-        cli = need('redis-cli')
-        addresses = [f'{HOST}:{n.port}' for n in self.nodes]
-        subprocess.run(
-            [cli, '--cluster', 'create', *addresses, '--cluster-replicas', '0', '--cluster-yes'],
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
+        if not self.created:
+            cli = need('redis-cli')
+            addresses = [f'{HOST}:{n.port}' for n in self.nodes]
+            subprocess.run(
+                [cli, '--cluster', 'create', *addresses, '--cluster-replicas', '0',
+                 '--cluster-yes'],
+                check=True,
+                capture_output=True,
+                timeout=60,
+            )  # fmt: skip
+            self.created = True
 
         def ready() -> bool:
             for node in self.nodes:

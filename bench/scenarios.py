@@ -330,6 +330,16 @@ def run_tick(app: Celery, env: Env) -> dict[str, Any]:
     with env.probe.measure(out, 'idle'):
         sched.tick()
     out['idle_published'] = publishes.count - out['published']
+    out['mem_used_per_entry'] = (env.admin.info('memory')['used_memory'] - mem0) / ARGS.n
+    sample = keys[:: max(1, len(keys) // 200)]
+    hashes = statistics.mean(env.admin.memory_usage(k, samples=0) or 0 for k in sample)
+    zset = env.admin.memory_usage(SCHEDULE_KEY, samples=0) or 0
+    out['mem_hash_b'] = hashes
+    out['mem_zset_per_entry'] = zset / ARGS.n
+    out['mem_sample_per_entry'] = hashes + zset / ARGS.n
+    out['keys_per_entry'] = env.admin.dbsize() / ARGS.n
+    out['sample_definition'] = env.admin.hget(keys[0], 'definition')
+    out['sample_meta'] = env.admin.hget(keys[0], 'meta')
     if ARGS.impl == 'ours':
         # The same N due again: the steady state of a fan-out that recurs (every
         # hour, say), where definitions, arguments and run state are known.
@@ -343,16 +353,6 @@ def run_tick(app: Celery, env: Env) -> dict[str, Any]:
         out['again_published'] = publishes.count - before
         out['again_queue_len'] = env.broker.llen(QUEUE)
     out['maxrss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    out['mem_used_per_entry'] = (env.admin.info('memory')['used_memory'] - mem0) / ARGS.n
-    sample = keys[:: max(1, len(keys) // 200)]
-    hashes = statistics.mean(env.admin.memory_usage(k, samples=0) or 0 for k in sample)
-    zset = env.admin.memory_usage(SCHEDULE_KEY, samples=0) or 0
-    out['mem_hash_b'] = hashes
-    out['mem_zset_per_entry'] = zset / ARGS.n
-    out['mem_sample_per_entry'] = hashes + zset / ARGS.n
-    out['keys_per_entry'] = env.admin.dbsize() / ARGS.n
-    out['sample_definition'] = env.admin.hget(keys[0], 'definition')
-    out['sample_meta'] = env.admin.hget(keys[0], 'meta')
     return out
 
 

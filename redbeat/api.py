@@ -949,8 +949,7 @@ class Schedule:
         fixed = self._schedule_orphans(by_kind.get('unscheduled', []), moment)
         for name in by_kind.get('stale-disabled-score', []):
             info = self.get(name, history=None)
-            self.store.set_state(info.key, info.meta, timing.NEVER)
-            fixed += 1
+            fixed += self.store.set_state(info.key, info.meta, timing.NEVER)
         dangling = by_kind.get('dangling-member', [])
         if dangling:
             # Both spellings of the member; each goes only if its hash is still missing.

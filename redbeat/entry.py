@@ -214,10 +214,15 @@ class RedBeatSchedulerEntry(ScheduleEntry):  # type: ignore[misc]
         delete_entries([self.name], app=self.app)
 
     def reschedule(self, last_run_at: datetime | None = None) -> None:
-        """Set the last run (default: now) and move the due time to match."""
+        """Set the last run (default: now) and move the due time to match.
+
+        EntryNotFound when the entry is not stored (it is not created by this).
+        """
         self.last_run_at = last_run_at or utcnow()
         store = self.binding.store
-        store.set_state(self.key, encode_meta(self.last_run_at, self.total_run_count), self.score)
+        meta = encode_meta(self.last_run_at, self.total_run_count)
+        if not store.set_state(self.key, meta, self.score):
+            raise EntryNotFound(self.key)  # deleted: not created again holding only meta
 
     @classmethod
     def from_key(cls, key: str, app: Celery | None = None) -> RedBeatSchedulerEntry:

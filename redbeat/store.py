@@ -160,6 +160,7 @@ class ScheduleStore:
         self._orphans = _script(client, 'orphans.lua')
         self._delete = _script(client, 'delete.lua')
         self._finish = _script(client, 'finish.lua')
+        self._state = _script(client, 'state.lua')
 
     def _evalsha(self, pipe: Any, sha: str, numkeys: int, *keys_and_args: Any) -> Any:
         """Queue EVALSHA on ``pipe`` (or, given the client, call it and return the reply).
@@ -404,19 +405,15 @@ class ScheduleStore:
             flags += [flag == '1' for flag in str(reply)]
         return flags
 
-    def set_state(self, key: str, meta: str | None, score: Score) -> None:
-        """Store an entry's run state and score as given (reschedule)."""
-        with self.client.pipeline(transaction=True) as pipe:
-            if meta is None:
-                pipe.hdel(key, 'meta')
-            else:
-                pipe.hset(key, 'meta', meta)
-            pipe.zadd(self.keys.schedule, {key: _score_text(score)})
-            if not self.cluster:
-                pipe.publish(self.keys.changes, 'state')
-            pipe.execute()
-        if self.cluster:  # cluster pipelines refuse PUBLISH (it has no key)
-            self.client.publish(self.keys.changes, 'state')
+    def set_state(self, key: str, meta: str | None, score: Score) -> bool:
+        """Store an entry's run state and score as given (reschedule); False, and
+        nothing written, when its hash does not exist (``lua/state.lua``)."""
+        call = (self._state.sha, 2, self.keys.schedule, key, self.keys.changes, meta or '',
+                _score_text(score))  # fmt: skip
+        (reply,) = self._run([call])
+        if isinstance(reply, Exception):
+            raise reply
+        return bool(reply)
 
     def forget_statics(self, names: Iterable[str]) -> None:
         names = list(names)
@@ -542,7 +539,7 @@ class ScheduleStore:
     def load_scripts(self) -> None:
         """Load the Lua scripts used by sha in pipelines (after a Redis restart)."""
         scripts = (self._due, self._claim, self._save, self._rollback, self._orphans,
-                   self._delete, self._finish)  # fmt: skip
+                   self._delete, self._finish, self._state)  # fmt: skip
         for script in scripts:
             script.sha = self.client.script_load(script.script)
 

@@ -319,3 +319,14 @@ def test_beat_finishing_one_offs_never_overwrites_an_edit_nor_brings_back_a_dele
         assert definition is not None and definition['args'] == ['mine'], (i, definition)
         assert redis_client.keys(f'redbeat:{deleted}') == []
         assert redis_client.keys(f'redbeat::history:{deleted}') == []
+
+
+def test_reschedule_does_not_recreate_a_deleted_entry(
+    api: Schedule, redis_client: redis.Redis
+) -> None:
+    entry = api.add('e', 'proj.tasks.e', 60)
+    api.remove('e')
+    with pytest.raises(EntryNotFound):
+        entry.reschedule()
+    assert redis_client.keys('redbeat:e*') == []
+    assert redis_client.zscore(SCHEDULE, 'redbeat:e') is None

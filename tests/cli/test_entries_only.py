@@ -7,6 +7,8 @@ another application's hashes) is never matched, listed or deleted.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import redis
 from celery import Celery
@@ -109,3 +111,17 @@ def test_rm_removes_what_matches_and_reports_the_rest_with_exit_code_1(
         "Error: no entry matches 'missing'; no entry matches 'nothing.*'",
     ]
     assert not redis_client.exists('redbeat:here')
+
+
+def test_beat_schedules_only_orphan_hashes_that_are_entries(
+    redis_url: str, redis_client: redis.Redis, celery_app: Celery, make_scheduler: Any
+) -> None:
+    """A hash without a definition under the prefix is other data, not an orphan entry."""
+    celery_app.conf.redbeat_lock_key = None
+    assert invoke(redis_url, 'add', 'mine', 'proj.t', '--every', '1m').exit_code == 0
+    redis_client.zrem(SCHEDULE, 'redbeat:mine')  # an orphan entry: scheduled at start-up
+    redis_client.hset('redbeat:user:1', mapping={'name': 'bob'})
+    make_scheduler(celery_app).tick()
+    assert redis_client.zscore(SCHEDULE, 'redbeat:mine') is not None
+    assert redis_client.zscore(SCHEDULE, 'redbeat:user:1') is None
+    assert redis_client.hgetall('redbeat:user:1') == {'name': 'bob'}

@@ -114,9 +114,14 @@ def test_rm_removes_what_matches_and_reports_the_rest_with_exit_code_1(
 
 
 def test_beat_schedules_only_orphan_hashes_that_are_entries(
-    redis_url: str, redis_client: redis.Redis, celery_app: Celery, make_scheduler: Any
+    redis_url: str,
+    redis_client: redis.Redis,
+    celery_app: Celery,
+    make_scheduler: Any,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A hash without a definition under the prefix is other data, not an orphan entry."""
+    """A hash without a definition under the prefix is other data, not an orphan entry:
+    not scheduled, not reported."""
     celery_app.conf.redbeat_lock_key = None
     assert invoke(redis_url, 'add', 'mine', 'proj.t', '--every', '1m').exit_code == 0
     redis_client.zrem(SCHEDULE, 'redbeat:mine')  # an orphan entry: scheduled at start-up
@@ -125,3 +130,4 @@ def test_beat_schedules_only_orphan_hashes_that_are_entries(
     assert redis_client.zscore(SCHEDULE, 'redbeat:mine') is not None
     assert redis_client.zscore(SCHEDULE, 'redbeat:user:1') is None
     assert redis_client.hgetall('redbeat:user:1') == {'name': 'bob'}
+    assert 'user:1' not in caplog.text

@@ -7,6 +7,8 @@ another application's hashes) is never matched, listed or deleted.
 
 from __future__ import annotations
 
+import shlex
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -131,3 +133,27 @@ def test_beat_schedules_only_orphan_hashes_that_are_entries(
     assert redis_client.zscore(SCHEDULE, 'redbeat:user:1') is None
     assert redis_client.hgetall('redbeat:user:1') == {'name': 'bob'}
     assert 'user:1' not in caplog.text
+
+
+def console_block(path: Path, containing: str) -> list[tuple[list[str], list[str]]]:
+    """The ``$ redbeat ...`` commands of the console block holding ``containing``,
+    each with the lines it prints."""
+    blocks = path.read_text(encoding='utf-8').split('.. code-block:: console')
+    (block,) = [b for b in blocks[1:] if containing in b]
+    lines = [line[3:] for line in block.split('\n\n')[1].splitlines()]
+    steps: list[tuple[list[str], list[str]]] = []
+    for line in lines:
+        if line.startswith('$ '):
+            steps.append((shlex.split(line[2:])[1:], []))
+        else:
+            steps[-1][1].append(line)
+    return steps
+
+
+def test_the_rm_example_of_the_docs_runs_as_shown(redis_url: str) -> None:
+    steps = console_block(Path(__file__).parents[2] / 'docs' / 'cli.rst', 'rm --yes ping nosuch')
+    assert len(steps) == 2
+    for args, shown in steps:
+        result = invoke(redis_url, *args)
+        assert result.output.splitlines() == shown
+    assert result.exit_code == 1

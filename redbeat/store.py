@@ -202,7 +202,8 @@ class ScheduleStore:
         return list(self.client.zmscore(self.keys.schedule, list(members)))
 
     def scan_entry_keys(self, count: int = 10000) -> Iterator[list[str]]:
-        """Batches of entry hash keys under the prefix (SCAN: one round trip a batch)."""
+        """Batches of entry hash keys under the prefix: hashes with a definition, not
+        redbeat's own keys (SCAN, then HEXISTS: two round trips a batch)."""
         if self.cluster:
             yield from self._scan_cluster(count)
             return

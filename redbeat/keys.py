@@ -10,9 +10,8 @@ With the default prefix ``redbeat:`` the layout is the celery-redbeat 2.x one::
     redbeat::history:<n>  list: the entry's latest dispatches, JSON, newest first
 
 Entry names never start with ``:``, so ``<prefix>:<anything>`` is ours; nor
-may an entry be named after a lock key set under the prefix without the
-colon (``redbeat_lock_key = 'beat-lock'`` is ``redbeat:beat-lock``, as in
-celery-redbeat 2.x).
+may an entry be named after the lock key when ``redbeat_lock_key`` lies under
+the prefix without the colon (``redbeat:beat-lock``).
 """
 
 from __future__ import annotations

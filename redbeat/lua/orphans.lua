@@ -12,7 +12,8 @@
 -- ARGV[3]  SCAN COUNT
 -- ARGV[4]  the key prefix: "<prefix>:..." keys are redbeat's own, not entries
 -- Returns: {next cursor ("0": the scan is complete), orphan key, ...}: keys
--- of hashes with a "definition" field whose member is in the schedule neither as the key nor as the bare name.
+-- of hashes with a "definition" field whose member is in the schedule neither
+-- as the key nor as the bare name.
 local page = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[3], 'TYPE', 'hash')
 local internal = ARGV[4] .. ':'
 local skip = #ARGV[4] + 1

@@ -23,7 +23,7 @@ import builtins
 import fnmatch
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any
@@ -32,18 +32,26 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from celery import Celery
 from celery.schedules import BaseSchedule, crontab, schedule
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
 
 from . import timing
 from .client import redis_from_config
 from .config import REDIS_SCHEMES, RedBeatConfig, masked_url
 from .decoder import decode_definition, decode_meta, dumps, encode_definition
-from .entry import RedBeatSchedulerEntry, binding_for, save_entries, zone
-from .errors import ConfigurationError, DefinitionError, EntryNotFound, RedBeatError
+from .entry import RedBeatSchedulerEntry, binding_for, save_entries, save_if_unchanged, zone
+from .errors import (
+    ConfigurationError,
+    DefinitionError,
+    EntryNotFound,
+    RedBeatError,
+    WriteConflict,
+)
 from .keys import Keys
 from .policy import DEFAULT as DEFAULT_POLICY
 from .policy import Policy
 from .schedules import rrule
-from .store import Row, ScheduleStore, _row
+from .store import CHANGED, GONE, STALE_META, WRONG_TYPE, Row, ScheduleStore, _row
 
 __all__ = ['POLICY_FIELDS', 'TASK_NAME', 'Dispatch', 'EntryInfo', 'Overview', 'Problem',
            'Schedule', 'make_policy']  # fmt: skip
@@ -53,6 +61,12 @@ POLICY_FIELDS = tuple(f.name for f in fields(Policy))
 _DATETIME_FIELDS = ('start_at', 'end_at', 'anchor')
 #: The entry hash fields the API reads: beat's three, then the two counters.
 _INFO_FIELDS = ('definition', 'meta', 'policy', 'missed', 'skipped')
+#: Attempts of a read-modify-write (enable, disable, edit) before WriteConflict.
+UPDATE_ATTEMPTS = 20
+
+
+class _Changed(Exception):
+    """The entry changed between the read and the conditional write: read again."""
 
 
 @dataclass(frozen=True)
@@ -489,14 +503,18 @@ class Schedule:
         found.update(
             keys.name_of(k) for batch in self.store.scan_entry_keys(page_size) for k in batch
         )
-        return sorted(n for n in found if fnmatch.fnmatchcase(n, pattern))
+        return sorted(
+            n
+            for n in found
+            if fnmatch.fnmatchcase(n, pattern) and not keys.is_internal(keys.entry(n))
+        )
 
     def get(self, name: str, history: int | None = 100) -> EntryInfo:
         """One entry, with its latest ``history`` dispatch records (None: do not read them).
 
         EntryNotFound when there is neither a hash nor a member.
         """
-        key = self.config.keys.entry(name)
+        key = self.config.keys.entry_checked(name)
         (read,) = _inspect(self.store, [key])
         full, bare = self.store.scores([key, name])
         score = full if full is not None else bare
@@ -581,6 +599,7 @@ class Schedule:
         ``policy`` (a :class:`~redbeat.policy.Policy` or a mapping) and the
         keywords after it set the entry's scheduling policy; keywords win.
         """
+        self.config.keys.entry_checked(name)
         check_task_name(name, task)
         for label, value, kind in (('args', args, (list, tuple)), ('kwargs', kwargs, Mapping),
                                    ('options', options, Mapping)):  # fmt: skip
@@ -767,25 +786,122 @@ class Schedule:
 
     def delete(self, names: Iterable[str]) -> int:
         """Delete entries by exact name (hash and member), in one round trip."""
-        return self.store.delete(names)
+        return sum(self.delete_each(names))
+
+    def delete_each(self, names: Iterable[str]) -> builtins.list[bool]:
+        """Delete entries by exact name; per name, whether it was an entry.
+
+        Only entries are deleted (a hash with a definition, or a schedule
+        member): never redbeat's own keys (DefinitionError, before anything
+        is deleted) nor other data sharing the prefix.
+        """
+        names = builtins.list(names)
+        for name in names:
+            self.config.keys.entry_checked(name)
+        return self.store.delete_each(names)
 
     def expand(self, names_or_globs: Iterable[str]) -> builtins.list[str]:
-        """Names as given, with each glob replaced by the entries it matches."""
+        """Names as given, with each glob replaced by the entries it matches.
+
+        A glob matches entries only; an explicit name that is one of
+        redbeat's own keys raises DefinitionError.
+        """
         out: dict[str, None] = {}
         for item in names_or_globs:
-            found = self.names(item) if _GLOB_CHARS.search(item) else [item]
+            if _GLOB_CHARS.search(item):
+                found = self.names(item)
+            else:
+                self.config.keys.entry_checked(item)
+                found = [item]
             out.update(dict.fromkeys(found))
-        return list(out)
+        return builtins.list(out)
+
+    def update(
+        self, name: str, change: Callable[[EntryInfo], RedBeatSchedulerEntry]
+    ) -> RedBeatSchedulerEntry:
+        """Read-modify-write one entry: ``change`` builds the new entry from the stored one.
+
+        The entry is written only if it is still as read (definition, policy
+        and run state: compared as stored text, so writers that keep no
+        version, celery-redbeat 2.x and redis-cli, are seen too); otherwise it
+        is read again and ``change`` called again, up to ``UPDATE_ATTEMPTS``
+        times with a short random backoff, then :class:`WriteConflict`.  Two
+        round trips when nothing interferes.  EntryNotFound when the entry does
+        not exist or is deleted meanwhile (it is never created again);
+        DefinitionError when it cannot be read.
+        """
+        key = self.config.keys.entry_checked(name)
+
+        def attempt() -> RedBeatSchedulerEntry:
+            row, score = self.store.read(key)
+            if row.definition is None and row.error is None:
+                raise EntryNotFound(key)
+            info = _info(self.store, _Read(row, exists=True), score)
+            if info.error:
+                raise DefinitionError(key, info.error)
+            entry = change(info)
+            if entry.name != name:
+                raise DefinitionError(key, f'an update may not rename the entry to {entry.name!r}')
+            flag = save_if_unchanged(entry, row)
+            if flag in (CHANGED, STALE_META):
+                raise _Changed
+            if flag == GONE:
+                raise EntryNotFound(key)
+            if flag == WRONG_TYPE:
+                raise DefinitionError(key, 'key is not a hash (wrong type)')
+            return entry
+
+        # Every conflict means another writer succeeded; the jittered backoff
+        # keeps two clients that collide from colliding again in step.
+        retry = Retry(
+            ExponentialWithJitterBackoff(cap=0.05, base=0.001),
+            UPDATE_ATTEMPTS - 1,
+            supported_errors=(_Changed,),
+        )
+        try:
+            return retry.call_with_retry(attempt, lambda _exc: None)
+        except _Changed:
+            raise WriteConflict(key, UPDATE_ATTEMPTS) from None
+
+    def edit(
+        self,
+        name: str,
+        *,
+        task: str | None = None,
+        schedule: Any = None,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
+        enabled: bool | None = None,
+        policy: Policy | Mapping[str, Any] | None = None,
+        **policy_fields: Any,
+    ) -> RedBeatSchedulerEntry:
+        """Change the given fields of an existing entry; the others keep their stored values.
+
+        ``policy`` replaces the stored policy; policy keywords (``jitter=``,
+        ``max_runs=``, ...) are set over it.  A read-modify-write (see
+        :meth:`update`): a concurrent change is never overwritten.
+        """
+
+        def change(info: EntryInfo) -> RedBeatSchedulerEntry:
+            chosen = make_policy(name, info.policy if policy is None else policy, **policy_fields)
+            return self.entry(
+                name,
+                info.task if task is None else task,  # type: ignore[arg-type]  # readable entry
+                info.schedule if schedule is None else schedule,
+                info.args if args is None else args,
+                info.kwargs if kwargs is None else kwargs,
+                info.options if options is None else options,
+                info.enabled if enabled is None else enabled,
+                policy=chosen,
+            )
+
+        return self.update(name, change)
 
     def set_enabled(self, name: str, enabled: bool) -> RedBeatSchedulerEntry:
-        """Re-save the definition with ``enabled`` set (a disabled entry's score is -1).
-
-        The policy is kept.
-        """
-        info = self.get(name, history=None)
-        entry = self.entry(name, **_fields_of(info), enabled=enabled)
-        save_entries([entry])
-        return entry
+        """Set ``enabled`` (a disabled entry's score is -1); definition, policy and
+        run state are kept.  A read-modify-write (see :meth:`update`): two round trips."""
+        return self.update(name, lambda info: self.entry(name, **_fields_of(info), enabled=enabled))
 
     def enable(self, name: str) -> RedBeatSchedulerEntry:
         return self.set_enabled(name, True)
@@ -833,8 +949,7 @@ class Schedule:
         fixed = self._schedule_orphans(by_kind.get('unscheduled', []), moment)
         for name in by_kind.get('stale-disabled-score', []):
             info = self.get(name, history=None)
-            self.store.set_state(info.key, info.meta, timing.NEVER)
-            fixed += 1
+            fixed += self.store.set_state(info.key, info.meta, timing.NEVER)
         dangling = by_kind.get('dangling-member', [])
         if dangling:
             # Both spellings of the member; each goes only if its hash is still missing.

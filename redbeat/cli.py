@@ -13,6 +13,7 @@ never printed.
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -712,27 +713,33 @@ def edit(name: str, task: str | None, every: str | None, cron: str | None,
     args = _json_arg('--args', args_json, list)
     kwargs = _json_arg('--kwargs', kwargs_json, dict)
     schedule = _schedule()
-    info = schedule.get(name, history=None)
-    if info.error:
-        fail(f'{info.key}: {info.error}; fix it with add (which replaces the definition)')
-    stored_tz = info.policy.timezone
-    at_tz = tz if tz is not None and tz.strip().lower() != UNSET else None
-    if at_tz is None and at is not None and _naive(at):
-        at_tz = stored_tz  # a time without an offset is read in the entry's zone
-    sched = parse_schedule(every, cron, rrule_text, at, at_tz)
-    changes = policy_changes(tz, stored_tz, values)
-    if at is not None:
-        _one_off(changes, delete_after)
-    new_schedule = sched or info.schedule
-    assert new_schedule is not None  # a readable entry has a schedule
-    policy = _apply(name, info.policy, changes, new_schedule)
-    options = dict(info.options) | ({'queue': queue} if queue else {})
-    entry = schedule.entry(
-        name, task or info.task or '', new_schedule,
-        info.args if args is None else args, info.kwargs if kwargs is None else kwargs,
-        options, info.enabled if enabled is None else enabled, policy=policy,
-    )  # fmt: skip
-    schedule.save([entry])
+
+    def change(info: EntryInfo) -> RedBeatSchedulerEntry:
+        """The edited entry from the stored one (again if it changed under the edit)."""
+        stored_tz = info.policy.timezone
+        at_tz = tz if tz is not None and tz.strip().lower() != UNSET else None
+        if at_tz is None and at is not None and _naive(at):
+            at_tz = stored_tz  # a time without an offset is read in the entry's zone
+        sched = parse_schedule(every, cron, rrule_text, at, at_tz)
+        changes = policy_changes(tz, stored_tz, values)
+        if at is not None:
+            _one_off(changes, delete_after)
+        new_schedule = sched or info.schedule
+        assert new_schedule is not None  # a readable entry has a schedule
+        policy = _apply(name, info.policy, changes, new_schedule)
+        options = dict(info.options) | ({'queue': queue} if queue else {})
+        return schedule.entry(
+            name, task or info.task or '', new_schedule,
+            info.args if args is None else args, info.kwargs if kwargs is None else kwargs,
+            options, info.enabled if enabled is None else enabled, policy=policy,
+        )  # fmt: skip
+
+    try:
+        entry = schedule.update(name, change)
+    except DefinitionError as exc:
+        if exc.key != schedule.config.keys.entry(name) or exc.reason.startswith('is redbeat'):
+            raise
+        fail(f'{exc}; fix it with add (which replaces the definition)')
     _saved(entry)
 
 
@@ -743,18 +750,23 @@ def edit(name: str, task: str | None, every: str | None, cron: str | None,
 @click.argument('names', nargs=-1, required=True)
 @click.option('--yes', '-y', is_flag=True, help='Do not ask before removing several.')
 def rm(names: tuple[str, ...], yes: bool) -> None:
-    """Remove entries by name or glob ('reports.*'); asks first when several match."""
+    """Remove entries by name or glob ('reports.*'); asks first when several match.
+
+    Only entries are removed, never redbeat's own keys nor other data under
+    the prefix.  Each name or glob that matches no entry is reported, and the
+    exit code is then 1 (the entries the others match are removed).
+    """
     schedule = _schedule()
-    found = schedule.expand(names)
-    for name in names:
-        if name in found:
-            schedule.get(name)  # EntryNotFound (exit 1) for an explicit name that is not there
-    if not found:
-        fail(f'no entries match {" ".join(names)}')
+    found = schedule.expand(names)  # refuses redbeat's own key names before any delete
     if len(found) > 1 and not yes:
         _confirm_removal(found)
-    removed = schedule.delete(found)
-    click.echo(f'removed {_count(removed, "entry")}: {", ".join(found)}')
+    flags = schedule.delete_each(found)
+    removed = [name for name, ok in zip(found, flags) if ok]
+    if removed:
+        click.echo(f'removed {_count(len(removed), "entry")}: {", ".join(removed)}')
+    unmatched = [n for n in names if not any(fnmatch.fnmatchcase(r, n) for r in removed)]
+    if unmatched:
+        fail('; '.join(f'no entry matches {n!r}' for n in dict.fromkeys(unmatched)))
 
 
 def _confirm_removal(names: Sequence[str]) -> None:

@@ -89,7 +89,8 @@ class RedBeatConfig:
 
     @property
     def keys(self) -> Keys:
-        return Keys(self.key_prefix)
+        lock = self.lock_key if self.lock_key != Keys(self.key_prefix).default_lock else None
+        return Keys(self.key_prefix, lock)
 
     @property
     def masked_url(self) -> str:

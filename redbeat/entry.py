@@ -28,7 +28,7 @@ from .decoder import check_fields, decode_definition, decode_meta, encode_defini
 from .errors import DefinitionError, EntryNotFound, RedBeatError
 from .policy import DEFAULT as DEFAULT_POLICY
 from .policy import Policy
-from .store import SaveItem, ScheduleStore
+from .store import GONE, Row, SaveItem, ScheduleStore
 
 _SAVE_ATTEMPTS = 5
 _UNSET = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -214,10 +214,15 @@ class RedBeatSchedulerEntry(ScheduleEntry):  # type: ignore[misc]
         delete_entries([self.name], app=self.app)
 
     def reschedule(self, last_run_at: datetime | None = None) -> None:
-        """Set the last run (default: now) and move the due time to match."""
+        """Set the last run (default: now) and move the due time to match.
+
+        EntryNotFound when the entry is not stored (it is not created by this).
+        """
         self.last_run_at = last_run_at or utcnow()
         store = self.binding.store
-        store.set_state(self.key, encode_meta(self.last_run_at, self.total_run_count), self.score)
+        meta = encode_meta(self.last_run_at, self.total_run_count)
+        if not store.set_state(self.key, meta, self.score):
+            raise EntryNotFound(self.key)  # deleted: not created again holding only meta
 
     @classmethod
     def from_key(cls, key: str, app: Celery | None = None) -> RedBeatSchedulerEntry:
@@ -286,6 +291,9 @@ def save_entries(
     now = now or utcnow()
     for entry in entries:
         check_entry(entry)
+    if bound.keys.lock is not None:  # a lock key under the prefix is no entry's name
+        for entry in entries:
+            bound.keys.entry_checked(entry.name)
     items = save_items(bound, entries, now)
     settle_saves(bound, entries, bound.store.save(items, notify=notify), now, notify)
 
@@ -312,10 +320,17 @@ def settle_saves(
     """Finish a save: read and write again the entries whose stored run state was not
     the one assumed (``flags`` of the write, in the order of ``entries``)."""
     pending = _pending(entries, flags)
+    # The run state each entry was first written with ("saved now" unless it had
+    # one): an attempt that finds no meta (the entry was deleted meanwhile) uses
+    # it, not the deleted entry's run state an earlier attempt read.
+    own = {id(e): (e.last_run_at, e.total_run_count) for e in pending}
     for _ in range(_SAVE_ATTEMPTS):
         if not pending:
             return
         rows = bound.store.fetch([e.key for e in pending])
+        for entry, row in zip(pending, rows):
+            if row.meta is None:
+                entry.last_run_at, entry.total_run_count = own[id(entry)]
         items = [
             _save_item(bound, e, row.definition, row.meta, row.policy, now)
             for e, row in zip(pending, rows)
@@ -374,6 +389,24 @@ def _save_item(
     policy_json = entry.policy.to_json()
     keep = stored_definition == definition and stored_policy == policy_json and meta is not None
     return SaveItem(entry.name, definition, meta, new_meta, score, keep, policy_json)
+
+
+def save_if_unchanged(entry: RedBeatSchedulerEntry, read: Row, now: datetime | None = None) -> int:
+    """Write ``entry`` over the stored entry ``read`` only if that is still what is
+    stored (definition, policy and run state): one round trip.
+
+    Returns :meth:`ScheduleStore.save`'s flag: ``WRITTEN``, else nothing was
+    written: ``CHANGED`` or ``STALE_META`` (another writer or beat changed it:
+    read again), ``GONE`` (deleted) or ``WRONG_TYPE``.  The score is computed
+    from the run state read, as a save that found it would.
+    """
+    check_entry(entry)
+    bound = entry.binding
+    if read.definition is None:
+        return GONE
+    item = _save_item(bound, entry, read.definition, read.meta, read.policy, now or utcnow())
+    (flag,) = bound.store.save([item._replace(read=(read.definition, read.policy))])
+    return flag
 
 
 def delete_entries(names: Iterable[str], app: Celery | None = None) -> int:

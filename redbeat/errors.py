@@ -50,3 +50,20 @@ class LeadershipLost(RedBeatError):
     def __init__(self, lock_key: str) -> None:
         self.lock_key = lock_key
         super().__init__(f'{lock_key}: lock is held by another beat or expired')
+
+
+class WriteConflict(RedBeatError):
+    """An entry kept changing under a read-modify-write (enable, disable, edit).
+
+    Each attempt read the entry and wrote only if it was still as read; another
+    writer (a client, beat finishing a one-off) changed it every time.  Nothing
+    was written by the last attempt.
+    """
+
+    def __init__(self, key: str, attempts: int) -> None:
+        self.key = key
+        self.attempts = attempts
+        super().__init__(
+            f'{key}: changed by another writer during each of {attempts} attempts to '
+            'update it; nothing was written, try again'
+        )

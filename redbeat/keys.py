@@ -9,17 +9,23 @@ With the default prefix ``redbeat:`` the layout is the celery-redbeat 2.x one::
     redbeat::changes      pub/sub channel: "something changed, look again"
     redbeat::history:<n>  list: the entry's latest dispatches, JSON, newest first
 
-Entry names never start with ``:``, so ``<prefix>:<anything>`` is ours.
+Entry names never start with ``:``, so ``<prefix>:<anything>`` is ours; nor
+may an entry be named after the lock key when ``redbeat_lock_key`` lies under
+the prefix without the colon (``redbeat:beat-lock``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .errors import DefinitionError
+
 
 @dataclass(frozen=True)
 class Keys:
     prefix: str = 'redbeat:'
+    #: The leader lock key when it is not the default one (it may lie under the prefix).
+    lock: str | None = None
 
     @property
     def hash_tag(self) -> str | None:
@@ -73,8 +79,22 @@ class Keys:
         return self.entry(self.name_of(member))
 
     def is_internal(self, key: str) -> bool:
-        """True for keys redbeat owns that are not entries (``<prefix>:...``)."""
-        return key.startswith(self.prefix + ':')
+        """True for keys redbeat owns that are not entries (``<prefix>:...``, the lock)."""
+        return key.startswith(self.prefix + ':') or key == self.lock
+
+    def entry_checked(self, name: str) -> str:
+        """The hash key of the entry a user names; DefinitionError for a name that
+        is not an entry's (empty, or one of redbeat's own keys)."""
+        if not isinstance(name, str) or not name:
+            raise DefinitionError(repr(name), 'an entry name must be a non-empty string')
+        key = self.entry(name)
+        if self.is_internal(key):
+            raise DefinitionError(
+                key,
+                "is redbeat's own key, not an entry: entry names may not start with ':'"
+                + ('' if name.startswith(':') else ' nor name the lock key'),
+            )
+        return key
 
     def scan_pattern(self) -> str:
         """A SCAN MATCH pattern for every key under the prefix."""

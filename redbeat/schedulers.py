@@ -79,6 +79,7 @@ class Plan:
     history: int = 0  # dispatch records to keep
     finish: str | None = None  # 'disable' or 'delete' once these are sent
     fields: dict[str, Any] | None = None  # the decoded definition (for finish actions)
+    definition: str | None = None  # its text as read: a finish action is conditional on it
 
 
 def _survivable(exc: Exception) -> None:
@@ -437,7 +438,7 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         ready = [p for p, ok in zip(plans, claimed.flags) if ok]
         for plan in ready:
             if plan.finish and not plan.messages:  # finished without a send (max_runs lowered)
-                self._queue_finish(plan.claim.key, plan.finish, plan.fields)
+                self._queue_finish(plan)
         sent = self._send([p for p in ready if p.messages])
         return claimed if sent else None
 
@@ -483,14 +484,22 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
             if plan.finish and result == 'sent':
                 finished[id(plan)] = plan
         for plan in finished.values():
-            self._queue_finish(plan.claim.key, plan.finish, plan.fields)
+            self._queue_finish(plan)
 
-    def _queue_finish(self, key: str, finish: str | None, fields: dict[str, Any] | None) -> None:
-        """Disable or delete an entry that has no occurrence left (with the next round trip)."""
-        if finish == 'delete':
-            self._writes.deletes.append(self.config.keys.name_of(key))
-        elif finish == 'disable' and fields is not None:
-            self._writes.definitions.append((key, encode_definition({**fields, 'enabled': False})))
+    def _queue_finish(self, plan: Plan) -> None:
+        """Disable or delete an entry that has no occurrence left (with the next round trip).
+
+        Only if its definition is still the text this plan read: an edit made
+        since wins, and a deleted entry is not written again (``finish.lua``).
+        """
+        if plan.definition is None:
+            return
+        name = self.config.keys.name_of(plan.claim.key)
+        if plan.finish == 'delete':
+            self._writes.deletes.append((name, plan.definition))
+        elif plan.finish == 'disable' and plan.fields is not None:
+            disabled = encode_definition({**plan.fields, 'enabled': False})
+            self._writes.disables.append((name, plan.definition, disabled))
 
     def _renew(self) -> None:
         """Keep the lock during a long dispatch (a no-op until a renewal is due)."""
@@ -521,7 +530,7 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         done = policy.max_runs is not None and count >= policy.max_runs
         if first is None or done:  # no occurrence left
             parked = self._park(member, score, row, timing.NEVER)
-            return replace(parked, finish=finish, fields=fields)
+            return replace(parked, finish=finish, fields=fields, definition=row.definition)
         if first > now:  # not due yet (its definition changed by hand): move to its time
             return self._park(member, score, row, timing.due_score(row.key, first, policy))
         run = timing.plan_run(sched, policy, first, now, count, tz, key=row.key)
@@ -536,6 +545,7 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
             history=policy.history or 0,
             finish=finish if run.next_occurrence is None else None,
             fields=fields,
+            definition=row.definition,
         )
 
     def _policy(self, row: Row) -> Policy:

@@ -9,6 +9,7 @@ number of entries it is given, unless its docstring says otherwise.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -21,6 +22,8 @@ from redis.exceptions import NoScriptError
 
 from .errors import LeadershipLost
 from .keys import Keys
+
+logger = logging.getLogger('celery.beat')
 
 #: The entry hash fields redbeat reads (celery-redbeat 2.x reads the first two).
 _FIELDS = ('definition', 'meta', 'policy')
@@ -66,6 +69,9 @@ class SaveItem(NamedTuple):
     score: Score
     keep_score: bool = False  # leave the score alone if the entry is scheduled
     policy: str | None = None  # None: the default policy (no field stored)
+    #: ``(definition, policy)`` as the writer read them: write only if both are
+    #: still stored (a read-modify-write); None: a blind save, the last writer wins.
+    read: tuple[str, str | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -95,14 +101,19 @@ class Claim:
 
 @dataclass
 class Writes:
-    """Bookkeeping after sending, written with the next round trip beat makes anyway."""
+    """Bookkeeping after sending, written with the next round trip beat makes anyway.
+
+    Each write is conditional (``lua/finish.lua``): history only while the entry
+    exists, a finish action only if the definition is still the text read.
+    """
 
     history: list[tuple[str, str, int]] = field(default_factory=list)  # (name, record, keep)
-    definitions: list[tuple[str, str]] = field(default_factory=list)  # (key, definition)
-    deletes: list[str] = field(default_factory=list)  # entry names
+    #: Finish action "disable": (name, definition read, definition to store).
+    disables: list[tuple[str, str, str]] = field(default_factory=list)
+    deletes: list[tuple[str, str]] = field(default_factory=list)  # (name, definition read)
 
     def __bool__(self) -> bool:
-        return bool(self.history or self.definitions or self.deletes)
+        return bool(self.history or self.disables or self.deletes)
 
 
 @dataclass(frozen=True)
@@ -147,6 +158,9 @@ class ScheduleStore:
         self._due = _script(client, 'due.lua')
         self._prune = _script(client, 'prune.lua')
         self._orphans = _script(client, 'orphans.lua')
+        self._delete = _script(client, 'delete.lua')
+        self._finish = _script(client, 'finish.lua')
+        self._state = _script(client, 'state.lua')
 
     def _evalsha(self, pipe: Any, sha: str, numkeys: int, *keys_and_args: Any) -> Any:
         """Queue EVALSHA on ``pipe`` (or, given the client, call it and return the reply).
@@ -188,7 +202,8 @@ class ScheduleStore:
         return list(self.client.zmscore(self.keys.schedule, list(members)))
 
     def scan_entry_keys(self, count: int = 10000) -> Iterator[list[str]]:
-        """Batches of entry hash keys under the prefix (SCAN: one round trip a batch)."""
+        """Batches of entry hash keys under the prefix: hashes with a definition, not
+        redbeat's own keys (SCAN, then HEXISTS: two round trips a batch)."""
         if self.cluster:
             yield from self._scan_cluster(count)
             return
@@ -197,11 +212,22 @@ class ScheduleStore:
             cursor, found = self.client.scan(
                 cursor, match=self.keys.scan_pattern(), count=count, _type='hash'
             )
-            batch = [str(k) for k in found if not self.keys.is_internal(str(k))]
+            batch = self._entries_only([str(k) for k in found if not self.keys.is_internal(str(k))])
             if batch:
                 yield batch
             if cursor == 0:
                 return
+
+    def _entries_only(self, keys: Sequence[str]) -> list[str]:
+        """The hashes of ``keys`` that have a definition (one round trip): other data
+        may share the prefix, and is never listed, matched or deleted as an entry."""
+        if not keys:
+            return []
+        with self.client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.hexists(key, 'definition')
+            found = pipe.execute(raise_on_error=False)
+        return [key for key, has in zip(keys, found) if has is True or has == 1]
 
     def _scan_cluster(self, count: int) -> Iterator[list[str]]:
         # redis-py's cluster scan_iter walks each primary in turn (one round
@@ -212,10 +238,10 @@ class ScheduleStore:
             if not self.keys.is_internal(str(key)):
                 batch.append(str(key))
             if len(batch) >= count:
-                yield batch
+                yield self._entries_only(batch)
                 batch = []
         if batch:
-            yield batch
+            yield self._entries_only(batch)
 
     def statics(self) -> set[str]:
         return {str(name) for name in self.client.smembers(self.keys.statics)}
@@ -245,8 +271,11 @@ class ScheduleStore:
     ) -> list[int]:
         """Write definitions (one pipeline of script calls).
 
-        Per item: 1 written (or already stored unchanged), 0 the stored meta is
-        not the expected one (read and retry), -1 the key is not a hash.  With
+        Per item: ``WRITTEN`` (or already stored unchanged), ``STALE_META`` the
+        stored meta is not the expected one (read and retry), ``WRONG_TYPE``
+        the key is not a hash; for an item with ``read`` (a read-modify-write),
+        ``CHANGED`` its definition or policy is no longer the text read, and
+        ``GONE`` it has no definition any more (deleted): nothing written.  With
         ``statics``, the items' names are also recorded as the static entries'.
         """
         if not items:
@@ -355,35 +384,37 @@ class ScheduleStore:
         self._evalsha(pipe, self._orphans.sha, 1, schedule, cursor, pattern, scan, prefix)
 
     def delete(self, names: Iterable[str], notify: bool = True) -> int:
-        """Delete entries (hash and schedule member); returns how many hashes existed."""
+        """Delete entries (hash, schedule member, history); returns how many existed."""
+        return sum(self.delete_each(names, notify))
+
+    def delete_each(self, names: Iterable[str], notify: bool = True) -> list[bool]:
+        """Delete entries by name (``lua/delete.lua``, one round trip): per name, whether
+        it was an entry.  A key that is not an entry (redbeat's own, another
+        application's hash) is never deleted."""
         names = list(names)
         if not names:
-            return 0
-        keys = [self.keys.entry(n) for n in names]
-        with self.client.pipeline(transaction=True) as pipe:
-            pipe.zrem(self.keys.schedule, *keys, *names)
-            pipe.delete(*keys)
-            pipe.delete(*(self.keys.history(n) for n in names))
-            if notify and not self.cluster:
-                pipe.publish(self.keys.changes, 'delete')
-            replies = pipe.execute()
-        if notify and self.cluster:  # cluster pipelines refuse PUBLISH (it has no key)
-            self.client.publish(self.keys.changes, 'delete')
-        return int(replies[1])
+            return []
+        head = (
+            self._delete.sha, 1, self.keys.schedule, self.keys.changes if notify else '',
+            self.keys.prefix, self.keys.lock or '',
+        )  # fmt: skip
+        calls = [(*head, *names[i : i + SAVE_CHUNK]) for i in range(0, len(names), SAVE_CHUNK)]
+        flags: list[bool] = []
+        for reply in self._run(calls):
+            if isinstance(reply, Exception):
+                raise reply
+            flags += [flag == '1' for flag in str(reply)]
+        return flags
 
-    def set_state(self, key: str, meta: str | None, score: Score) -> None:
-        """Store an entry's run state and score as given (reschedule)."""
-        with self.client.pipeline(transaction=True) as pipe:
-            if meta is None:
-                pipe.hdel(key, 'meta')
-            else:
-                pipe.hset(key, 'meta', meta)
-            pipe.zadd(self.keys.schedule, {key: _score_text(score)})
-            if not self.cluster:
-                pipe.publish(self.keys.changes, 'state')
-            pipe.execute()
-        if self.cluster:  # cluster pipelines refuse PUBLISH (it has no key)
-            self.client.publish(self.keys.changes, 'state')
+    def set_state(self, key: str, meta: str | None, score: Score) -> bool:
+        """Store an entry's run state and score as given (reschedule); False, and
+        nothing written, when its hash does not exist (``lua/state.lua``)."""
+        call = (self._state.sha, 2, self.keys.schedule, key, self.keys.changes, meta or '',
+                _score_text(score))  # fmt: skip
+        (reply,) = self._run([call])
+        if isinstance(reply, Exception):
+            raise reply
+        return bool(reply)
 
     def forget_statics(self, names: Iterable[str]) -> None:
         names = list(names)
@@ -405,19 +436,23 @@ class ScheduleStore:
         With ``peek``, also the first score after ``now`` (same round trip): an
         idle tick costs this one call.  ``writes`` go first in the same round trip.
         """
+        finish = self._finish_call(writes)
         for attempt in (1, 2):
             with self.client.pipeline(transaction=False) as pipe:
-                written = self._write(pipe, writes if attempt == 1 else None)
+                if finish is not None:
+                    self._evalsha(pipe, *finish)
                 self._evalsha(
                     pipe, self._due.sha, 1, self.keys.schedule, repr(now), limit, self.keys.prefix
                 )
                 if peek:
                     self._peek(pipe, now)
-                replies = pipe.execute(raise_on_error=False)[written:]
-            if attempt == 1 and isinstance(replies[0], NoScriptError):
-                self.load_scripts()
+                replies = pipe.execute(raise_on_error=False)
+            if attempt == 1 and any(isinstance(r, NoScriptError) for r in replies):
+                self.load_scripts()  # Redis restarted or was flushed: again, writes too
                 continue
             break
+        if finish is not None:
+            _finished(replies.pop(0))
         following = _first_score(replies[1]) if peek else None
         return self._due_rows(replies[0]), following
 
@@ -441,9 +476,11 @@ class ScheduleStore:
         for c in claims:
             args += [c.member, c.expected, _score_text(c.score), c.meta or '', c.missed, c.skipped]
         keys = [self.keys.schedule, lock_key or self.keys.schedule, *(c.key for c in claims)]
+        finish = self._finish_call(writes)
         for attempt in (1, 2):
             with self.client.pipeline(transaction=False) as pipe:
-                written = self._write(pipe, writes if attempt == 1 else None)
+                if finish is not None:
+                    self._evalsha(pipe, *finish)
                 # evalsha, not Script objects: those cost a SCRIPT EXISTS round trip.
                 if claims:
                     self._evalsha(pipe, self._claim.sha, len(keys), *keys, *args)
@@ -453,11 +490,13 @@ class ScheduleStore:
                     self._evalsha(pipe, self._due.sha, 1, schedule, repr(now), limit, prefix)
                 if peek_after is not None:
                     self._peek(pipe, peek_after)
-                replies = pipe.execute(raise_on_error=False)[written:]
+                replies = pipe.execute(raise_on_error=False)
             if attempt == 1 and any(isinstance(r, NoScriptError) for r in replies):
-                self.load_scripts()  # Redis restarted or was flushed
+                self.load_scripts()  # Redis restarted or was flushed: again, writes too
                 continue
             break
+        if finish is not None:
+            _finished(replies.pop(0))
         flags: list[bool] = []
         if claims:
             result = replies.pop(0)
@@ -472,35 +511,27 @@ class ScheduleStore:
 
     def write(self, writes: Writes) -> None:
         """Apply bookkeeping writes now (at shutdown: nothing else will carry them)."""
-        with self.client.pipeline(transaction=False) as pipe:
-            self._write(pipe, writes)
-            pipe.execute(raise_on_error=False)
+        call = self._finish_call(writes)
+        if call is not None:
+            _finished(self._run([call])[0])
 
-    def _write(self, pipe: Any, writes: Writes | None) -> int:
-        """Queue ``writes`` on ``pipe``; returns how many replies they will take."""
+    def _finish_call(self, writes: Writes | None) -> tuple[Any, ...] | None:
+        """EVALSHA arguments of the ``finish.lua`` call for ``writes`` (then emptied)."""
         if not writes:
-            return 0
-        count = 0
-        for name, record, keep in writes.history:
-            key = self.keys.history(name)
-            pipe.lpush(key, record)
-            pipe.ltrim(key, 0, keep - 1)
-            count += 2
-        for key, definition in writes.definitions:
-            pipe.hset(key, 'definition', definition)
-            count += 1
+            return None
+        values: dict[str, Any] = {}
+        if writes.history:
+            values['history'] = [list(h) for h in writes.history]
+        if writes.disables:
+            values['disable'] = [list(d) for d in writes.disables]
         if writes.deletes:
-            keys = [self.keys.entry(n) for n in writes.deletes]
-            pipe.zrem(self.keys.schedule, *keys)
-            pipe.delete(*keys, *(self.keys.history(n) for n in writes.deletes))
-            count += 2
-        if (writes.definitions or writes.deletes) and not self.cluster:
-            pipe.publish(self.keys.changes, 'finish')  # cluster pipelines refuse PUBLISH
-            count += 1
+            values['delete'] = [list(d) for d in writes.deletes]
         writes.history.clear()
-        writes.definitions.clear()
+        writes.disables.clear()
         writes.deletes.clear()
-        return count
+        text = json.dumps(values, ensure_ascii=False, separators=(',', ':'))
+        head = (self._finish.sha, 1, self.keys.schedule, self.keys.changes, self.keys.prefix)
+        return (*head, text)
 
     def history(self, name: str, limit: int = 100) -> list[str]:
         """An entry's latest dispatch records (JSON), newest first."""
@@ -508,7 +539,9 @@ class ScheduleStore:
 
     def load_scripts(self) -> None:
         """Load the Lua scripts used by sha in pipelines (after a Redis restart)."""
-        for script in (self._due, self._claim, self._save, self._rollback, self._orphans):
+        scripts = (self._due, self._claim, self._save, self._rollback, self._orphans,
+                   self._delete, self._finish, self._state)  # fmt: skip
+        for script in scripts:
             script.sha = self.client.script_load(script.script)
 
     def _due_rows(self, reply: Any) -> list[Due]:
@@ -629,6 +662,12 @@ def _config_value(reply: Any, name: str) -> str | None:
     return None if value is None else str(value)
 
 
+def _finished(reply: Any) -> None:
+    """Report a failed ``finish.lua`` call: bookkeeping lost, the tick goes on."""
+    if isinstance(reply, Exception):
+        logger.warning('beat: Could not write dispatch records and finish actions: %s', reply)
+
+
 def _orphans_page(reply: Any) -> tuple[int, list[str]]:
     if isinstance(reply, Exception):
         raise reply
@@ -639,19 +678,27 @@ def _save_values(items: Sequence[SaveItem]) -> str:
     """``save.lua``'s ARGV[5]: the items' values but their definitions, by field."""
     texts = {'': 1}  # each distinct meta or policy once, by its index as Lua counts
     ref = texts.setdefault
-    values = {
+    values: dict[str, Any] = {
         'name': [item.name for item in items],
         'score': [item.score for item in items],  # a float goes as JSON, as exact as repr()
         'keep': ''.join(['1' if item.keep_score else '0' for item in items]),
         'expected': [ref(item.expected_meta or '', len(texts) + 1) for item in items],
         'meta': [ref(item.new_meta or '', len(texts) + 1) for item in items],
         'policy': [ref(item.policy or '', len(texts) + 1) for item in items],
-        'texts': list(texts),
     }
+    if any(item.read is not None for item in items):
+        values['read'] = [0 if item.read is None else ref(item.read[0], len(texts) + 1)
+                          for item in items]  # fmt: skip
+        values['read_policy'] = [
+            ref('' if item.read is None else item.read[1] or '', len(texts) + 1) for item in items
+        ]
+    values['texts'] = list(texts)
     return json.dumps(values, ensure_ascii=False, separators=(',', ':'))
 
 
-_FLAGS = {'1': 1, '0': 0, '-': -1}
+#: :meth:`ScheduleStore.save` flags, per item.
+WRITTEN, STALE_META, WRONG_TYPE, CHANGED, GONE = 1, 0, -1, 2, 3
+_FLAGS = {'1': WRITTEN, '0': STALE_META, '-': WRONG_TYPE, 'c': CHANGED, 'x': GONE}
 
 
 def _save_flags(replies: Sequence[Any]) -> list[int]:

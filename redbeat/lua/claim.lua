@@ -36,14 +36,18 @@ for i = 1, #KEYS - 2 do
       redis.call('ZREM', KEYS[1], member)
     end
     redis.call('ZADD', KEYS[1], score, key)
-    if meta ~= '' then
-      redis.pcall('HSET', key, 'meta', meta)
-    end
-    if missed > 0 then
-      redis.pcall('HINCRBY', key, 'missed', missed)
-    end
-    if skipped > 0 then
-      redis.pcall('HINCRBY', key, 'skipped', skipped)
+    -- Run state only into a hash that still exists: one deleted by hand
+    -- (DEL without ZREM) must not come back holding only meta.
+    if (meta ~= '' or missed > 0 or skipped > 0) and redis.call('EXISTS', key) == 1 then
+      if meta ~= '' then
+        redis.pcall('HSET', key, 'meta', meta)
+      end
+      if missed > 0 then
+        redis.pcall('HINCRBY', key, 'missed', missed)
+      end
+      if skipped > 0 then
+        redis.pcall('HINCRBY', key, 'skipped', skipped)
+      end
     end
     claimed[i] = 1
   end

@@ -11,14 +11,18 @@
 -- ARGV[2]  SCAN MATCH pattern (every key under the prefix)
 -- ARGV[3]  SCAN COUNT
 -- ARGV[4]  the key prefix: "<prefix>:..." keys are redbeat's own, not entries
--- Returns: {next cursor ("0": the scan is complete), orphan key, ...}: hash
--- keys whose member is in the schedule neither as the key nor as the bare name.
+-- Returns: {next cursor ("0": the scan is complete), orphan key, ...}: keys
+-- of hashes with a "definition" field whose member is in the schedule neither
+-- as the key nor as the bare name.
 local page = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[3], 'TYPE', 'hash')
 local internal = ARGV[4] .. ':'
 local skip = #ARGV[4] + 1
 local keys = {}
 for _, key in ipairs(page[2]) do
-  if string.sub(key, 1, #internal) ~= internal then
+  -- Only hashes with a definition are entries: the prefix may be shared with
+  -- other data, which beat must neither schedule nor report.
+  if string.sub(key, 1, #internal) ~= internal
+      and redis.call('HEXISTS', key, 'definition') == 1 then
     keys[#keys + 1] = key
   end
 end

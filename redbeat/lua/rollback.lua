@@ -21,7 +21,7 @@ for i = 2, #KEYS do
     redis.call('ZADD', KEYS[1], ARGV[base + 1], key)
     if ARGV[base + 2] == '' then
       redis.pcall('HDEL', key, 'meta')
-    else
+    elseif redis.call('EXISTS', key) == 1 then  -- never re-create a deleted hash
       redis.pcall('HSET', key, 'meta', ARGV[base + 2])
     end
     restored = restored + 1

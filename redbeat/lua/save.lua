@@ -6,6 +6,12 @@
 -- with the very definition it already has is left as it is (that counts as
 -- written), so saving a mix of new and unchanged entries takes one call.
 --
+-- A read-modify-write (enable, disable, edit) also gives the definition and
+-- policy it read: the entry is written only if both are still the stored
+-- text, so a change made by another writer meanwhile (another client, beat's
+-- finish action, celery-redbeat 2.x or redis-cli, which keep no version) is
+-- never overwritten, and an entry deleted meanwhile is not created again.
+--
 -- The entries come in two strings rather than as keys and arguments: packing
 -- tens of thousands of arguments costs the client far more than joining
 -- strings, and cjson decodes the JSON in C.  The entry keys are derived from
@@ -31,16 +37,22 @@
 --   expected  meta the caller computed from ("" = none was stored)
 --   meta      meta to store when none was stored ("" = leave as it is)
 --   policy    JSON for field "policy" ("" = the default policy: no field)
---   texts     the distinct strings of expected, meta and policy, which hold
---             indexes into it (entries saved new together share one meta)
+--   read      (optional) definition the writer read: index into texts, 0 =
+--             no condition (a blind save: the last writer wins)
+--   read_policy  (with read) policy the writer read ("" = none)
+--   texts     the distinct strings of expected, meta, policy and read, which
+--             hold indexes into it (entries saved new together share one meta)
 -- Returns: {flags, name, ...}: flags is a string with one character per
 -- entry, "1" written (or unchanged), "0" meta differs from expected (read it
--- and try again), "-" the key is not a hash; with ARGV[3] "1", the names
+-- and try again), "-" the key is not a hash, "c" the definition or policy is
+-- not the text the writer read, "x" the writer read an entry that no longer
+-- has a definition (deleted); with ARGV[3] "1", the names
 -- follow that KEYS[2] held and this call did not save.
 local schedule, prefix = KEYS[1], ARGV[2]
 local v = cjson.decode(ARGV[5])
 local names, texts, count = v.name, v.texts, #v.name
 local scores, keep, expected_at, meta_at, policy_at = v.score, v.keep, v.expected, v.meta, v.policy
+local read_at, read_policy_at = v.read, v.read_policy  -- nil when no entry is conditional
 local keys, definitions = {}, {}
 local text, at = ARGV[4], 1
 for i = 1, count do
@@ -94,8 +106,14 @@ for i = 1, count do
   end
   local expected, policy = texts[expected_at[i]], texts[policy_at[i]]
   local stored = redis.pcall('HMGET', key, 'definition', 'meta', 'policy')
+  local read = read_at and read_at[i] or 0
   if stored['err'] then
     flags[i] = '-'
+  elseif read ~= 0 and not stored[1] then
+    flags[i] = 'x'
+  elseif read ~= 0 and (stored[1] ~= texts[read]
+      or (stored[3] or '') ~= texts[read_policy_at[i]]) then
+    flags[i] = 'c'
   else
     local current = stored[2] or ''
     if current ~= expected then

@@ -114,13 +114,13 @@ def test_remove_names_and_globs_in_one_round_trip(
 ) -> None:
     api.add_many({n: {'task': 't', 'schedule': 60} for n in ('r.1', 'r.2', 'keep', 'x')})
     deletes: list[list[str]] = []
-    delete = ScheduleStore.delete
+    delete = ScheduleStore.delete_each
 
-    def spy(self: ScheduleStore, names: list[str], notify: bool = True) -> int:
+    def spy(self: ScheduleStore, names: list[str], notify: bool = True) -> list[bool]:
         deletes.append(list(names))
         return delete(self, names, notify)
 
-    monkeypatch.setattr(ScheduleStore, 'delete', spy)
+    monkeypatch.setattr(ScheduleStore, 'delete_each', spy)
     assert api.remove('r.*', 'x') == 3
     assert deletes == [['r.1', 'r.2', 'x']]
     assert redis_client.zrange(SCHEDULE, 0, -1) == ['redbeat:keep']

@@ -24,6 +24,7 @@ from celery.schedules import schedule
 from redis.cluster import RedisCluster
 
 from redbeat import RedBeatSchedulerEntry, save_entries
+from redbeat.api import Schedule
 from redbeat.keys import Keys
 from redbeat.schedulers import RedBeatScheduler
 from tests.backends import Backend
@@ -218,3 +219,14 @@ def test_a_bulk_save_is_one_round_trip_whatever_the_number(
 
     assert (new[0], again[0]) == (1, 1)
     assert redis_client.zcard(keys.schedule) == n
+
+
+def test_disable_and_enable_take_two_round_trips(celery_app: Celery) -> None:
+    """A read, then a write conditional on what was read (``save.lua``)."""
+    api = Schedule(celery_app)
+    api.add('flip', 'proj.tasks.job', 3600, args=[1])
+    for enabled in (False, True, False):
+        with counted_round_trips() as trips:
+            api.set_enabled('flip', enabled)
+        assert trips[0] == 2
+        assert api.get('flip', history=None).enabled is enabled

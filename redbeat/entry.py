@@ -127,6 +127,9 @@ class RedBeatSchedulerEntry(ScheduleEntry):  # type: ignore[misc]
         # Celery's ScheduleEntry sets "now" here; None means "no run state yet".
         self.last_run_at = last_run_at
         self.total_run_count = total_run_count or 0
+        #: Set on the entries beat's tick hands to ``maybe_due``: the occurrence
+        #: being sent, already claimed in Redis (so the entry is due).
+        self.occurrence: datetime | None = None
 
     # --- pure properties ---------------------------------------------------
 
@@ -159,6 +162,12 @@ class RedBeatSchedulerEntry(ScheduleEntry):  # type: ignore[misc]
 
     def is_due(self) -> schedstate:
         """Celery's ``(is_due, seconds until next check)``."""
+        if self.occurrence is not None:
+            following = timing.occurrence_after(
+                self.schedule, self.policy, self.occurrence, self.binding.tz
+            )
+            wait = None if following is None else max(0.0, (following - utcnow()).total_seconds())
+            return schedstate(True, wait)
         if not self.enabled:
             return schedstate(False, 5.0)
         due = self.due_at

@@ -239,6 +239,54 @@ class RedBeatSchedulerEntry(ScheduleEntry):  # type: ignore[misc]
             raise EntryNotFound(row.key)
         return entry_from_row(bound.app, row.key, row.definition, row.meta, cls, row.policy)
 
+    # --- celery-redbeat 2.x's helpers ----------------------------------------
+
+    @staticmethod
+    def generate_key(app: Celery | None, name: str) -> str:
+        """The Redis key of the entry called ``name`` in ``app``'s schedule."""
+        return binding_for(app).keys.entry(name)
+
+    @staticmethod
+    def decode_definition(definition: str) -> dict[str, Any]:
+        """A stored definition's fields (``schedule`` built); DefinitionError if bad."""
+        return decode_definition('<definition>', definition)
+
+    @staticmethod
+    def decode_meta(meta: str | None, app: Celery | None = None) -> dict[str, Any]:
+        """A stored run state as celery-redbeat 2.x returned it: ``{'last_run_at': ...}``."""
+        if not meta:
+            return {'last_run_at': None}
+        last_run_at, count = decode_meta('<meta>', meta)
+        return {'last_run_at': last_run_at, 'total_run_count': count}
+
+    @staticmethod
+    def load_definition(
+        key: str, app: Celery | None = None, definition: str | None = None
+    ) -> dict[str, Any]:
+        """The definition stored under ``key`` (or given); KeyError if there is none."""
+        if definition is None:
+            bound = binding_for(app)
+            row, _score = bound.store.read(bound.keys.key_of(key))
+            definition = row.definition
+        if not definition:
+            raise EntryNotFound(key)
+        return decode_definition(key, definition)
+
+    @staticmethod
+    def load_meta(key: str, app: Celery | None = None) -> dict[str, Any]:
+        """The run state stored under ``key`` (``{'last_run_at': None}`` if none)."""
+        bound = binding_for(app)
+        row, _score = bound.store.read(bound.keys.key_of(key))
+        return RedBeatSchedulerEntry.decode_meta(row.meta)
+
+    @property
+    def rank(self) -> int | None:
+        """The entry's position in the schedule, soonest due first (None if absent).
+
+        One Redis round trip on each access, as in celery-redbeat 2.x.
+        """
+        return self.binding.store.rank(self.key)
+
 
 def entry_from_row(
     app: Celery,

@@ -35,8 +35,9 @@ from celery.schedules import crontab
 from celery.utils.time import humanize_seconds
 from redis.exceptions import ClusterDownError, RedisClusterException
 
-from . import timing
+from . import checks, timing
 from .client import cluster_unreachable
+from .compat import RetryingConnection, acquire_distributed_beat_lock, ensure_conf, get_redis
 from .config import RedBeatConfig
 from .decoder import decode_definition, decode_meta, encode_definition, encode_meta
 from .entry import (
@@ -129,6 +130,7 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         if lock_timeout is not None:
             config = replace(config, lock_timeout=float(lock_timeout))
         self.binding = Binding(app, config)
+        ensure_conf(app)  # app.redbeat_conf, which code written for celery-redbeat 2.x reads
         self._ready = False
         self._failures = 0
         self._decoded: dict[str, dict[str, Any]] = {}  # definition text -> fields
@@ -141,6 +143,8 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         self._writes = Writes()
         #: What the last apply_async raised (see :meth:`apply_async`).
         self._hook_error: BaseException | None = None
+        #: What the eviction check found at start (celery-redbeat 2.4.3's attribute).
+        self.key_expiry_findings: list[str] = []
         self.publisher = Publisher(app, lambda: self.producer, self.publish_group)
         super().__init__(app, **kwargs)
 
@@ -152,6 +156,16 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
     @property
     def config(self) -> RedBeatConfig:
         return self.binding.config
+
+    @property
+    def lock_key(self) -> str | None:
+        """The leader lock's key; None when locking is disabled (celery-redbeat 2.x name)."""
+        return self.config.lock_key
+
+    @property
+    def lock_timeout(self) -> float:
+        """Seconds the lock outlives a dead leader (celery-redbeat 2.x name)."""
+        return self.config.lock_timeout
 
     @property
     def store(self) -> ScheduleStore:
@@ -186,13 +200,9 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         self._ready = True
 
     def _check_eviction(self, policy: str | None, maxmemory: str | None) -> None:
-        if policy and policy.startswith('allkeys-') and maxmemory not in (None, '0'):
-            logger.warning(
-                'beat: Redis maxmemory-policy is %s with maxmemory %s: Redis may evict schedule '
-                'entries under memory pressure. Use noeviction or a volatile-* policy.',
-                policy,
-                maxmemory,
-            )
+        """Log or raise as ``redbeat_key_expiry_check`` says (:mod:`redbeat.checks`)."""
+        mode = self.config.key_expiry_check
+        self.key_expiry_findings = checks.report(policy, maxmemory, mode)
 
     def _static_entries(self) -> dict[str, RedBeatSchedulerEntry]:
         wanted = dict(self.app.conf.beat_schedule or {})
@@ -709,8 +719,20 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
             lines.append(f'       . lock -> {lock}')
         else:
             lines.append('       . lock -> disabled (every beat dispatches)')
+        lines.extend(f'       . WARNING -> {finding}' for finding in self.key_expiry_findings)
         return '\n'.join(lines)
 
+
+__all__ = [
+    'RedBeatConfig',
+    'RedBeatScheduler',
+    'RedBeatSchedulerEntry',
+    'RedisBeatScheduler',
+    'RetryingConnection',
+    'acquire_distributed_beat_lock',
+    'ensure_conf',
+    'get_redis',
+]
 
 _OWN_MAYBE_DUE = RedBeatScheduler.maybe_due
 _OWN_APPLY_ASYNC = RedBeatScheduler.apply_async

@@ -67,6 +67,12 @@ def ensure_conf(app: Celery | None = None) -> RedBeatConfig:
     return config
 
 
+def expose_conf(app: Celery, config: RedBeatConfig) -> None:
+    """Set ``app.redbeat_conf`` unless set: beat's settings, as celery-redbeat 2.x beat did."""
+    if getattr(app, CONF_ATTRIBUTE, None) is None:
+        setattr(app, CONF_ATTRIBUTE, config)
+
+
 def get_redis(app: Celery | None = None) -> redis.Redis:
     """The Redis client of the schedule of ``app``, also as ``app.redbeat_redis``.
 

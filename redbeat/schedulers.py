@@ -37,7 +37,13 @@ from redis.exceptions import ClusterDownError, RedisClusterException
 
 from . import checks, timing
 from .client import cluster_unreachable
-from .compat import RetryingConnection, acquire_distributed_beat_lock, ensure_conf, get_redis
+from .compat import (
+    RetryingConnection,
+    acquire_distributed_beat_lock,
+    ensure_conf,
+    expose_conf,
+    get_redis,
+)
 from .config import RedBeatConfig
 from .decoder import decode_definition, decode_meta, encode_definition, encode_meta
 from .entry import (
@@ -130,7 +136,7 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         if lock_timeout is not None:
             config = replace(config, lock_timeout=float(lock_timeout))
         self.binding = Binding(app, config)
-        ensure_conf(app)  # app.redbeat_conf, which code written for celery-redbeat 2.x reads
+        expose_conf(app, config)  # app.redbeat_conf, which code written for 2.x reads
         self._ready = False
         self._failures = 0
         self._decoded: dict[str, dict[str, Any]] = {}  # definition text -> fields

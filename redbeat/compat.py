@@ -17,9 +17,11 @@ constant) is not provided.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import warnings
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -28,6 +30,8 @@ from celery.app import app_or_default
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError, TimeoutError
 from redis.retry import Retry
+
+from .schedules import RULE_FIELDS
 
 if TYPE_CHECKING:
     from .config import RedBeatConfig
@@ -159,3 +163,78 @@ class RetryingConnection:
             logger.warning('beat: Retrying Redis connection (%s)', error)
 
         return policy.call_with_retry(lambda: method(*args, **kwargs), give_up_or_wait)
+
+
+# --- rolling back: what celery-redbeat 2.4.2 cannot read -------------------------
+
+#: The typed values celery-redbeat 2.4.2's JSON decoder builds, with the fields
+#: each accepts (anything else in one of them makes its constructor raise).
+_LEGACY_TYPES: dict[str, frozenset[str]] = {
+    'datetime': frozenset(
+        ('year', 'month', 'day', 'hour', 'minute', 'second', 'microsecond', 'timezone')
+    ),
+    'interval': frozenset(('every', 'relative')),
+    'crontab': frozenset(('minute', 'hour', 'day_of_week', 'day_of_month', 'month_of_year')),
+    'weekday': frozenset(('wkday', 'n')),
+    'rrule': frozenset((*RULE_FIELDS, 'dtstart', 'until', 'dtstart_tz', 'until_tz')),
+}
+#: The schedules among them (2.4.2 calls ``is_due`` on the entry's schedule).
+_LEGACY_SCHEDULES = ('interval', 'crontab', 'rrule')
+
+
+def unreadable_by_2x(definition: str | None) -> str | None:
+    """Why celery-redbeat 2.4.2 could not run this stored definition, or None.
+
+    Pure: follows what 2.4.2's decoder does with the JSON text.  It builds the
+    typed values it knows wherever they appear and leaves any other
+    ``__type__`` as a plain dict; a schedule left a dict (``solar``, or a type
+    added later) raises ``AttributeError`` when 2.4.2 loads the entry (Celery
+    sets ``.app`` on the schedule), which its beat does not catch: the beat
+    process exits once the entry is within ``beat_max_loop_interval`` of due.
+    A known type with a field it lacks (an ``interval`` without ``relative``)
+    raises ``KeyError`` while loading, and 2.4.2 then removes the entry from
+    the schedule as if its hash were gone.
+    """
+    if not definition:
+        return None
+    try:
+        raw = json.loads(definition)
+    except ValueError:
+        return None  # unreadable here too: plain `check` reports it
+    if not isinstance(raw, dict):
+        return None
+    if '__type__' in raw:
+        return 'the old flat layout (schedule fields at the top level), which 2.x cannot load'
+    for found in _typed_values(raw):
+        kind = found['__type__']
+        allowed = _LEGACY_TYPES.get(kind)
+        if allowed is None:
+            continue
+        if kind == 'interval' and not {'every', 'relative'} <= found.keys():
+            return (
+                "an interval without 'every' and 'relative': 2.x drops the entry from the schedule"
+            )
+        extra = sorted(set(found) - allowed - {'__type__'})
+        if extra:
+            return (
+                f'a {kind} with fields 2.x does not know ({", ".join(extra)}): 2.x cannot load it'
+            )
+    sched = raw.get('schedule')
+    kind = sched.get('__type__') if isinstance(sched, dict) else None
+    if kind not in _LEGACY_SCHEDULES:
+        return (
+            f'a {kind or "missing"} schedule, which 2.x cannot run: its beat exits when it is due'
+        )
+    return None
+
+
+def _typed_values(value: Any) -> Iterator[dict[str, Any]]:
+    """Every JSON object carrying ``__type__`` in ``value``, innermost first."""
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from _typed_values(item)
+        if '__type__' in value:
+            yield value
+    elif isinstance(value, list):
+        for item in value:
+            yield from _typed_values(item)

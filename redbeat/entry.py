@@ -23,6 +23,7 @@ from celery.schedules import BaseSchedule, schedstate
 
 from . import timing
 from .client import redis_from_config
+from .compat import expose_conf
 from .config import RedBeatConfig
 from .decoder import check_fields, decode_definition, decode_meta, encode_definition, encode_meta
 from .errors import DefinitionError, EntryNotFound, RedBeatError
@@ -69,6 +70,7 @@ def binding_for(app: Celery | None) -> Binding:
     bound = _bindings.get(app)
     if bound is None:
         bound = _bindings[app] = Binding(app)
+        expose_conf(app, bound.config)  # app.redbeat_conf, as celery-redbeat 2.x set it
     return bound
 
 

@@ -83,6 +83,7 @@ def test_scheduler_sets_redbeat_conf_and_lock_attributes(
     celery_app.conf.redbeat_lock_key = 'beat-lock'
     celery_app.conf.redbeat_lock_timeout = '13'  # a string, as 2.x accepted
     scheduler = RedBeatScheduler(app=celery_app)
+    scheduler.listen_for_changes = False
     try:
         assert celery_app.redbeat_conf.schedule_key == 'redbeat::schedule'  # type: ignore[attr-defined]
         assert scheduler.lock_key == 'redbeat:beat-lock'
@@ -267,3 +268,12 @@ def test_beat_refuses_to_start_with_raise(evicting: redis.Redis, celery_app: Cel
         assert 'WARNING -> Redis maxmemory' in warned.info
     finally:
         warned.close()
+
+
+def test_saved_entry_sets_redbeat_conf(celery_app: Celery, redis_client: redis.Redis) -> None:
+    """As 2.x's entry tests read it: ``app.redbeat_conf`` after saving an entry."""
+    e = entry(celery_app, 'test').save()
+    conf = celery_app.redbeat_conf  # type: ignore[attr-defined]
+    assert e.key == conf.key_prefix + 'test'
+    assert redis_client.zrank(conf.schedule_key, e.key) == 0
+    assert redis_client.zscore(conf.schedule_key, e.key) == pytest.approx(e.score, abs=1)

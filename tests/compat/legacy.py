@@ -20,12 +20,18 @@ def legacy_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in ('PYTHONPATH', 'REDBEAT_REDIS_URL')}
 
 
-def legacy_read(url: str, workdir: Path) -> dict[str, str | None]:
-    """What 2.4.2 makes of each entry of the schedule at ``url`` (name -> error or None)."""
+def legacy_run(script: str, url: str, workdir: Path) -> str:
+    """Run ``script`` (beside this file) with 2.4.2's interpreter; its stdout."""
     done = subprocess.run(
-        [str(legacy_python()), str(HERE / 'legacy_reader.py'), url],
+        [str(legacy_python()), str(HERE / script), url],
         capture_output=True, text=True, timeout=120, cwd=workdir, env=legacy_env(), check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    result: dict[str, str | None] = json.loads(done.stdout.strip().splitlines()[-1])
+    return done.stdout
+
+
+def legacy_read(url: str, workdir: Path) -> dict[str, str | None]:
+    """What 2.4.2 makes of each entry of the schedule at ``url`` (name -> error or None)."""
+    out = legacy_run('legacy_reader.py', url, workdir)
+    result: dict[str, str | None] = json.loads(out.strip().splitlines()[-1])
     return result

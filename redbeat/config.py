@@ -11,7 +11,7 @@ import contextlib
 import math
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -126,6 +126,12 @@ class RedBeatConfig:
     @property
     def redbeat_redis_options(self) -> dict[str, Any]:
         return self.redis_options
+
+    def but(self, **changes: Any) -> RedBeatConfig:
+        """A copy with ``changes`` (``dataclasses.replace`` that keeps :attr:`app`)."""
+        changed = replace(self, **changes)
+        object.__setattr__(changed, '_app', self.app)
+        return changed
 
     @property
     def app(self) -> Celery | None:

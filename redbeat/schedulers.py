@@ -132,9 +132,9 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
     ) -> None:
         config = RedBeatConfig.from_app(app)
         if lock_key is not None:
-            config = replace(config, lock_key=lock_key)
+            config = config.but(lock_key=lock_key)
         if lock_timeout is not None:
-            config = replace(config, lock_timeout=float(lock_timeout))
+            config = config.but(lock_timeout=float(lock_timeout))
         self.binding = Binding(app, config)
         expose_conf(app, config)  # app.redbeat_conf, which code written for 2.x reads
         self._ready = False

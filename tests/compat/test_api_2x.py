@@ -277,3 +277,14 @@ def test_saved_entry_sets_redbeat_conf(celery_app: Celery, redis_client: redis.R
     assert e.key == conf.key_prefix + 'test'
     assert redis_client.zrank(conf.schedule_key, e.key) == 0
     assert redis_client.zscore(conf.schedule_key, e.key) == pytest.approx(e.score, abs=1)
+
+
+def test_scheduler_arguments_override_the_lock_settings(celery_app: Celery) -> None:
+    """As in 2.x, ``lock_key`` given to the scheduler is used as it is."""
+    scheduler = RedBeatScheduler(app=celery_app, lock_key='given', lock_timeout=7)
+    try:
+        assert (scheduler.lock_key, scheduler.lock_timeout) == ('given', 7.0)
+        assert celery_app.redbeat_conf.app is celery_app  # type: ignore[attr-defined]
+        assert scheduler.config.app is celery_app
+    finally:
+        scheduler.close()

@@ -599,6 +599,10 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         """Send one claimed occurrence through ``maybe_due`` (see :meth:`hooked`)."""
         fields = message.fields
         options = dict(fields['options'])
+        if isinstance(options.get('headers'), dict):
+            # Hooks add headers in place (Celery's beat, Sentry); the decoded
+            # definition is cached and shared, so give them a copy.
+            options['headers'] = dict(options['headers'])
         options['task_id'] = message.task_id
         entry = self.Entry(
             name=fields['name'],

@@ -175,3 +175,31 @@ def test_hooked_send_refused_by_the_broker_is_handed_back(
         scheduler.close()
     assert [m['headers']['task'] for m in messages(broker_client)] == ['proj.tasks.back']
     assert [e.name for e in scheduler.seen] == ['back', 'back']
+
+
+class Counting(RedBeatScheduler):
+    """Changes the entry's headers in place, as Celery's beat and Sentry do."""
+
+    def apply_entry(self, entry: RedBeatSchedulerEntry, producer: Any = None) -> None:
+        headers = entry.options.setdefault('headers', {})
+        headers['seen'] = headers.get('seen', 0) + 1
+        super().apply_entry(entry, producer=producer)
+
+
+def test_hooks_changing_headers_do_not_leak_into_later_sends(
+    app: Celery, redis_client: redis.Redis, broker_client: redis.Redis
+) -> None:
+    put_due(redis_client, 'twice', EVERY, headers={'mine': 'kept'})
+    definition = redis_client.hget(KEYS.entry('twice'), 'definition')
+    scheduler = Counting(app=app)
+    scheduler.listen_for_changes = False
+    try:
+        scheduler.tick()
+        redis_client.zadd(KEYS.schedule, {KEYS.entry('twice'): 0})  # due again, same definition
+        scheduler.tick()
+    finally:
+        scheduler.close()
+    sent = messages(broker_client)
+    assert [m['headers']['seen'] for m in sent] == [1, 1]
+    assert all(m['headers']['mine'] == 'kept' for m in sent)
+    assert redis_client.hget(KEYS.entry('twice'), 'definition') == definition

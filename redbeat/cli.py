@@ -31,6 +31,7 @@ from dateutil import rrule as du
 
 from . import humanize
 from .api import EntryInfo, Problem, Schedule, check_task_name, make_policy, policy_item
+from .compat import unreadable_by_2x
 from .config import RedBeatConfig, masked_url
 from .decoder import dumps
 from .entry import RedBeatSchedulerEntry
@@ -977,9 +978,20 @@ def _eviction_text(policy: str | None, maxmemory: str | None, risk: bool) -> str
 
 @main.command()
 @click.option('--fix', is_flag=True, help='Repair what can be repaired without losing data.')
-def check(fix: bool) -> None:
+@click.option(
+    '--for-2x',
+    'for_2x',
+    is_flag=True,
+    help='Instead: list entries celery-redbeat 2.x cannot read (before a rollback).',
+)
+def check(fix: bool, for_2x: bool) -> None:
     """Find malformed entries and sorted-set/hash mismatches; exit 1 if any remain."""
     schedule = _schedule()
+    if for_2x:
+        if fix:
+            raise click.UsageError('--fix and --for-2x cannot be combined')
+        _check_for_2x(schedule)
+        return
     problems = schedule.check()
     for problem in problems:
         _report(problem)
@@ -992,6 +1004,22 @@ def check(fix: bool) -> None:
         fail(f'{_count(len(remaining), "problem")}{hint}')
     if not problems:
         click.echo(_paint('ok: no problems found', fg='green'))
+
+
+def _check_for_2x(schedule: Schedule) -> None:
+    """Entries a rolled-back celery-redbeat 2.4.2 beat could not run (see compat.py)."""
+    found = 0
+    for info in sorted(schedule.list(), key=lambda i: i.name):
+        reason = unreadable_by_2x(info.definition)
+        if reason is None:
+            continue
+        found += 1
+        state = '' if info.enabled else ' (disabled: harmless to 2.x until enabled)'
+        click.echo(f'{"2x-unreadable":<22}{info.name}: {reason}{state}')
+    if found:
+        fail(f'{_count(found, "entry")} celery-redbeat 2.x cannot read; change or remove them '
+             'before rolling back')  # fmt: skip
+    click.echo(_paint('ok: celery-redbeat 2.x can read every entry', fg='green'))
 
 
 def _report(problem: Problem) -> None:

@@ -7,9 +7,11 @@ Each setting may be spelled ``redbeat_x`` (Celery 4+ style), ``REDBEAT_X``
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -34,6 +36,15 @@ CLUSTER_KEY_PREFIX = '{redbeat}:'
 #: in Redis and a write per dispatch, and by default an entry takes no more
 #: memory than it does under celery-redbeat 2.x.
 DEFAULT_HISTORY_SIZE = 0
+
+#: Environment variables that override the Celery config, for beat and the CLI
+#: alike (as Celery's own ``CELERY_BROKER_URL`` overrides ``broker_url``).
+ENV_URL = 'REDBEAT_REDIS_URL'
+ENV_PREFIX = 'REDBEAT_KEY_PREFIX'
+
+#: Values of ``redbeat_key_expiry_check`` (celery-redbeat 2.4.3's setting):
+#: what beat does at start when Redis may evict schedule keys.
+KEY_EXPIRY_CHECKS = ('ignore', 'warn', 'error', 'raise')
 
 REDIS_SCHEMES = ('redis', 'rediss', 'unix', 'redis-sentinel', 'sentinel', 'redis-cluster')
 _UNSET = object()
@@ -86,6 +97,63 @@ class RedBeatConfig:
     #: ``redbeat_catchup_window``); an entry's own policy overrides them.
     missed_runs: str = 'once'
     catchup_window: float | None = None
+    #: ``redbeat_key_expiry_check``: one of :data:`KEY_EXPIRY_CHECKS`.
+    key_expiry_check: str = 'error'
+
+    def __post_init__(self) -> None:
+        # celery-redbeat 2.x built its config as RedBeatConfig(app); here that
+        # would silently make an app the URL.  Read the app's settings instead.
+        given: Any = self.redis_url
+        if not isinstance(given, str):
+            from .compat import adopt_app_config  # the 2.x attributes live there
+
+            adopt_app_config(self, given)
+
+    # --- celery-redbeat 2.x attribute names ----------------------------------
+
+    @property
+    def schedule_key(self) -> str:
+        return self.keys.schedule
+
+    @property
+    def statics_key(self) -> str:
+        return self.keys.statics
+
+    @property
+    def redis_use_ssl(self) -> bool | dict[str, Any]:
+        return self.use_ssl
+
+    @property
+    def redbeat_redis_options(self) -> dict[str, Any]:
+        return self.redis_options
+
+    def but(self, **changes: Any) -> RedBeatConfig:
+        """A copy with ``changes`` (``dataclasses.replace`` that keeps :attr:`app`)."""
+        changed = replace(self, **changes)
+        object.__setattr__(changed, '_app', self.app)
+        return changed
+
+    @property
+    def app(self) -> Celery | None:
+        """The app these settings were read from (None if built from values)."""
+        app: Celery | None = vars(self).get('_app')
+        return app
+
+    @property
+    def schedule(self) -> dict[str, Any]:
+        """The app's ``beat_schedule`` (as in celery-redbeat 2.x; read-only here)."""
+        if self.app is None:
+            return {}
+        return dict(self.app.conf.beat_schedule or {})
+
+    def is_key_in_conf(self, name: str) -> bool:
+        """True if the app's config sets ``name`` in any spelling (celery-redbeat 2.x)."""
+        return self.app is not None and _lookup(self.app.conf, name.lower()) is not _UNSET
+
+    def either_or(self, name: str, default: Any = None) -> Any:
+        """The app's value of setting ``name``, else ``default`` (celery-redbeat 2.x)."""
+        value = _UNSET if self.app is None else _lookup(self.app.conf, name.lower())
+        return default if value is _UNSET else value
 
     @property
     def keys(self) -> Keys:
@@ -100,7 +168,7 @@ class RedBeatConfig:
     def from_app(cls, app: Celery) -> RedBeatConfig:
         """Read and check the settings of ``app``; ConfigurationError if one is bad."""
         conf = app.conf
-        prefix = _lookup(conf, 'redbeat_key_prefix')
+        prefix = os.environ.get(ENV_PREFIX) or _lookup(conf, 'redbeat_key_prefix')
         prefix_given = prefix is not _UNSET and prefix is not None
         prefix = prefix if prefix_given else 'redbeat:'
         if not isinstance(prefix, str) or not prefix:
@@ -109,7 +177,7 @@ class RedBeatConfig:
             )
         keys = Keys(prefix)
 
-        url = _lookup(conf, 'redbeat_redis_url')
+        url = os.environ.get(ENV_URL) or _lookup(conf, 'redbeat_redis_url')
         if url is _UNSET or url is None:
             broker = conf.broker_url or ''
             if not isinstance(broker, str) or urlsplit(broker).scheme not in REDIS_SCHEMES:
@@ -119,7 +187,7 @@ class RedBeatConfig:
                     "set it, e.g. redbeat_redis_url = 'redis://localhost:6379/1'",
                 )
             url = broker
-        _check_url(url)
+        _check_url(url, ENV_URL if url == os.environ.get(ENV_URL) else 'redbeat_redis_url')
         cluster = urlsplit(url).scheme == 'redis-cluster'
         if cluster and not prefix_given:
             prefix, keys = CLUSTER_KEY_PREFIX, Keys(CLUSTER_KEY_PREFIX)
@@ -131,12 +199,19 @@ class RedBeatConfig:
             raise ConfigurationError(
                 'redbeat_lock_key', f'must be a key name or None, got {lock_key!r}'
             )
+        elif lock_key is not None and not lock_key.startswith(prefix):
+            # As celery-redbeat 2.x: 'beat-lock' is 'redbeat:beat-lock', so old and
+            # new beats of a rolling upgrade contend for one lock.
+            lock_key = prefix + lock_key
 
         if cluster:
             _check_cluster_keys(keys, lock_key)
 
         timeout = _lookup(conf, 'redbeat_lock_timeout')
         timeout = DEFAULT_LOCK_TIMEOUT if timeout is _UNSET or timeout is None else timeout
+        if isinstance(timeout, str):  # celery-redbeat 2.x accepted '30' (from env files)
+            with contextlib.suppress(ValueError):  # if not a number: reported below
+                timeout = float(timeout)
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
             raise ConfigurationError(
                 'redbeat_lock_timeout', f'must be a number of seconds > 0, got {timeout!r}'
@@ -181,7 +256,14 @@ class RedBeatConfig:
                 'redbeat_catchup_window',
                 f'must be a number of seconds >= 0 or None, got {window!r}',
             )
-        return cls(
+        check = _lookup(conf, 'redbeat_key_expiry_check')
+        check = 'error' if check is _UNSET or check is None else check
+        if not isinstance(check, str) or check.lower() not in KEY_EXPIRY_CHECKS:
+            raise ConfigurationError(
+                'redbeat_key_expiry_check',
+                f'must be one of {", ".join(map(repr, KEY_EXPIRY_CHECKS))}, got {check!r}',
+            )
+        config = cls(
             redis_url=url,
             key_prefix=prefix,
             lock_key=lock_key,
@@ -193,16 +275,19 @@ class RedBeatConfig:
             history_size=history,
             missed_runs=missed,
             catchup_window=None if window is None else float(window),
+            key_expiry_check=check.lower(),
         )
+        object.__setattr__(config, '_app', app)  # for the 2.x attributes (app, schedule)
+        return config
 
 
-def _check_url(url: Any) -> None:
+def _check_url(url: Any, setting: str = 'redbeat_redis_url') -> None:
     if not isinstance(url, str) or not url:
-        raise ConfigurationError('redbeat_redis_url', f'must be a URL string, got {url!r}')
+        raise ConfigurationError(setting, f'must be a URL string, got {url!r}')
     scheme = urlsplit(url.split(';')[0]).scheme
     if scheme not in REDIS_SCHEMES:
         raise ConfigurationError(
-            'redbeat_redis_url',
+            setting,
             f'{masked_url(url)!r} has scheme {scheme!r}; '
             f'expected one of {", ".join(REDIS_SCHEMES)}',
         )

@@ -53,6 +53,12 @@ def to_timestamp(dt: datetime) -> float:
     return dt.timestamp()
 
 
+def get_utcoffset_minutes(dt: datetime) -> float:
+    """The UTC offset of ``dt`` in minutes (0 for a naive or UTC datetime); celery-redbeat 2.x."""
+    offset = dt.utcoffset()
+    return offset.total_seconds() / 60 if offset else 0
+
+
 def from_timestamp(seconds: float, tz_minutes: float = 0) -> datetime:
     """An aware datetime for seconds since the epoch, at a UTC offset in minutes."""
     tz = timezone(timedelta(minutes=tz_minutes)) if tz_minutes else timezone.utc

@@ -23,6 +23,7 @@ from celery.schedules import BaseSchedule, schedstate
 
 from . import timing
 from .client import redis_from_config
+from .compat import expose_conf
 from .config import RedBeatConfig
 from .decoder import check_fields, decode_definition, decode_meta, encode_definition, encode_meta
 from .errors import DefinitionError, EntryNotFound, RedBeatError
@@ -69,6 +70,7 @@ def binding_for(app: Celery | None) -> Binding:
     bound = _bindings.get(app)
     if bound is None:
         bound = _bindings[app] = Binding(app)
+        expose_conf(app, bound.config)  # app.redbeat_conf, as celery-redbeat 2.x set it
     return bound
 
 
@@ -127,6 +129,9 @@ class RedBeatSchedulerEntry(ScheduleEntry):  # type: ignore[misc]
         # Celery's ScheduleEntry sets "now" here; None means "no run state yet".
         self.last_run_at = last_run_at
         self.total_run_count = total_run_count or 0
+        #: Set on the entries beat's tick hands to ``maybe_due``: the occurrence
+        #: being sent, already claimed in Redis (so the entry is due).
+        self.occurrence: datetime | None = None
 
     # --- pure properties ---------------------------------------------------
 
@@ -159,6 +164,12 @@ class RedBeatSchedulerEntry(ScheduleEntry):  # type: ignore[misc]
 
     def is_due(self) -> schedstate:
         """Celery's ``(is_due, seconds until next check)``."""
+        if self.occurrence is not None:
+            following = timing.occurrence_after(
+                self.schedule, self.policy, self.occurrence, self.binding.tz
+            )
+            wait = None if following is None else max(0.0, (following - utcnow()).total_seconds())
+            return schedstate(True, wait)
         if not self.enabled:
             return schedstate(False, 5.0)
         due = self.due_at
@@ -234,6 +245,54 @@ class RedBeatSchedulerEntry(ScheduleEntry):  # type: ignore[misc]
         if row.definition is None:
             raise EntryNotFound(row.key)
         return entry_from_row(bound.app, row.key, row.definition, row.meta, cls, row.policy)
+
+    # --- celery-redbeat 2.x's helpers ----------------------------------------
+
+    @staticmethod
+    def generate_key(app: Celery | None, name: str) -> str:
+        """The Redis key of the entry called ``name`` in ``app``'s schedule."""
+        return binding_for(app).keys.entry(name)
+
+    @staticmethod
+    def decode_definition(definition: str) -> dict[str, Any]:
+        """A stored definition's fields (``schedule`` built); DefinitionError if bad."""
+        return decode_definition('<definition>', definition)
+
+    @staticmethod
+    def decode_meta(meta: str | None, app: Celery | None = None) -> dict[str, Any]:
+        """A stored run state as celery-redbeat 2.x returned it: ``{'last_run_at': ...}``."""
+        if not meta:
+            return {'last_run_at': None}
+        last_run_at, count = decode_meta('<meta>', meta)
+        return {'last_run_at': last_run_at, 'total_run_count': count}
+
+    @staticmethod
+    def load_definition(
+        key: str, app: Celery | None = None, definition: str | None = None
+    ) -> dict[str, Any]:
+        """The definition stored under ``key`` (or given); KeyError if there is none."""
+        if definition is None:
+            bound = binding_for(app)
+            row, _score = bound.store.read(bound.keys.key_of(key))
+            definition = row.definition
+        if not definition:
+            raise EntryNotFound(key)
+        return decode_definition(key, definition)
+
+    @staticmethod
+    def load_meta(key: str, app: Celery | None = None) -> dict[str, Any]:
+        """The run state stored under ``key`` (``{'last_run_at': None}`` if none)."""
+        bound = binding_for(app)
+        row, _score = bound.store.read(bound.keys.key_of(key))
+        return RedBeatSchedulerEntry.decode_meta(row.meta)
+
+    @property
+    def rank(self) -> int | None:
+        """The entry's position in the schedule, soonest due first (None if absent).
+
+        One Redis round trip on each access, as in celery-redbeat 2.x.
+        """
+        return self.binding.store.rank(self.key)
 
 
 def entry_from_row(

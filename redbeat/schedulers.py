@@ -30,13 +30,20 @@ from typing import Any
 
 import redis
 from celery import Celery
-from celery.beat import Scheduler
+from celery.beat import Scheduler, SchedulingError
 from celery.schedules import crontab
 from celery.utils.time import humanize_seconds
 from redis.exceptions import ClusterDownError, RedisClusterException
 
-from . import timing
+from . import checks, timing
 from .client import cluster_unreachable
+from .compat import (
+    RetryingConnection,
+    acquire_distributed_beat_lock,
+    ensure_conf,
+    expose_conf,
+    get_redis,
+)
 from .config import RedBeatConfig
 from .decoder import decode_definition, decode_meta, encode_definition, encode_meta
 from .entry import (
@@ -126,10 +133,11 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
     ) -> None:
         config = RedBeatConfig.from_app(app)
         if lock_key is not None:
-            config = replace(config, lock_key=lock_key)
+            config = config.but(lock_key=lock_key)
         if lock_timeout is not None:
-            config = replace(config, lock_timeout=float(lock_timeout))
+            config = config.but(lock_timeout=float(lock_timeout))
         self.binding = Binding(app, config)
+        expose_conf(app, config)  # app.redbeat_conf, which code written for 2.x reads
         self._ready = False
         self._failures = 0
         self._decoded: dict[str, dict[str, Any]] = {}  # definition text -> fields
@@ -140,6 +148,10 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         self._policies: dict[str, Policy] = {}
         #: History records and finish actions, written with the next round trip.
         self._writes = Writes()
+        #: What the last apply_async raised (see :meth:`apply_async`).
+        self._hook_error: BaseException | None = None
+        #: What the eviction check found at start (celery-redbeat 2.4.3's attribute).
+        self.key_expiry_findings: list[str] = []
         self.publisher = Publisher(app, lambda: self.producer, self.publish_group)
         super().__init__(app, **kwargs)
 
@@ -151,6 +163,16 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
     @property
     def config(self) -> RedBeatConfig:
         return self.binding.config
+
+    @property
+    def lock_key(self) -> str | None:
+        """The leader lock's key; None when locking is disabled (celery-redbeat 2.x name)."""
+        return self.config.lock_key
+
+    @property
+    def lock_timeout(self) -> float:
+        """Seconds the lock outlives a dead leader (celery-redbeat 2.x name)."""
+        return self.config.lock_timeout
 
     @property
     def store(self) -> ScheduleStore:
@@ -185,13 +207,9 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         self._ready = True
 
     def _check_eviction(self, policy: str | None, maxmemory: str | None) -> None:
-        if policy and policy.startswith('allkeys-') and maxmemory not in (None, '0'):
-            logger.warning(
-                'beat: Redis maxmemory-policy is %s with maxmemory %s: Redis may evict schedule '
-                'entries under memory pressure. Use noeviction or a volatile-* policy.',
-                policy,
-                maxmemory,
-            )
+        """Log or raise as ``redbeat_key_expiry_check`` says (:mod:`redbeat.checks`)."""
+        mode = self.config.key_expiry_check
+        self.key_expiry_findings = checks.report(policy, maxmemory, mode)
 
     def _static_entries(self) -> dict[str, RedBeatSchedulerEntry]:
         wanted = dict(self.app.conf.beat_schedule or {})
@@ -451,7 +469,8 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         """
         messages = [m for p in plans for m in p.messages]
         owner = [p for p in plans for _ in p.messages]
-        outcome = self.publisher.send(messages, between_groups=self._renew)
+        hooked = self._hooked_send if self.hooked() else None
+        outcome = self.publisher.send(messages, between_groups=self._renew, send_one=hooked)
         self._record(messages, owner, outcome)
         if not outcome.retry:
             return True
@@ -507,6 +526,110 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
             self.leader.ensure()
         except REDIS_ERRORS as exc:
             logger.warning('beat: Could not renew the lock during dispatch: %s', exc)
+
+    # --- Celery's per-entry methods (the hooked path) ------------------------
+    #
+    # Celery beat sends each due entry through maybe_due -> apply_entry ->
+    # apply_async; instrumentation (Sentry Crons, tracers) and subclasses hook
+    # those.  The tick claims and sends whole chunks instead, so it goes
+    # through them only when one of them is overridden or wrapped (hooked()):
+    # then each claimed occurrence is handed to maybe_due as an entry whose
+    # options carry its deterministic task id.  The claim, the fencing and
+    # the hand-back of what the broker refused stay the tick's.
+
+    def hooked(self) -> bool:
+        """True if a subclass or a patch replaced maybe_due, apply_entry or apply_async.
+
+        Read on every send (three attribute look-ups), so a patch made after
+        beat started takes effect at the next tick.  ``apply_entry`` counts
+        only when replaced on this class or a subclass: a patch on Celery's
+        ``Scheduler.apply_entry`` is for Celery's own schedulers (celery-redbeat
+        2.x never called it either, and Sentry, which patches both it and
+        ``RedBeatScheduler.apply_async``, would otherwise see each entry twice).
+        """
+        cls = type(self)
+        return (
+            cls.maybe_due is not _OWN_MAYBE_DUE
+            or cls.apply_async is not _OWN_APPLY_ASYNC
+            or cls.apply_entry is not Scheduler.apply_entry
+        )
+
+    def maybe_due(self, entry: RedBeatSchedulerEntry, producer: Any = None) -> float | None:
+        """Send ``entry`` if it is due; seconds until it is next due (Celery's contract).
+
+        Entries the tick hands here are claimed, so they are due.  Sent
+        through ``apply_entry`` when a subclass overrides it, else straight
+        through ``apply_async`` as celery-redbeat 2.x did.
+        """
+        is_due, next_time_to_run = entry.is_due()
+        if is_due:
+            if type(self).apply_entry is not Scheduler.apply_entry:
+                self.apply_entry(entry, producer=producer)
+            else:
+                logger.info('Scheduler: Sending due task %s (%s)', entry.name, entry.task)
+                self.apply_async(entry, producer=producer, advance=False)
+        return next_time_to_run  # type: ignore[no-any-return]
+
+    def reserve(self, entry: RedBeatSchedulerEntry) -> RedBeatSchedulerEntry:
+        """Record a run of ``entry`` before it is sent (Celery's ``apply_async(advance=True)``).
+
+        An occurrence the tick hands out is already claimed in Redis, so it is
+        returned as it is; any other entry has its run recorded in Redis, as
+        celery-redbeat 2.x did.
+        """
+        if entry.occurrence is not None:
+            return entry
+        following = entry.next()
+        following.reschedule(following.last_run_at)
+        return following
+
+    def apply_async(
+        self,
+        entry: RedBeatSchedulerEntry,
+        producer: Any = None,
+        advance: bool = True,
+        **kwargs: Any,
+    ) -> Any:
+        """Send ``entry`` through its task's ``apply_async``, as Celery's beat does.
+
+        Celery's own method builds the message (options, ``headers`` plus
+        ``celery_beat_task``); an error is raised as Celery's
+        ``SchedulingError`` and also remembered, so the tick sorts it (broker
+        down: hand back) even when an override of ``apply_entry`` swallowed it.
+        """
+        entry = self.reserve(entry) if advance else entry
+        try:
+            return super().apply_async(entry, producer=producer, advance=False, **kwargs)
+        except Exception as exc:
+            self._hook_error = exc.__context__ if isinstance(exc, SchedulingError) else exc
+            raise
+
+    def _hooked_send(self, message: Message, producer: Any) -> None:
+        """Send one claimed occurrence through ``maybe_due`` (see :meth:`hooked`)."""
+        fields = message.fields
+        options = dict(fields['options'])
+        if isinstance(options.get('headers'), dict):
+            # Hooks add headers in place (Celery's beat, Sentry); the decoded
+            # definition is cached and shared, so give them a copy.
+            options['headers'] = dict(options['headers'])
+        options['task_id'] = message.task_id
+        entry = self.Entry(
+            name=fields['name'],
+            task=fields['task'],
+            schedule=fields['schedule'],
+            args=fields['args'],
+            kwargs=fields['kwargs'],
+            options=options,
+            enabled=True,
+            app=self.app,
+            last_run_at=message.occurrence,
+        )
+        entry.occurrence = message.occurrence
+        self._hook_error = None
+        self.maybe_due(entry, producer=producer)
+        error, self._hook_error = self._hook_error, None
+        if error is not None:
+            raise error
 
     def _plan(self, member: str, score: str, row: Row, now: datetime) -> Plan:
         try:
@@ -616,8 +739,23 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
             lines.append(f'       . lock -> {lock}')
         else:
             lines.append('       . lock -> disabled (every beat dispatches)')
+        lines.extend(f'       . WARNING -> {finding}' for finding in self.key_expiry_findings)
         return '\n'.join(lines)
 
+
+__all__ = [
+    'RedBeatConfig',
+    'RedBeatScheduler',
+    'RedBeatSchedulerEntry',
+    'RedisBeatScheduler',
+    'RetryingConnection',
+    'acquire_distributed_beat_lock',
+    'ensure_conf',
+    'get_redis',
+]
+
+_OWN_MAYBE_DUE = RedBeatScheduler.maybe_due
+_OWN_APPLY_ASYNC = RedBeatScheduler.apply_async
 
 #: The name the RedBeat README uses (``celery beat -S redbeat.RedisBeatScheduler``).
 RedisBeatScheduler = RedBeatScheduler

@@ -246,6 +246,11 @@ class ScheduleStore:
     def statics(self) -> set[str]:
         return {str(name) for name in self.client.smembers(self.keys.statics)}
 
+    def rank(self, key: str) -> int | None:
+        """The position of ``key`` in the schedule, soonest due first; None if absent."""
+        found: Any = self.client.zrank(self.keys.schedule, key)
+        return None if found is None else int(found)
+
     def count(self) -> int:
         return int(self.client.zcard(self.keys.schedule))
 
@@ -650,6 +655,22 @@ class ScheduleStore:
             lock_holder=None if holder is None else str(holder),
             lock_ttl=ttl / 1000 if isinstance(ttl, int) and ttl > 0 else None,
         )
+
+
+def memory_settings(client: Any) -> list[tuple[str | None, str | None]]:
+    """``(maxmemory-policy, maxmemory)`` of the server, or of each node of a cluster.
+
+    ``(None, None)`` when the server refuses CONFIG (managed services often do).
+    """
+    try:
+        reply = client.config_get('maxmemory*')
+    except redis.ResponseError:
+        return [(None, None)]
+    if isinstance(reply, dict) and reply and all(isinstance(v, dict) for v in reply.values()):
+        nodes = [reply[node] for node in sorted(reply)]  # a cluster client: a reply per node
+    else:
+        nodes = [reply]
+    return [(_config_value(n, 'maxmemory-policy'), _config_value(n, 'maxmemory')) for n in nodes]
 
 
 def _config_value(reply: Any, name: str) -> str | None:

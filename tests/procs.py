@@ -56,6 +56,7 @@ class CeleryProcess:
         cwd: Path,
         env: Mapping[str, str],
         log_dir: Path,
+        repo_on_path: bool = True,
     ) -> None:
         self.name = name
         self.argv = list(argv)
@@ -63,9 +64,9 @@ class CeleryProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         full_env = {**os.environ, 'PYTHONUNBUFFERED': '1', **env}
         inherited = env.get('PYTHONPATH', os.environ.get('PYTHONPATH'))
-        full_env['PYTHONPATH'] = os.pathsep.join(
-            p for p in (str(cwd), str(REPO_ROOT), inherited) if p
-        )
+        # repo_on_path=False: an interpreter with another redbeat (celery-redbeat 2.x).
+        repo = str(REPO_ROOT) if repo_on_path else None
+        full_env['PYTHONPATH'] = os.pathsep.join(p for p in (str(cwd), repo, inherited) if p)
         with self.log_path.open('wb') as log:
             self.popen = subprocess.Popen(
                 self.argv,

@@ -79,7 +79,7 @@ def test_lock_key_follows_prefix(app: Celery) -> None:
 def test_explicit_lock_settings(app: Celery) -> None:
     app.conf.update(redbeat_redis_url=URL, redbeat_lock_key='my-lock', redbeat_lock_timeout=30)
     config = RedBeatConfig.from_app(app)
-    assert config.lock_key == 'my-lock'
+    assert config.lock_key == 'redbeat:my-lock'  # prefixed, as celery-redbeat 2.x does
     assert config.lock_timeout == 30.0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -75,3 +76,15 @@ def test_events_alone_make_a_watcher_without_metrics(app: Celery) -> None:
     app.conf.redbeat_events = True
     watcher = make_observer(RedBeatConfig.from_app(app), Writes())
     assert isinstance(watcher, Watcher) and watcher.metrics is None
+
+
+def test_metrics_without_prometheus_client_fail_at_start_saying_what_to_install(
+    app: Celery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app.conf.redbeat_metrics = 9808
+    config = RedBeatConfig.from_app(app)
+    monkeypatch.setitem(sys.modules, 'prometheus_client', None)  # as if not installed
+    with pytest.raises(
+        ConfigurationError, match=r"redbeat_metrics: .*pip install 'redbeat\[metrics\]'"
+    ):
+        make_observer(config, Writes())

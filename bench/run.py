@@ -328,6 +328,33 @@ def command_rows(results: Results, sizes: list[int]) -> list[list[str]]:
     return rows
 
 
+def metrics_report(r: dict[str, Any], n: int) -> list[str]:
+    """The cost of metrics table; wrong results (not every occurrence sent, scraped)."""
+    print(f'\nMetrics off and on (ours): medians of {r["rounds"]} alternating rounds; '
+          f'idle: the median of {r["idle_ticks"]} idle ticks a round; '
+          f'load average {", ".join(f"{x:.2f}" for x in r["load"])}\n')  # fmt: skip
+    rows = [
+        [what, fmt_time(r[f'{key}_off_s']), fmt_time(r[f'{key}_on_s']),
+         f'{r[f"{key}_overhead"]:+.1%}']
+        for key, what in (('tick', f'One tick, all {n:,} due (steady state), wall'),
+                          ('tick_cpu', '  the same, CPU time of the process'),
+                          ('idle', 'Idle tick, wall'),
+                          ('idle_cpu', '  the same, CPU time of the process'))
+    ]  # fmt: skip
+    print(table(['figure', 'metrics off', 'metrics on', 'overhead (median of rounds)'], rows))
+    problems = [
+        f'metrics: a tick sent {sent}, expected {n}'
+        for mode in ('off', 'on')
+        for sent in r[f'sent_{mode}']
+        if sent != n
+    ]
+    if r['scraped_sent'] != n * (r['rounds'] + 1):
+        problems.append(
+            f'metrics: scraped {r["scraped_sent"]} sent, expected {n * (r["rounds"] + 1)}'
+        )
+    return problems
+
+
 def report(results: Results, sizes: list[int], header: str) -> list[str]:
     """Print the tables; the problems found (wrong results, not slow ones)."""
     problems = [
@@ -358,6 +385,9 @@ def report(results: Results, sizes: list[int], header: str) -> list[str]:
             for m in r['minutes']
             if m['sent'] != n
         ]
+    for (scenario, _, n), r in results.items():
+        if scenario == 'metrics' and 'tick_on_s' in r:
+            problems += metrics_report(r, n)
     targets = target_rows(results, sizes)
     if targets:
         print('\nIssue 3 targets (ours)\n')
@@ -384,6 +414,11 @@ def main() -> None:
     )
     parser.add_argument('--sustained-n', type=int, default=100_000)
     parser.add_argument('--sustained-minutes', type=int, default=5)
+    parser.add_argument(
+        '--metrics', action='store_true', help='also measure the cost of metrics (ours)'
+    )
+    parser.add_argument('--metrics-n', type=int, default=10_000)
+    parser.add_argument('--metrics-rounds', type=int, default=7)
     args = parser.parse_args()
     if args.report:
         saved = json.loads(Path(args.report).read_text())
@@ -416,6 +451,11 @@ def main() -> None:
                     results[(scenario, impl, n)] = run_worker(
                         pythons[impl], impl, scenario, n, urls
                     )
+        if args.metrics:
+            results[('metrics', 'ours', args.metrics_n)] = run_worker(
+                pythons['ours'], 'ours', 'metrics', args.metrics_n, urls,
+                ['--rounds', str(args.metrics_rounds)],
+            )  # fmt: skip
         if args.sustained:
             extra = ['--minutes', str(args.sustained_minutes)]
             n = args.sustained_n

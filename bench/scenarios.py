@@ -23,10 +23,12 @@ import hashlib
 import json
 import os
 import resource
+import socket
 import statistics
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -36,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 QUEUE = 'celery'  # the broker list kombu's Redis transport pushes the default queue to
 SCHEDULE_KEY = 'redbeat::schedule'
 INTERVAL = 3600.0  # entries' interval: after one run nothing is due for an hour
-SCENARIO_NAMES = ('tick', 'start', 'save', 'publish', 'sustained')
+SCENARIO_NAMES = ('tick', 'start', 'save', 'publish', 'sustained', 'metrics')
 PROFILED = {'tick': 'tick', 'start': 'start', 'save': 'bulk'}  # the block --profile covers
 
 
@@ -48,6 +50,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--redis-url', required=True, help='schedule server (emptied)')
     parser.add_argument('--broker-url', required=True, help='broker server (emptied)')
     parser.add_argument('--minutes', type=int, default=5, help='sustained: minutes to run')
+    parser.add_argument('--rounds', type=int, default=7, help='metrics: rounds of each mode')
+    parser.add_argument('--idle-ticks', type=int, default=1000, help='metrics: idle ticks a round')
     parser.add_argument(
         '--ours-root', default=str(ROOT), help='ours: the directory holding redbeat/ to import'
     )
@@ -263,12 +267,12 @@ def store_entries(app: Celery, n: int) -> None:
         legacy_bulk_store(entries, old)
 
 
-def rescore_all(admin: redis.Redis, score: float) -> list[str]:
+def rescore_all(admin: redis.Redis, score: float, schedule_key: str = SCHEDULE_KEY) -> list[str]:
     """Give every member ``score`` (0: "due now" to both packages); the members."""
-    keys = [str(k) for k in admin.zrange(SCHEDULE_KEY, 0, -1)]
+    keys = [str(k) for k in admin.zrange(schedule_key, 0, -1)]
     with admin.pipeline(transaction=False) as pipe:
         for start in range(0, len(keys), 10_000):
-            pipe.zadd(SCHEDULE_KEY, dict.fromkeys(keys[start : start + 10_000], score))
+            pipe.zadd(schedule_key, dict.fromkeys(keys[start : start + 10_000], score))
         pipe.execute()
     return keys
 
@@ -468,6 +472,80 @@ def run_sustained(app: Celery, env: Env) -> dict[str, Any]:
     return {'minutes': minutes, 'queued': queued, 'sent_before_first_minute': early}
 
 
+def run_metrics(app: Celery, env: Env) -> dict[str, Any]:
+    """The cost of metrics (ours): a tick with N due and an idle tick, metrics off and on.
+
+    One scheduler serving metrics on a free 127.0.0.1 port; "off" swaps in the
+    observer beat has with metrics off (it does nothing), so both modes run
+    the same code on the same entries and connections, apart from what
+    metrics add.  Rounds alternate which mode goes first; each round times
+    one tick with all N due (steady state: the same N were sent before) and
+    ``--idle-ticks`` idle ticks (median), in wall and in CPU time.  Reported:
+    the median over rounds, and the median of the rounds' on/off ratios.
+    """
+    if ARGS.impl != 'ours':
+        sys.exit('the metrics scenario measures ours only')
+    from redbeat.metrics import Observer
+
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        port = sock.getsockname()[1]
+    app.conf.update(redbeat_metrics=port, redbeat_metrics_address='127.0.0.1')
+    sched = make_scheduler(app)
+    observers = {'off': Observer(), 'on': sched.observer}
+    modes = ('off', 'on')
+    redbeat.save_entries([entry(app, i) for i in range(ARGS.n)])
+    rescore_all(env.admin, 0)
+    sched.tick()  # start-up, lock, and a first (cold) tick of all N
+    env.broker.delete(QUEUE)
+    publishes = Publishes()
+    # Wall time, and this process's CPU time: the work metrics add is CPU in this
+    # process, and CPU time is far less disturbed by other load on a shared machine.
+    series: dict[str, list[float]] = {
+        f'{what}_{mode}': [] for what in ('tick', 'idle', 'tick_cpu', 'idle_cpu') for mode in modes
+    }
+    sent: dict[str, list[int]] = {mode: [] for mode in modes}
+    for r in range(ARGS.rounds):
+        for mode in modes if r % 2 == 0 else modes[::-1]:
+            sched.observer = sched.leader.observer = observers[mode]
+            rescore_all(env.admin, 0)
+            before = publishes.count
+            start, cpu = time.perf_counter(), time.process_time()
+            sched.tick()
+            series[f'tick_{mode}'].append(time.perf_counter() - start)
+            series[f'tick_cpu_{mode}'].append(time.process_time() - cpu)
+            sent[mode].append(publishes.count - before)
+            env.broker.delete(QUEUE)
+            idle, idle_cpu = [], []
+            for _ in range(ARGS.idle_ticks):
+                start, cpu = time.perf_counter(), time.process_time()
+                sched.tick()
+                idle.append(time.perf_counter() - start)
+                idle_cpu.append(time.process_time() - cpu)
+            series[f'idle_{mode}'].append(statistics.median(idle))
+            # process_time ticks in coarse steps: the mean of many ticks, not the median
+            series[f'idle_cpu_{mode}'].append(statistics.mean(idle_cpu))
+    with urllib.request.urlopen(f'http://127.0.0.1:{port}/metrics', timeout=10) as reply:
+        scraped = reply.read().decode()
+    out: dict[str, Any] = {'rounds': ARGS.rounds, 'idle_ticks': ARGS.idle_ticks}
+    for name, values in series.items():
+        out[f'{name}_s'] = statistics.median(values)
+        out[f'{name}_all'] = values
+    for what in ('tick', 'idle', 'tick_cpu', 'idle_cpu'):
+        # each round's on/off ratio, then their median: slow drifts of the machine cancel
+        pairs = zip(series[f'{what}_off'], series[f'{what}_on'])
+        out[f'{what}_overhead'] = statistics.median(on / off - 1 for off, on in pairs)
+    out.update({f'sent_{mode}': sent[mode] for mode in modes})
+    # sent while on: the rounds' ticks and the first one
+    out['scraped_sent'] = sum(
+        float(line.split()[-1])
+        for line in scraped.splitlines()
+        if line.startswith('redbeat_occurrences_sent_total{')
+    )
+    out['load'] = os.getloadavg()
+    return out
+
+
 class Env:
     def __init__(self) -> None:
         self.admin = redis.Redis.from_url(ARGS.redis_url, decode_responses=True)
@@ -484,6 +562,7 @@ SCENARIOS: dict[str, Callable[[Celery, Env], dict[str, Any]]] = {
     'save': run_save,
     'publish': run_publish,
     'sustained': run_sustained,
+    'metrics': run_metrics,
 }
 
 

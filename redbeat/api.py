@@ -26,6 +26,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta, timezone, tzinfo
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -204,12 +205,38 @@ class Overview:
     upcoming: list[tuple[str, datetime | None]]
     eviction_policy: str | None
     maxmemory: str | None
+    #: When the leader last ticked (its heartbeat), and which beat (lock token) it is.
+    last_tick: datetime | None = None
+    ticked_by: str | None = None
 
     @property
     def eviction_risk(self) -> bool:
         """True when Redis may evict schedule keys under memory pressure."""
         policy, limit = self.eviction_policy, self.maxmemory
         return bool(policy and policy.startswith('allkeys-') and limit not in (None, '0'))
+
+
+@dataclass(frozen=True)
+class Health:
+    """What ``redbeat health`` decides: ``ok``, and one line saying why."""
+
+    ok: bool
+    reason: str
+    lock_holder: str | None
+    last_tick: datetime | None
+    overdue: int
+
+
+def _heartbeat(text: str | None) -> tuple[datetime | None, str | None]:
+    """The leader's last tick and token from the heartbeat key; (None, None) if unreadable."""
+    if not text:
+        return None, None
+    try:
+        beat = json.loads(text)
+        at = datetime.fromtimestamp(float(beat['at']), tz=timezone.utc)
+        return at, str(beat['beat'])
+    except (ValueError, TypeError, KeyError, OverflowError, OSError):
+        return None, None
 
 
 @dataclass(frozen=True)
@@ -552,7 +579,57 @@ class Schedule:
             upcoming=[(self.config.keys.name_of(m), timing.from_score(s)) for m, s in raw.upcoming],
             eviction_policy=self.store.config_get('maxmemory-policy'),
             maxmemory=self.store.config_get('maxmemory'),
+            last_tick=_heartbeat(raw.heartbeat)[0],
+            ticked_by=_heartbeat(raw.heartbeat)[1],
         )
+
+    def default_tick_age(self) -> float:
+        """How old the leader's last tick may be before :meth:`health` fails, by default.
+
+        A leader holding the lock ticks at least every third of the lock
+        timeout; without a lock beat may sleep ``beat_max_loop_interval``.  A
+        minute on top covers a long tick and the heartbeat's own 5 s cadence.
+        """
+        if self.config.lock_key is None:
+            return self.config.max_loop_interval + 60.0
+        return max(60.0, self.config.lock_timeout)
+
+    def health(
+        self,
+        now: datetime | None = None,
+        max_tick_age: float | None = None,
+        max_overdue: float = 60.0,
+    ) -> Health:
+        """Is a leader dispatching?  One round trip.
+
+        Healthy when a beat holds the lock (unless locking is disabled), the
+        leader's last tick is at most ``max_tick_age`` seconds old (default:
+        :meth:`default_tick_age`) and no entry has been due for longer than
+        ``max_overdue`` seconds.
+        """
+        moment = now or datetime.now(timezone.utc)
+        age_limit = self.default_tick_age() if max_tick_age is None else max_tick_age
+        lock_key = self.config.lock_key
+        ts = moment.timestamp()
+        raw = self.store.overview(lock_key, ts, ts - max_overdue, 1)
+        last, by = _heartbeat(raw.heartbeat)
+        out = partial(Health, lock_holder=raw.lock_holder, last_tick=last, overdue=raw.overdue)
+        if lock_key is not None and raw.lock_holder is None:
+            return out(False, f'no beat holds the lock {lock_key}')
+        if last is None:
+            return out(False, f'no beat has ticked yet ({self.config.keys.heartbeat} is not set)')
+        age = ts - last.timestamp()
+        if age > age_limit:
+            return out(False, f'the last tick was {age:.0f}s ago, by {by} (limit {age_limit:g}s)')
+        if raw.overdue:
+            many = f'{raw.overdue} entries have' if raw.overdue > 1 else '1 entry has'
+            return out(False, f'{many} been due for more than {max_overdue:g}s')
+        holder = raw.lock_holder or by
+        return out(True, f'leader {holder} ticked {max(age, 0.0):.1f}s ago; nothing overdue')
+
+    def events(self, count: int = 20) -> builtins.list[tuple[str, dict[str, str]]]:
+        """The latest ``count`` events of the events stream, newest first: (id, fields)."""
+        return self.store.events(count)
 
     # --- writing -----------------------------------------------------------
 

@@ -934,6 +934,8 @@ def status(as_json: bool) -> None:
                                               'due', 'overdue', 'eviction_policy', 'maxmemory')},
             'eviction_risk': view.eviction_risk,
             'upcoming': [[n, d.isoformat() if d else None] for n, d in view.upcoming],
+            'last_tick': view.last_tick.isoformat() if view.last_tick else None,
+            'ticked_by': view.ticked_by,
         })  # fmt: skip
         return
     click.echo(
@@ -949,6 +951,56 @@ def status(as_json: bool) -> None:
     click.echo(
         f'eviction:  {_eviction_text(view.eviction_policy, view.maxmemory, view.eviction_risk)}'
     )
+    click.echo(f'last tick: {_tick_text(view.last_tick, view.ticked_by, now)}')
+
+
+def _tick_text(last: datetime | None, by: str | None, now: datetime) -> str:
+    if last is None:
+        return 'none recorded'
+    return f'{(now - last).total_seconds():.1f}s ago by {by}'
+
+
+@main.command()
+@click.option(
+    '--max-tick-age',
+    type=click.FloatRange(min=0),
+    metavar='SECONDS',
+    help='Oldest last tick that is healthy (default: 60, or the lock timeout if '
+    'longer; without a lock beat_max_loop_interval + 60).',
+)
+@click.option(
+    '--max-overdue',
+    type=click.FloatRange(min=0),
+    default=60.0,
+    show_default=True,
+    metavar='SECONDS',
+    help='Longest an entry may stay due unsent.',
+)
+def health(max_tick_age: float | None, max_overdue: float) -> None:
+    """Exit 0 if a leader holds the lock, ticked recently and nothing is overdue; else 1.
+
+    Prints one line: ``ok: ...`` or ``unhealthy: <reason>``.  For liveness and
+    readiness probes.
+    """
+    verdict = _schedule().health(_now(), max_tick_age, max_overdue)
+    if not verdict.ok:
+        click.echo(f'unhealthy: {verdict.reason}')
+        raise SystemExit(1)
+    click.echo(f'ok: {verdict.reason}')
+
+
+@main.command()
+@click.option('--count', type=click.IntRange(min=1), default=20, show_default=True)
+@click.option('--json', 'as_json', is_flag=True, help='JSON for scripts.')
+def events(count: int, as_json: bool) -> None:
+    """The latest events beat recorded (with ``redbeat_events`` on), newest first."""
+    found = _schedule().events(count)
+    if as_json:
+        _echo_json([{'id': id_, **fields} for id_, fields in found])
+        return
+    for _, fields in found:
+        rest = ' '.join(f'{k}={v}' for k, v in fields.items() if k not in ('time', 'event'))
+        click.echo(f'{fields.get("time", "-")}  {fields.get("event", "-"):<15} {rest}')
 
 
 def _when(due: datetime | None, now: datetime) -> str:

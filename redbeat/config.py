@@ -46,6 +46,14 @@ ENV_PREFIX = 'REDBEAT_KEY_PREFIX'
 #: what beat does at start when Redis may evict schedule keys.
 KEY_EXPIRY_CHECKS = ('ignore', 'warn', 'error', 'raise')
 
+#: Events kept in the ``<prefix>:events`` stream when ``redbeat_events`` is True
+#: (``XADD MAXLEN ~``): a few MB of Redis at most, days of unusual events.
+DEFAULT_EVENTS_MAXLEN = 10_000
+
+#: ``redbeat_metrics`` value that records into prometheus_client's default
+#: registry (multiprocess-safe with ``PROMETHEUS_MULTIPROC_DIR``) without serving it.
+METRICS_REGISTRY = 'registry'
+
 REDIS_SCHEMES = ('redis', 'rediss', 'unix', 'redis-sentinel', 'sentinel', 'redis-cluster')
 _UNSET = object()
 
@@ -99,6 +107,16 @@ class RedBeatConfig:
     catchup_window: float | None = None
     #: ``redbeat_key_expiry_check``: one of :data:`KEY_EXPIRY_CHECKS`.
     key_expiry_check: str = 'error'
+    #: Prometheus metrics (``redbeat_metrics``): None off, a port to serve
+    #: ``/metrics`` on, or ``'registry'`` (prometheus_client's default registry).
+    metrics: int | str | None = None
+    #: Address the metrics port listens on (``redbeat_metrics_address``).
+    metrics_address: str = '0.0.0.0'
+    #: Also label occurrence counters by entry name (``redbeat_metrics_per_entry``).
+    metrics_per_entry: bool = False
+    #: Length the ``<prefix>:events`` stream is capped at; 0: no events (``redbeat_events``
+    #: and ``redbeat_events_maxlen``).
+    events_maxlen: int = 0
 
     def __post_init__(self) -> None:
         # celery-redbeat 2.x built its config as RedBeatConfig(app); here that
@@ -264,6 +282,7 @@ class RedBeatConfig:
                 f'must be one of {", ".join(map(repr, KEY_EXPIRY_CHECKS))}, got {check!r}',
             )
         config = cls(
+            **_observability(conf),
             redis_url=url,
             key_prefix=prefix,
             lock_key=lock_key,
@@ -279,6 +298,49 @@ class RedBeatConfig:
         )
         object.__setattr__(config, '_app', app)  # for the 2.x attributes (app, schedule)
         return config
+
+
+def _setting(conf: Any, name: str, default: Any) -> Any:
+    value = _lookup(conf, name)
+    return default if value is _UNSET or value is None else value
+
+
+def _observability(conf: Any) -> dict[str, Any]:
+    """The metrics and events settings (see docs/observability.rst)."""
+    metrics = _setting(conf, 'redbeat_metrics', None)
+    if metrics is False:
+        metrics = None
+    port_ok = isinstance(metrics, int) and not isinstance(metrics, bool) and 0 < metrics < 65536
+    if metrics is not None and not port_ok and metrics != METRICS_REGISTRY:
+        raise ConfigurationError(
+            'redbeat_metrics',
+            f'must be None (off), a port number (1-65535) to serve /metrics on, or '
+            f"{METRICS_REGISTRY!r} (prometheus_client's default registry), got {metrics!r}",
+        )
+    address = _setting(conf, 'redbeat_metrics_address', '0.0.0.0')
+    if not isinstance(address, str) or not address:
+        raise ConfigurationError(
+            'redbeat_metrics_address', f'must be an address to listen on, got {address!r}'
+        )
+    per_entry = _setting(conf, 'redbeat_metrics_per_entry', False)
+    if not isinstance(per_entry, bool):
+        raise ConfigurationError(
+            'redbeat_metrics_per_entry', f'must be True or False, got {per_entry!r}'
+        )
+    events = _setting(conf, 'redbeat_events', False)
+    if not isinstance(events, bool):
+        raise ConfigurationError('redbeat_events', f'must be True or False, got {events!r}')
+    maxlen = _setting(conf, 'redbeat_events_maxlen', DEFAULT_EVENTS_MAXLEN)
+    if isinstance(maxlen, bool) or not isinstance(maxlen, int) or maxlen < 1:
+        raise ConfigurationError(
+            'redbeat_events_maxlen', f'must be a whole number >= 1, got {maxlen!r}'
+        )
+    return {
+        'metrics': metrics,
+        'metrics_address': address,
+        'metrics_per_entry': per_entry,
+        'events_maxlen': maxlen if events else 0,
+    }
 
 
 def _check_url(url: Any, setting: str = 'redbeat_redis_url') -> None:

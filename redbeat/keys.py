@@ -8,6 +8,8 @@ With the default prefix ``redbeat:`` the layout is the celery-redbeat 2.x one::
     redbeat::lock         string: the leader lock
     redbeat::changes      pub/sub channel: "something changed, look again"
     redbeat::history:<n>  list: the entry's latest dispatches, JSON, newest first
+    redbeat::heartbeat    string: JSON of the leader's last tick (``redbeat health``)
+    redbeat::events       stream: unusual events, capped (opt-in, ``redbeat_events``)
 
 Entry names never start with ``:``, so ``<prefix>:<anything>`` is ours; nor
 may an entry be named after the lock key when ``redbeat_lock_key`` lies under
@@ -55,6 +57,14 @@ class Keys:
     @property
     def changes(self) -> str:
         return self.prefix + ':changes'
+
+    @property
+    def heartbeat(self) -> str:
+        return self.prefix + ':heartbeat'
+
+    @property
+    def events(self) -> str:
+        return self.prefix + ':events'
 
     def history(self, name: str) -> str:
         """The list of an entry's latest dispatches (newest first)."""

@@ -19,6 +19,8 @@ import redis
 from redis.exceptions import LockError
 from redis.lock import Lock
 
+from .metrics import Observer
+
 logger = logging.getLogger('redbeat.leader')
 
 
@@ -29,8 +31,15 @@ def make_token() -> str:
 class Leadership:
     """The lock of one beat.  With ``lock_key=None`` every beat leads."""
 
-    def __init__(self, client: redis.Redis, lock_key: str | None, timeout: float) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        lock_key: str | None,
+        timeout: float,
+        observer: Observer | None = None,
+    ) -> None:
         self.client = client
+        self.observer = observer or Observer()
         self.lock_key = lock_key
         self.timeout = timeout
         self.token = make_token()
@@ -64,11 +73,13 @@ class Leadership:
                 self.lost('the lock expired or was taken over before it could be renewed')
             else:
                 self._renewed_at = now
+                self.observer.renewed()
                 return True
         if self._lock.acquire(blocking=False, token=self.token):
             self.held = True
             self._renewed_at = now
             self._last_holder = None
+            self.observer.leadership(True, self.token)
             logger.info(
                 'beat: Acquired lock %s (timeout %ss); this beat now dispatches.',
                 self.lock_key,
@@ -84,6 +95,7 @@ class Leadership:
             logger.warning(
                 'beat: Lost lock %s: %s. Stopped dispatching; now standby.', self.lock_key, why
             )
+            self.observer.leadership(False, self.token, why)
         self.held = False
 
     def expire_if_stale(self, clock: float | None = None) -> None:

@@ -56,6 +56,7 @@ from .entry import (
 )
 from .errors import DefinitionError, LeadershipLost
 from .leader import Leadership
+from .metrics import Observer, make_observer
 from .policy import Policy
 from .publish import Message, Outcome, Publisher, task_id_of
 from .store import Claim, Claimed, Due, Restore, Row, ScheduleStore, Startup, Writes
@@ -123,6 +124,9 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
     #: Keys per SCAN page when looking for orphan hashes at start: one round trip,
     #: and about 50 ms of Redis time, a page.
     orphan_scan = 20_000
+    #: Seconds between heartbeats (``redbeat health`` reads them): one SET in the
+    #: tick's first round trip, so an idle tick is three commands but every fifth second.
+    heartbeat_every = 5.0
 
     def __init__(
         self,
@@ -152,6 +156,9 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         self._hook_error: BaseException | None = None
         #: What the eviction check found at start (celery-redbeat 2.4.3's attribute).
         self.key_expiry_findings: list[str] = []
+        self._heartbeat_at = 0.0
+        self._tick_due = 0
+        self.observer: Observer = make_observer(config, self._writes)
         self.publisher = Publisher(app, lambda: self.producer, self.publish_group)
         super().__init__(app, **kwargs)
 
@@ -181,7 +188,9 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
 
     @cached_property
     def leader(self) -> Leadership:
-        return Leadership(self.store.client, self.config.lock_key, self.config.lock_timeout)
+        return Leadership(
+            self.store.client, self.config.lock_key, self.config.lock_timeout, self.observer
+        )
 
     def _leader_if_made(self) -> Leadership | None:
         """The lock, unless Redis was never reached (then no lock can be held)."""
@@ -191,6 +200,7 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
     # --- start-up ----------------------------------------------------------
 
     def setup_schedule(self) -> None:
+        self.observer.start()
         try:
             self._setup()
         except REDIS_ERRORS as exc:
@@ -336,13 +346,17 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
             if not self._ready:
                 self._setup()
             if not self.leader.ensure():
+                self._flush_events()
                 return min(1.0, self.leader.renew_every, self.max_wait)
+            self._tick_started()
             following = self._dispatch_due()
+            self._tick_finished()
         except LeadershipLost as exc:
             self.leader.lost(str(exc))
             return min(1.0, self.max_wait)
         except REDIS_ERRORS as exc:
             _survivable(exc)
+            self.observer.redis_error(exc)
             self._failures += 1
             if (leader := self._leader_if_made()) is not None:
                 leader.expire_if_stale()
@@ -359,6 +373,32 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
             logger.warning('beat: Redis is reachable again after %d failed ticks.', self._failures)
             self._failures = 0
         return self._wait(following)
+
+    def _tick_started(self) -> None:
+        """Queue the heartbeat (``redbeat health``) for the tick's first round trip.
+
+        At most every ``heartbeat_every`` seconds: a health check's threshold is
+        a minute or more.
+        """
+        self.observer.tick_started()
+        self._tick_due = 0
+        now = time.time()
+        if now - self._heartbeat_at >= self.heartbeat_every:
+            self._heartbeat_at = now
+            self._writes.heartbeat = json.dumps({'at': now, 'beat': self.leader.token})
+
+    def _tick_finished(self) -> None:
+        self.observer.tick_finished(self._tick_due)
+        now = time.time()
+        if self.observer.census_due(now):
+            total, enabled = self.store.census()
+            self.observer.census(total, enabled, now)
+
+    def _flush_events(self) -> None:
+        """Write events queued while leading (leadership lost) now: a standby has no
+        due round trip to carry them."""
+        if self._writes.events:
+            self.store.write(self._writes)
 
     def _wait(self, following: float | None) -> float:
         """Sleep until ``following`` (capped), waking early when an entry changes.
@@ -445,6 +485,7 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         if not self.leader.ensure():
             raise LeadershipLost(self.config.lock_key or '')
         plans = [self._plan(d.member, d.score, d.row, now) for d in due]
+        self._tick_due += len(plans)
         claimed = self.store.claim(
             [p.claim for p in plans],
             self.config.lock_key,
@@ -454,6 +495,8 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
             writes=self._writes,
         )
         ready = [p for p, ok in zip(plans, claimed.flags) if ok]
+        if self.observer.active:
+            self.observer.claimed(ready)
         for plan in ready:
             if plan.finish and not plan.messages:  # finished without a send (max_runs lowered)
                 self._queue_finish(plan)
@@ -471,6 +514,7 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         owner = [p for p in plans for _ in p.messages]
         hooked = self._hooked_send if self.hooked() else None
         outcome = self.publisher.send(messages, between_groups=self._renew, send_one=hooked)
+        self.observer.published(messages, outcome, time.time())
         self._record(messages, owner, outcome)
         if not outcome.retry:
             return True
@@ -644,6 +688,7 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
                 exc.reason,
                 humanize_seconds(self.max_wait),
             )
+            self.observer.parked(exc.key, exc.reason, self.max_wait)
             return self._park(member, score, row, retry_at)
         if not fields['enabled']:
             return self._park(member, score, row, timing.NEVER)
@@ -728,6 +773,7 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
                 self._changes.close()
                 self._changes = None
         finally:
+            self.observer.close()
             super().close()
 
     @property

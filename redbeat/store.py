@@ -29,6 +29,8 @@ logger = logging.getLogger('celery.beat')
 _FIELDS = ('definition', 'meta', 'policy')
 #: Entries per ``save.lua`` call: one call holds Redis for about 60 ms at most.
 SAVE_CHUNK = 10_000
+#: Seconds the heartbeat key outlives the last tick that wrote it.
+HEARTBEAT_TTL = 86_400
 _SAVE_KEYS = 2  # save.lua's KEYS: the schedule and the statics set
 #: A score to write: a number, or the exact string Redis returned.
 Score = Union[float, str]
@@ -111,8 +113,17 @@ class Writes:
     #: Finish action "disable": (name, definition read, definition to store).
     disables: list[tuple[str, str, str]] = field(default_factory=list)
     deletes: list[tuple[str, str]] = field(default_factory=list)  # (name, definition read)
+    #: Not conditional, not in finish.lua: plain writes queued in the same pipeline.
+    heartbeat: str | None = None  # the leader's last tick (JSON), for ``redbeat health``
+    events: list[dict[str, str]] = field(default_factory=list)  # for the events stream
+    events_maxlen: int = 0  # the stream's cap (XADD MAXLEN ~)
 
     def __bool__(self) -> bool:
+        return self.finishing or self.heartbeat is not None or bool(self.events)
+
+    @property
+    def finishing(self) -> bool:
+        """True when there is work for ``finish.lua``."""
         return bool(self.history or self.disables or self.deletes)
 
 
@@ -441,11 +452,12 @@ class ScheduleStore:
         With ``peek``, also the first score after ``now`` (same round trip): an
         idle tick costs this one call.  ``writes`` go first in the same round trip.
         """
-        finish = self._finish_call(writes)
+        finish, notes = self._finish_call(writes), self._notes(writes)
         for attempt in (1, 2):
             with self.client.pipeline(transaction=False) as pipe:
                 if finish is not None:
                     self._evalsha(pipe, *finish)
+                _queue_notes(pipe, notes)
                 self._evalsha(
                     pipe, self._due.sha, 1, self.keys.schedule, repr(now), limit, self.keys.prefix
                 )
@@ -458,6 +470,7 @@ class ScheduleStore:
             break
         if finish is not None:
             _finished(replies.pop(0))
+        _noted(replies, len(notes))
         following = _first_score(replies[1]) if peek else None
         return self._due_rows(replies[0]), following
 
@@ -481,11 +494,12 @@ class ScheduleStore:
         for c in claims:
             args += [c.member, c.expected, _score_text(c.score), c.meta or '', c.missed, c.skipped]
         keys = [self.keys.schedule, lock_key or self.keys.schedule, *(c.key for c in claims)]
-        finish = self._finish_call(writes)
+        finish, notes = self._finish_call(writes), self._notes(writes)
         for attempt in (1, 2):
             with self.client.pipeline(transaction=False) as pipe:
                 if finish is not None:
                     self._evalsha(pipe, *finish)
+                _queue_notes(pipe, notes)
                 # evalsha, not Script objects: those cost a SCRIPT EXISTS round trip.
                 if claims:
                     self._evalsha(pipe, self._claim.sha, len(keys), *keys, *args)
@@ -502,6 +516,7 @@ class ScheduleStore:
             break
         if finish is not None:
             _finished(replies.pop(0))
+        _noted(replies, len(notes))
         flags: list[bool] = []
         if claims:
             result = replies.pop(0)
@@ -516,13 +531,18 @@ class ScheduleStore:
 
     def write(self, writes: Writes) -> None:
         """Apply bookkeeping writes now (at shutdown: nothing else will carry them)."""
-        call = self._finish_call(writes)
+        call, notes = self._finish_call(writes), self._notes(writes)
         if call is not None:
             _finished(self._run([call])[0])
+        if notes:
+            with self.client.pipeline(transaction=False) as pipe:
+                _queue_notes(pipe, notes)
+                replies = pipe.execute(raise_on_error=False)
+            _noted(replies, len(notes))
 
     def _finish_call(self, writes: Writes | None) -> tuple[Any, ...] | None:
         """EVALSHA arguments of the ``finish.lua`` call for ``writes`` (then emptied)."""
-        if not writes:
+        if writes is None or not writes.finishing:
             return None
         values: dict[str, Any] = {}
         if writes.history:
@@ -537,6 +557,36 @@ class ScheduleStore:
         text = json.dumps(values, ensure_ascii=False, separators=(',', ':'))
         head = (self._finish.sha, 1, self.keys.schedule, self.keys.changes, self.keys.prefix)
         return (*head, text)
+
+    def _notes(self, writes: Writes | None) -> list[tuple[Any, ...]]:
+        """The heartbeat and event commands of ``writes`` (then emptied): plain writes to
+        keys of redbeat's own, queued in a pipeline beat sends anyway."""
+        if writes is None or (writes.heartbeat is None and not writes.events):
+            return []
+        notes: list[tuple[Any, ...]] = []
+        if writes.heartbeat is not None:
+            # Expires so a schedule no beat runs any more leaves nothing behind.
+            notes.append(('SET', self.keys.heartbeat, writes.heartbeat, 'EX', HEARTBEAT_TTL))
+        for event in writes.events:
+            fields = [part for item in event.items() for part in item]
+            cap = ('MAXLEN', '~', writes.events_maxlen)
+            notes.append(('XADD', self.keys.events, *cap, '*', *fields))
+        writes.heartbeat = None
+        writes.events.clear()
+        return notes
+
+    def census(self) -> tuple[int, int]:
+        """How many entries are in the schedule, and how many of them are enabled (score >= 0)."""
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.zcard(self.keys.schedule)
+            pipe.zcount(self.keys.schedule, 0, '+inf')  # disabled and finished ones: -1
+            total, enabled = pipe.execute()
+        return int(total), int(enabled)
+
+    def events(self, count: int) -> list[tuple[str, dict[str, str]]]:
+        """The latest ``count`` events of the events stream, newest first: (id, fields)."""
+        found: Any = self.client.xrevrange(self.keys.events, count=count)
+        return [(str(id_), {str(k): str(v) for k, v in fields.items()}) for id_, fields in found]
 
     def history(self, name: str, limit: int = 100) -> list[str]:
         """An entry's latest dispatch records (JSON), newest first."""
@@ -597,6 +647,7 @@ class ScheduleStore:
         upcoming: list[tuple[str, float]]  # (member, score), earliest first
         lock_holder: str | None
         lock_ttl: float | None  # seconds; None when free or without expiry
+        heartbeat: str | None = None  # JSON the leader wrote at its last tick
 
     def scan_schedule(self, count: int = 1000) -> Iterator[list[tuple[str, str]]]:
         """Batches of ``(member, exact score)`` from the sorted set (ZSCAN: one round trip a batch).
@@ -641,12 +692,13 @@ class ScheduleStore:
             pipe.zrangebyscore(
                 self.keys.schedule, 0, '+inf', start=0, num=upcoming, withscores=True
             )
+            pipe.get(self.keys.heartbeat)
             if lock_key:
                 pipe.get(lock_key)
                 pipe.pttl(lock_key)
             replies = pipe.execute()
-        total, due, overdue, first = replies[:4]
-        holder, ttl = replies[4:] if lock_key else (None, None)
+        total, due, overdue, first, heartbeat = replies[:5]
+        holder, ttl = replies[5:] if lock_key else (None, None)
         return ScheduleStore.Overview(
             entries=int(total),
             due=int(due),
@@ -654,6 +706,7 @@ class ScheduleStore:
             upcoming=[(str(member), float(score)) for member, score in first],
             lock_holder=None if holder is None else str(holder),
             lock_ttl=ttl / 1000 if isinstance(ttl, int) and ttl > 0 else None,
+            heartbeat=None if heartbeat is None else str(heartbeat),
         )
 
 
@@ -681,6 +734,20 @@ def _config_value(reply: Any, name: str) -> str | None:
         raise reply
     value = reply.get(name)
     return None if value is None else str(value)
+
+
+def _queue_notes(pipe: Any, notes: Sequence[tuple[Any, ...]]) -> None:
+    for note in notes:
+        pipe.execute_command(*note)
+
+
+def _noted(replies: list[Any], count: int) -> None:
+    """Take the replies of ``count`` heartbeat and event writes off the front of
+    ``replies``; report a failed one (the tick goes on: it is only a note)."""
+    for reply in replies[:count]:
+        if isinstance(reply, Exception):
+            logger.warning('beat: Could not write the heartbeat or an event: %s', reply)
+    del replies[:count]
 
 
 def _finished(reply: Any) -> None:

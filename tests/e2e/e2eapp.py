@@ -52,6 +52,9 @@ if os.environ.get('E2E_REDIS_OPTIONS'):
     app.conf.redbeat_redis_options = json.loads(os.environ['E2E_REDIS_OPTIONS'])
 if os.environ.get('E2E_LOCK_TIMEOUT'):
     app.conf.redbeat_lock_timeout = float(os.environ['E2E_LOCK_TIMEOUT'])
+if os.environ.get('E2E_METRICS_PORT'):  # metrics on this port of 127.0.0.1, and events
+    app.conf.update(redbeat_metrics=int(os.environ['E2E_METRICS_PORT']),
+                    redbeat_metrics_address='127.0.0.1', redbeat_events=True)  # fmt: skip
 
 
 def append_record(filename: str, record: dict[str, Any]) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from celery import Celery
@@ -34,6 +34,13 @@ CLUSTER_KEY_PREFIX = '{redbeat}:'
 #: in Redis and a write per dispatch, and by default an entry takes no more
 #: memory than it does under celery-redbeat 2.x.
 DEFAULT_HISTORY_SIZE = 0
+
+#: What a crash of the leader may cost (``redbeat_delivery``).  ``at-most-once``:
+#: an occurrence is never sent twice, and a crash loses at most the group being
+#: sent.  ``at-least-once``: claimed occurrences are journaled until sent, and a
+#: next leader re-sends what a crash left, with the same task id.
+Delivery = Literal['at-most-once', 'at-least-once']
+DELIVERY_MODES: tuple[Delivery, ...] = ('at-most-once', 'at-least-once')
 
 REDIS_SCHEMES = ('redis', 'rediss', 'unix', 'redis-sentinel', 'sentinel', 'redis-cluster')
 _UNSET = object()
@@ -86,6 +93,8 @@ class RedBeatConfig:
     #: ``redbeat_catchup_window``); an entry's own policy overrides them.
     missed_runs: str = 'once'
     catchup_window: float | None = None
+    #: ``redbeat_delivery``: see :data:`Delivery`.
+    delivery: Delivery = 'at-most-once'
 
     @property
     def keys(self) -> Keys:
@@ -180,6 +189,12 @@ class RedBeatConfig:
                 'redbeat_catchup_window',
                 f'must be a number of seconds >= 0 or None, got {window!r}',
             )
+        delivery = _lookup(conf, 'redbeat_delivery')
+        delivery = 'at-most-once' if delivery is _UNSET or delivery is None else delivery
+        if delivery not in DELIVERY_MODES:
+            raise ConfigurationError(
+                'redbeat_delivery', f"must be 'at-most-once' or 'at-least-once', got {delivery!r}"
+            )
         return cls(
             redis_url=url,
             key_prefix=prefix,
@@ -192,6 +207,7 @@ class RedBeatConfig:
             history_size=history,
             missed_runs=missed,
             catchup_window=None if window is None else float(window),
+            delivery=delivery,
         )
 
 

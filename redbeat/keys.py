@@ -8,6 +8,8 @@ With the default prefix ``redbeat:`` the layout is the celery-redbeat 2.x one::
     redbeat::lock         string: the leader lock
     redbeat::changes      pub/sub channel: "something changed, look again"
     redbeat::history:<n>  list: the entry's latest dispatches, JSON, newest first
+    redbeat::journal      hash: occurrences claimed, not yet confirmed sent
+                          (``redbeat_delivery = 'at-least-once'`` only)
 
 Entry names never start with ``:``, so ``<prefix>:<anything>`` is ours.
 """
@@ -49,6 +51,11 @@ class Keys:
     @property
     def changes(self) -> str:
         return self.prefix + ':changes'
+
+    @property
+    def journal(self) -> str:
+        """Occurrences claimed but not confirmed sent (at-least-once delivery)."""
+        return self.prefix + ':journal'
 
     def history(self, name: str) -> str:
         """The list of an entry's latest dispatches (newest first)."""

@@ -35,6 +35,9 @@ class Leadership:
         self.timeout = timeout
         self.token = make_token()
         self.held = False
+        #: How many times this beat acquired the lock: a new term, a new leader
+        #: (at-least-once delivery re-sends the journal once per term).
+        self.term = 0
         self._renewed_at = 0.0
         self._last_holder: str | None = None
         self._lock: Lock | None = None
@@ -67,6 +70,7 @@ class Leadership:
                 return True
         if self._lock.acquire(blocking=False, token=self.token):
             self.held = True
+            self.term += 1
             self._renewed_at = now
             self._last_holder = None
             logger.info(

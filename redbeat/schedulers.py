@@ -89,6 +89,46 @@ def _survivable(exc: Exception) -> None:
         raise exc
 
 
+def _claim_groups(plans: Sequence[Plan], size: int) -> Iterator[list[Plan]]:
+    """``plans`` in consecutive groups of at most ``size`` messages (at least one plan)."""
+    group: list[Plan] = []
+    count = 0
+    for plan in plans:
+        if group and count + len(plan.messages) > size:
+            yield group
+            group, count = [], 0
+        group.append(plan)
+        count += len(plan.messages)
+    if group:
+        yield group
+
+
+def _journaled(plan: Plan, row: Row) -> Plan:
+    """``plan`` with a journal record per occurrence (at-least-once delivery).
+
+    The record holds the definition the message is built from, so a next
+    leader re-sends exactly this message even if the entry changed since.
+    """
+    if not plan.messages:
+        return plan
+    journal = tuple(
+        (m.task_id, json.dumps({'key': m.key, 'occurrence': m.occurrence.isoformat(),
+                                'definition': row.definition}, separators=(',', ':')))
+        for m in plan.messages
+    )  # fmt: skip
+    ids = tuple(task_id for task_id, _ in journal)
+    return replace(plan, claim=replace(plan.claim, journal=journal),
+                   restore=replace(plan.restore, journal=ids))  # fmt: skip
+
+
+def _journal_message(text: str) -> Message:
+    """The message a journal record stands for (ValueError/KeyError/TypeError if unreadable)."""
+    record = json.loads(text)
+    key = str(record['key'])
+    occurrence = datetime.fromisoformat(record['occurrence'])
+    return Message(key, decode_definition(key, record['definition']), occurrence)
+
+
 def chunks(items: Sequence[Any], first: int, size: int) -> Iterator[Sequence[Any]]:
     """``items`` in a first chunk of ``first``, then chunks of ``size``."""
     start, step = 0, first
@@ -108,8 +148,10 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
     chunk_size = 10000
     #: Longest pause after consecutive Redis errors, in seconds.
     max_backoff = 30.0
-    #: Messages per broker round trip (kombu's Producer.batch, where supported).
-    publish_group = 200
+    #: Occurrences claimed together, then sent in one broker round trip (kombu's
+    #: Producer.batch, where supported) before the next group is claimed: what
+    #: a crash of the leader can lose at most (docs/high-availability.rst).
+    publish_group = 20
     #: Wait on the changes channel so a saved entry is seen at once, not at the next poll.
     listen_for_changes = True
     #: Keys per SCAN page when looking for orphan hashes at start: one round trip,
@@ -139,6 +181,7 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         self._policies: dict[str, Policy] = {}
         #: History records and finish actions, written with the next round trip.
         self._writes = Writes()
+        self._replayed_term: int | None = None  # at-least-once: journal re-sent in this term
         self.publisher = Publisher(app, lambda: self.producer, self.publish_group)
         super().__init__(app, **kwargs)
 
@@ -318,6 +361,8 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
                 self._setup()
             if not self.leader.ensure():
                 return min(1.0, self.leader.renew_every, self.max_wait)
+            if self.config.delivery == 'at-least-once' and self._replayed_term != self.leader.term:
+                self._replay_journal()
             following = self._dispatch_due()
         except LeadershipLost as exc:
             self.leader.lost(str(exc))
@@ -419,58 +464,124 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
     def _claim_and_send(
         self, due: Sequence[Due], now: datetime, then_due: tuple[float, int] | None
     ) -> Claimed | None:
-        """Claim one chunk (loading the next in the same round trip) and send it.
+        """Claim one chunk and send it, ``publish_group`` occurrences at a time.
 
-        None when the broker did not take everything: the rest was handed back.
+        Each group is claimed only once the previous one is in the broker, so
+        a crash loses at most one group.  The last group's claim loads the
+        next chunk in the same round trip.  None when the broker did not take
+        everything: the rest was handed back.
         """
         if not self.leader.ensure():
             raise LeadershipLost(self.config.lock_key or '')
         plans = [self._plan(d.member, d.score, d.row, now) for d in due]
-        claimed = self.store.claim(
-            [p.claim for p in plans],
-            self.config.lock_key,
-            self.leader.fence,
-            then_due=then_due,
-            peek_after=now.timestamp(),
-            writes=self._writes,
-        )
-        ready = [p for p, ok in zip(plans, claimed.flags) if ok]
-        for plan in ready:
-            if plan.finish and not plan.messages:  # finished without a send (max_runs lowered)
-                self._queue_finish(plan.claim.key, plan.finish, plan.fields)
-        sent = self._send([p for p in ready if p.messages])
-        return claimed if sent else None
+        if self.config.delivery == 'at-least-once':
+            plans = [_journaled(plan, d.row) for plan, d in zip(plans, due)]
+        groups = list(_claim_groups(plans, self.publish_group))
+        claimed: Claimed | None = None
+        for i, group in enumerate(groups):
+            last = i == len(groups) - 1
+            claimed = self.store.claim(
+                [p.claim for p in group],
+                self.config.lock_key,
+                self.leader.fence,
+                then_due=then_due if last else None,
+                peek_after=now.timestamp() if last else None,
+                writes=self._writes,
+            )
+            ready = [p for p, ok in zip(group, claimed.flags) if ok]
+            for plan in ready:
+                if plan.finish and not plan.messages:  # finished without a send (max_runs lowered)
+                    self._queue_finish(plan.claim.key, plan.finish, plan.fields)
+            if not self._send([p for p in ready if p.messages]):
+                return None
+        return claimed
 
     def _send(self, plans: Sequence[Plan]) -> bool:
         """Send claimed occurrences; hand back the claims of those the broker did not take.
 
         A claim is the commit point: once claimed an occurrence is sent even
-        if the lock is lost meanwhile, since no other beat can claim it.
-        Returns False when something was handed back.
+        if the lock is lost meanwhile, since no other beat can claim it.  A
+        batch whose delivery is unknown is handed back only in at-least-once
+        mode (by default an occurrence is never sent twice).  Returns False
+        when something was handed back.
         """
+        if not plans:
+            return True
         messages = [m for p in plans for m in p.messages]
         owner = [p for p in plans for _ in p.messages]
         outcome = self.publisher.send(messages, between_groups=self._renew)
+        retry = list(outcome.retry)
+        if self.config.delivery == 'at-least-once':
+            retry += outcome.uncertain
+            kept = set(retry)  # journaled until sent: the next leader re-sends them
+            self._writes.sent.extend(messages[i].task_id for i in range(len(messages))
+                                     if i not in kept)  # fmt: skip
+        elif outcome.uncertain:
+            logger.error(
+                'beat: %d occurrences may not have reached the broker; not sent again, so '
+                'none is sent twice (redbeat_delivery = "at-least-once" would re-send them).',
+                len(outcome.uncertain),
+            )
         self._record(messages, owner, outcome)
-        if not outcome.retry:
+        if not retry:
             return True
         sent = {id(owner[i]) for i in range(len(messages)) if i not in outcome.failed}
-        back = {id(owner[i]): owner[i] for i in outcome.retry if id(owner[i]) not in sent}
+        back = {id(owner[i]): owner[i] for i in retry if id(owner[i]) not in sent}
         restored = self.store.rollback([p.restore for p in back.values()])
         logger.warning(
             'beat: %d occurrences were not sent; %d handed back to be sent again.',
-            len(outcome.retry),
+            len(retry),
             restored,
         )
         return False
 
+    def _replay_journal(self) -> None:
+        """Re-send what earlier leaders claimed but did not confirm sent (same task ids).
+
+        Once per term of leadership, before anything else is dispatched.
+        Records that cannot be read are dropped with an error naming them;
+        records the broker did not take stay for the next attempt.
+        """
+        records = self.store.journal()
+        messages: list[Message] = []
+        ids: list[str] = []
+        dropped: list[str] = []
+        for task_id, text in records.items():
+            try:
+                message = _journal_message(text)
+            except (ValueError, KeyError, TypeError) as exc:
+                logger.error('beat: Journal record %s of %s cannot be re-sent and was dropped: '
+                             '%s', task_id, self.config.keys.journal, exc)  # fmt: skip
+                dropped.append(task_id)
+                continue
+            messages.append(message)
+            ids.append(task_id)
+        outcome = self.publisher.send(messages, between_groups=self._renew)
+        kept = set(outcome.retry) | set(outcome.uncertain)
+        done = [task_id for i, task_id in enumerate(ids) if i not in kept]
+        self.store.forget_journal(done + dropped)
+        if messages:
+            logger.warning(
+                'beat: Re-sent %d occurrences a previous leader claimed without confirming '
+                'them sent (same task ids); %d left for the next attempt.',
+                len(messages) - len(kept),
+                len(kept),
+            )
+        if not kept:
+            self._replayed_term = self.leader.term
+
     def _record(self, messages: Sequence[Message], owner: Sequence[Plan], outcome: Outcome) -> None:
         """Queue history records and finish actions for the next round trip."""
         sent_at = datetime.now(timezone.utc).isoformat()
-        retry, skipped = set(outcome.retry), set(outcome.skipped)
+        retry, skipped, uncertain = set(outcome.retry), set(outcome.skipped), set(outcome.uncertain)
         finished: dict[int, Plan] = {}
         for i, (message, plan) in enumerate(zip(messages, owner)):
-            result = 'handed back' if i in retry else 'error' if i in skipped else 'sent'
+            result = (
+                'handed back' if i in retry
+                else 'error' if i in skipped
+                else 'uncertain' if i in uncertain
+                else 'sent'
+            )  # fmt: skip
             if plan.history:
                 record = {
                     'scheduled': message.occurrence.isoformat(),

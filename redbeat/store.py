@@ -91,6 +91,8 @@ class Claim:
     meta: str | None  # None: leave meta alone
     missed: int = 0
     skipped: int = 0
+    #: At-least-once mode: (task id, journal record JSON) of each occurrence claimed.
+    journal: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -100,9 +102,10 @@ class Writes:
     history: list[tuple[str, str, int]] = field(default_factory=list)  # (name, record, keep)
     definitions: list[tuple[str, str]] = field(default_factory=list)  # (key, definition)
     deletes: list[str] = field(default_factory=list)  # entry names
+    sent: list[str] = field(default_factory=list)  # task ids confirmed sent: out of the journal
 
     def __bool__(self) -> bool:
-        return bool(self.history or self.definitions or self.deletes)
+        return bool(self.history or self.definitions or self.deletes or self.sent)
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,7 @@ class Restore:
     claimed: Score
     score: Score
     meta: str | None
+    journal: tuple[str, ...] = ()  # the claim's journal fields (task ids), dropped with it
 
 
 class ScheduleStore:
@@ -439,8 +443,13 @@ class ScheduleStore:
         """
         args: list[Any] = [token or '']
         for c in claims:
-            args += [c.member, c.expected, _score_text(c.score), c.meta or '', c.missed, c.skipped]
-        keys = [self.keys.schedule, lock_key or self.keys.schedule, *(c.key for c in claims)]
+            journal = json.dumps([part for pair in c.journal for part in pair]) if c.journal else ''
+            args += [c.member, c.expected, _score_text(c.score), c.meta or '', c.missed, c.skipped,
+                     journal]  # fmt: skip
+        keys = [
+            self.keys.schedule, lock_key or self.keys.schedule, self.keys.journal,
+            *(c.key for c in claims),
+        ]  # fmt: skip
         for attempt in (1, 2):
             with self.client.pipeline(transaction=False) as pipe:
                 written = self._write(pipe, writes if attempt == 1 else None)
@@ -494,12 +503,16 @@ class ScheduleStore:
             pipe.zrem(self.keys.schedule, *keys)
             pipe.delete(*keys, *(self.keys.history(n) for n in writes.deletes))
             count += 2
+        if writes.sent:
+            pipe.hdel(self.keys.journal, *writes.sent)
+            count += 1
         if (writes.definitions or writes.deletes) and not self.cluster:
             pipe.publish(self.keys.changes, 'finish')  # cluster pipelines refuse PUBLISH
             count += 1
         writes.history.clear()
         writes.definitions.clear()
         writes.deletes.clear()
+        writes.sent.clear()
         return count
 
     def history(self, name: str, limit: int = 100) -> list[str]:
@@ -543,9 +556,25 @@ class ScheduleStore:
             return 0
         args: list[Any] = []
         for r in restores:
-            args += [_score_text(r.claimed), _score_text(r.score), r.meta or '']
-        keys = [self.keys.schedule, *(r.key for r in restores)]
+            journal = json.dumps(list(r.journal)) if r.journal else ''
+            args += [_score_text(r.claimed), _score_text(r.score), r.meta or '', journal]
+        keys = [self.keys.schedule, self.keys.journal, *(r.key for r in restores)]
         return int(self._rollback(keys=keys, args=args))
+
+    # --- the journal (at-least-once delivery) ---
+
+    def journal(self) -> dict[str, str]:
+        """Occurrences claimed but not confirmed sent: task id -> record JSON.
+
+        One HGETALL: the journal holds at most the groups in flight when
+        leaders died (confirmed sends leave it with the next round trip).
+        """
+        return {str(k): str(v) for k, v in self.client.hgetall(self.keys.journal).items()}
+
+    def forget_journal(self, task_ids: Sequence[str]) -> None:
+        """Drop journal records (their occurrences were sent, or can never be)."""
+        if task_ids:
+            self.client.hdel(self.keys.journal, *task_ids)
 
     # --- listing and inspection (management API) ---
 

@@ -501,21 +501,25 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
 
         A claim is the commit point: once claimed an occurrence is sent even
         if the lock is lost meanwhile, since no other beat can claim it.  A
-        batch whose delivery is unknown is handed back only in at-least-once
-        mode (by default an occurrence is never sent twice).  Returns False
-        when something was handed back.
+        batch whose delivery is unknown is sent again only in at-least-once
+        mode, from the journal (by default an occurrence is never sent
+        twice).  Returns False when something was handed back or is to be
+        sent again.
         """
         if not plans:
             return True
         messages = [m for p in plans for m in p.messages]
         owner = [p for p in plans for _ in p.messages]
         outcome = self.publisher.send(messages, between_groups=self._renew)
-        retry = list(outcome.retry)
+        retry = outcome.retry
         if self.config.delivery == 'at-least-once':
-            retry += outcome.uncertain
-            kept = set(retry)  # journaled until sent: the next leader re-sends them
+            # Confirmed out of the journal; the uncertain stay in it and are
+            # re-sent from it at the next tick, with their task ids.
+            kept = set(retry) | set(outcome.uncertain)
             self._writes.sent.extend(messages[i].task_id for i in range(len(messages))
                                      if i not in kept)  # fmt: skip
+            if outcome.uncertain:
+                self._replayed_term = None
         elif outcome.uncertain:
             logger.error(
                 'beat: %d occurrences may not have reached the broker; not sent again, so '
@@ -524,7 +528,8 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
             )
         self._record(messages, owner, outcome)
         if not retry:
-            return True
+            return self._replayed_term is not None or self.config.delivery != 'at-least-once'
+
         sent = {id(owner[i]) for i in range(len(messages)) if i not in outcome.failed}
         back = {id(owner[i]): owner[i] for i in retry if id(owner[i]) not in sent}
         restored = self.store.rollback([p.restore for p in back.values()])

@@ -11,9 +11,8 @@ commands are summed over the nodes.
 
 from __future__ import annotations
 
-import math
-
 import json
+import math
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager

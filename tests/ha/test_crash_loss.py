@@ -63,7 +63,8 @@ class Tally:
     entry: dict[str, str] = field(default_factory=dict)  # task id -> entry key
     #: claimed and not in the broker, right after each kill (before any re-send)
     unsent_at_kill: list[int] = field(default_factory=list)
-    takeovers: list[float] = field(default_factory=list)
+    takeovers: list[float] = field(default_factory=list)  # kill -> lock taken, seconds
+    first_sends: list[float] = field(default_factory=list)  # kill -> a message in the queue
 
 
 def drain(broker: redis.Redis, tally: Tally) -> int:
@@ -166,6 +167,7 @@ def test_leader_sigkilled_mid_dispatch(
             locked_at, _, _ = wait_new_holder(conn, token, LOCK_TIMEOUT + 10)
             wait_for(lambda: broker.llen(QUEUE) > 0, 10, interval=0.005, message='a send')
             tally.takeovers.append(locked_at - hurt_at)
+            tally.first_sends.append(time.time() - hurt_at)
         # Take the lock away: the leader finishes the group it claimed, then is fenced.
         conn.set(LOCK_KEY, 'test:0:stolen', px=60_000)
         quiet = wait_for(lambda: time.sleep(0.5) or drain(broker, tally) == 0 or None, 20,
@@ -184,14 +186,15 @@ def test_leader_sigkilled_mid_dispatch(
     per_kill = (
         [b - a for a, b in zip([0, *unsent], unsent)] if delivery == 'at-most-once' else unsent
     )
-    takeovers = tally.takeovers
+    takeovers, sends = tally.takeovers, tally.first_sends
     print(
         f'\nCrash loss, {delivery} (seed {seed}): {ENTRIES} entries every 1 s, {KILLS} '
         f'SIGKILLs mid-dispatch, lock timeout {LOCK_TIMEOUT:g}s; {claimed} occurrences '
         f'claimed, {len(tally.ids)} distinct task ids in the broker; lost {total_lost} '
         f'(per kill, before any re-send: {per_kill}); duplicates (same id) '
         f'{duplicates}; lock taken {min(takeovers):.2f}-{max(takeovers):.2f}s after the '
-        f'kill (mean {sum(takeovers) / len(takeovers):.2f}s); journal left: {len(journal)}'
+        f'kill (mean {sum(takeovers) / len(takeovers):.2f}s), first message in the broker '
+        f'{min(sends):.2f}-{max(sends):.2f}s after it; journal left: {len(journal)}'
     )
     assert 'Traceback' not in logs, logs[-3000:]
     # never more ids than occurrences claimed: no occurrence claimed twice

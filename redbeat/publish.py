@@ -104,6 +104,9 @@ class Outcome:
     skipped: list[int] = field(default_factory=list)  # message-specific error: logged
     #: In a batch whose flush failed: the broker may hold them or not.
     uncertain: list[int] = field(default_factory=list)
+    #: Sending stopped by SIGTERM/Ctrl-C (Celery raises SystemExit from its
+    #: signal handler): the caller hands back what is left, then re-raises it.
+    interrupted: BaseException | None = None
 
     @property
     def failed(self) -> set[int]:
@@ -130,6 +133,8 @@ class Publisher:
         self.group_size = max(1, group_size)
         self.templates = Templates(app)
         self._fast = False
+        self._done = 0  # messages of the current send() known to be in the broker
+        self._flushing = False  # a batch is being written to the broker
 
     def _groups(self, count: int) -> Iterator[range]:
         for start in range(0, count, self.group_size):
@@ -139,11 +144,30 @@ class Publisher:
         """Send ``messages``; ``between_groups`` runs after each group (lock renewal)."""
         outcome = Outcome()
         self._fast = self.templates.usable()
+        self._done, self._flushing = 0, False
+        try:
+            self._send_groups(messages, between_groups, outcome)
+        except (KeyboardInterrupt, SystemExit) as exc:
+            # A clean stop in the middle of a group: what is not in the broker
+            # is handed back (a batch not flushed was discarded), so a stop
+            # loses nothing; a batch cut while being written is of unknown delivery.
+            done = self._done
+            if self._flushing:
+                stop = min(len(messages), done + self.group_size)
+                outcome.uncertain.extend(range(done, stop))
+                done = stop
+            outcome.retry.extend(range(done, len(messages)))
+            outcome.interrupted = exc
+        return outcome
+
+    def _send_groups(
+        self, messages: Sequence[Message], between_groups: Callable[[], None], outcome: Outcome
+    ) -> None:
         for group in self._groups(len(messages)):
             start = group.start
             if not self._batchable(messages, group):
                 if not self._send_singly(messages, group, outcome):
-                    return outcome
+                    return
                 between_groups()
                 continue
             try:
@@ -156,19 +180,18 @@ class Publisher:
                                '%d messages is unknown.', cause, len(group))  # fmt: skip
                 outcome.uncertain.extend(group)
                 outcome.retry.extend(range(group.stop, len(messages)))
-                return outcome
+                return
             except TRANSIENT as exc:
                 logger.warning('beat: Broker unavailable (%s: %s).', type(exc).__name__, exc)
                 outcome.retry.extend(range(start, len(messages)))
-                return outcome
+                return
             except Exception:
                 # The batch was discarded: send the group one by one (finds a broken message).
                 if not self._send_singly(messages, group, outcome):
-                    return outcome
+                    return
             else:
                 outcome.sent += len(group)
             between_groups()
-        return outcome
 
     def _batchable(self, messages: Sequence[Message], group: range) -> bool:
         if not self._fast or len(group) < 2:
@@ -185,12 +208,16 @@ class Publisher:
         try:
             # max_size: no automatic flush inside the group (a message takes a
             # few broker commands), so the group is flushed once, at the end.
-            with producer.batch(max_size=8 * len(group)):
+            with producer.batch(max_size=8 * len(group)) as batch:
                 for index in group:
                     if not self._send_one(messages[index], producer, batched=True):
                         raise _Unbatchable
+                self._flushing = True
+                batch.flush()
         finally:
             self.templates.deferred = None
+            self._flushing = False
+        self._done = group.stop
         for kwargs in signalled:
             signals.after_task_publish.send(**kwargs)
 
@@ -212,6 +239,7 @@ class Publisher:
                 outcome.skipped.append(index)
             else:
                 outcome.sent += 1
+            self._done = index + 1
         return True
 
     def _send_one(self, message: Message, producer: Any, batched: bool = False) -> bool:

@@ -527,18 +527,20 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
                 len(outcome.uncertain),
             )
         self._record(messages, owner, outcome)
-        if not retry:
-            return self._replayed_term is not None or self.config.delivery != 'at-least-once'
-
-        sent = {id(owner[i]) for i in range(len(messages)) if i not in outcome.failed}
-        back = {id(owner[i]): owner[i] for i in retry if id(owner[i]) not in sent}
-        restored = self.store.rollback([p.restore for p in back.values()])
-        logger.warning(
-            'beat: %d occurrences were not sent; %d handed back to be sent again.',
-            len(retry),
-            restored,
-        )
-        return False
+        if retry:
+            sent = {id(owner[i]) for i in range(len(messages)) if i not in outcome.failed}
+            back = {id(owner[i]): owner[i] for i in retry if id(owner[i]) not in sent}
+            restored = self.store.rollback([p.restore for p in back.values()])
+            logger.warning(
+                'beat: %d occurrences were not sent; %d handed back to be sent again.',
+                len(retry),
+                restored,
+            )
+        if outcome.interrupted is not None:
+            raise outcome.interrupted
+        if retry:
+            return False
+        return self._replayed_term is not None or self.config.delivery != 'at-least-once'
 
     def _replay_journal(self) -> None:
         """Re-send what earlier leaders claimed but did not confirm sent (same task ids).
@@ -565,6 +567,8 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         kept = set(outcome.retry) | set(outcome.uncertain)
         done = [task_id for i, task_id in enumerate(ids) if i not in kept]
         self.store.forget_journal(done + dropped)
+        if outcome.interrupted is not None:
+            raise outcome.interrupted
         if messages:
             logger.warning(
                 'beat: Re-sent %d occurrences a previous leader claimed without confirming '

@@ -51,7 +51,9 @@ def claimed(keys: Keys, client: redis.Redis, n: int) -> int:
     return total
 
 
-def kill_at(scheduler: RedBeatScheduler, publishes: int) -> None:
+def kill_at(
+    scheduler: RedBeatScheduler, publishes: int, death: type[BaseException] = Killed
+) -> None:
     """Make the scheduler's producer die on its ``publishes``-th publish."""
     producer = scheduler.producer
     original = producer.publish
@@ -59,8 +61,8 @@ def kill_at(scheduler: RedBeatScheduler, publishes: int) -> None:
 
     def publish(*args: Any, **kwargs: Any) -> Any:
         count[0] += 1
-        if count[0] >= publishes:
-            raise Killed
+        if count[0] == publishes:
+            raise death
         return original(*args, **kwargs)
 
     producer.publish = publish
@@ -147,6 +149,25 @@ def test_at_least_once_the_next_leader_resends_the_lost_group_with_the_same_ids(
     assert all(count == 1 or task_id in journal for task_id, count in ids.items())
     second.tick()  # the confirmations go with the next round trip
     assert redis_client.hlen(keys.journal) == 0
+
+
+def test_a_clean_stop_mid_dispatch_hands_back_what_was_not_sent(
+    keys: Keys, app: Celery, redis_client: redis.Redis, sent: Callable[[], list[dict[str, Any]]],
+    make_scheduler: Make,
+) -> None:  # fmt: skip
+    """SIGTERM: Celery's handler closes the scheduler and raises SystemExit mid-group."""
+    n = 300
+    scheduler = make_scheduler(app)
+    scheduler.tick()
+    make_due(keys, app, redis_client, n)
+    kill_at(scheduler, 150, SystemExit)
+    with pytest.raises(SystemExit):
+        scheduler.tick()
+    assert claimed(keys, redis_client, n) == len(sent())  # the cut group was handed back
+    make_scheduler(app).tick()  # the next beat
+    ids = Counter(h['id'] for h in sent())
+    assert len(ids) == n == claimed(keys, redis_client, n)
+    assert set(ids.values()) == {1}
 
 
 def flush_then_fail(batch: PublishBatch) -> None:

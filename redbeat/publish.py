@@ -24,8 +24,11 @@ block the others or loop forever.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import signal
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -59,6 +62,41 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     redis.ConnectionError,
     redis.TimeoutError,
 )
+
+
+#: The signals of a clean stop (Celery's handler raises SystemExit where beat is).
+_STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
+
+
+@contextlib.contextmanager
+def _stop_signals_held() -> Iterator[None]:
+    """Hold SIGTERM and SIGINT while a batch is written to the broker.
+
+    Raised in the middle of the write, Celery's SystemExit would leave part of
+    the group in the broker and part not, so the group could neither be handed
+    back nor counted as sent.  Held, a stop is handled right after the flush
+    (a few hundred microseconds; at most the broker's socket timeout).  The
+    handlers are swapped, not the signal mask: a mask holds a signal for one
+    thread only, and beat has others (remote control) that would take it.
+    """
+    handlers = {number: signal.getsignal(number) for number in _STOP_SIGNALS}
+    if threading.current_thread() is not threading.main_thread() or None in handlers.values():
+        yield  # signal.signal works in the main thread only; None: a handler set from C
+        return
+    held: list[int] = []
+
+    def hold(signum: int, frame: Any) -> None:
+        held.append(signum)
+
+    for number in handlers:
+        signal.signal(number, hold)
+    try:
+        yield
+    finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
+        for signum in held:
+            signal.raise_signal(signum)  # now, to the handler it was meant for
 
 
 def occurrence_id(key: str, occurrence: datetime) -> str:
@@ -212,14 +250,14 @@ class Publisher:
                 for index in group:
                     if not self._send_one(messages[index], producer, batched=True):
                         raise _Unbatchable
-                self._flushing = True
-                batch.flush()
+                self._flushing = True  # until flushed: an interruption leaves it set
+                with _stop_signals_held():
+                    batch.flush()
+                    self._done, self._flushing = group.stop, False
+                    for kwargs in signalled:
+                        signals.after_task_publish.send(**kwargs)
         finally:
             self.templates.deferred = None
-            self._flushing = False
-        self._done = group.stop
-        for kwargs in signalled:
-            signals.after_task_publish.send(**kwargs)
 
     def _send_singly(self, messages: Sequence[Message], group: range, outcome: Outcome) -> bool:
         """Publish each message of ``group`` on its own; False if the broker went away."""

@@ -182,6 +182,8 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         #: History records and finish actions, written with the next round trip.
         self._writes = Writes()
         self._replayed_term: int | None = None  # at-least-once: journal re-sent in this term
+        self._ticking = False
+        self._close_requested = False
         self.publisher = Publisher(app, lambda: self.producer, self.publish_group)
         super().__init__(app, **kwargs)
 
@@ -356,6 +358,19 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
         """Send what is due; return how long beat may sleep before the next tick."""
+        self._ticking = True
+        try:
+            return self._tick()
+        finally:
+            self._ticking = False
+            if self._close_requested:
+                # close() was asked for during the tick (Celery's SIGTERM handler
+                # then raises SystemExit): stop beat even if a library on the way
+                # caught that SystemExit; Celery's loop then closes us for good.
+                self._close_requested = False
+                raise SystemExit()
+
+    def _tick(self) -> float:
         try:
             if not self._ready:
                 self._setup()
@@ -480,14 +495,20 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         claimed: Claimed | None = None
         for i, group in enumerate(groups):
             last = i == len(groups) - 1
-            claimed = self.store.claim(
-                [p.claim for p in group],
-                self.config.lock_key,
-                self.leader.fence,
-                then_due=then_due if last else None,
-                peek_after=now.timestamp() if last else None,
-                writes=self._writes,
-            )
+            try:
+                claimed = self.store.claim(
+                    [p.claim for p in group],
+                    self.config.lock_key,
+                    self.leader.fence,
+                    then_due=then_due if last else None,
+                    peek_after=now.timestamp() if last else None,
+                    writes=self._writes,
+                )
+            except (KeyboardInterrupt, SystemExit):
+                # Stopped during the claim's round trip: it may have been made.
+                # Hand it back (a no-op where it was not), so a stop loses nothing.
+                self.store.rollback([p.restore for p in group if p.messages])
+                raise
             ready = [p for p, ok in zip(group, claimed.flags) if ok]
             for plan in ready:
                 if plan.finish and not plan.messages:  # finished without a send (max_runs lowered)
@@ -700,6 +721,16 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
     # --- shutdown and banner -----------------------------------------------
 
     def close(self) -> None:
+        if self._ticking:
+            # Celery's SIGTERM handler calls close() and then raises SystemExit
+            # wherever the tick is.  Closing connections under that tick would
+            # turn the SystemExit into an I/O error (which kombu reports as a
+            # failed batch, and beat goes on), and releasing the lock would let a
+            # standby in before the claimed group is sent or handed back.  So
+            # only note it: the tick unwinds (handing back what the broker does
+            # not have), and Celery's loop calls close() again.
+            self._close_requested = True
+            return
         try:
             if self._writes:
                 try:

@@ -250,8 +250,8 @@ class Publisher:
                 for index in group:
                     if not self._send_one(messages[index], producer, batched=True):
                         raise _Unbatchable
-                self._flushing = True  # until flushed: an interruption leaves it set
                 with _stop_signals_held():
+                    self._flushing = True  # until flushed: an interruption leaves it set
                     batch.flush()
                     self._done, self._flushing = group.stop, False
                     for kwargs in signalled:

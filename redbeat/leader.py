@@ -14,12 +14,28 @@ import os
 import socket
 import time
 import uuid
+from typing import Callable, TypeVar
 
 import redis
-from redis.exceptions import LockError
+from redis.exceptions import LockError, NoScriptError
 from redis.lock import Lock
 
+T = TypeVar('T')
+
 logger = logging.getLogger('redbeat.leader')
+
+
+def _scripted(call: Callable[[], T]) -> T:
+    """``call`` (a lock script), once more if the script is missing on the server.
+
+    redis-py loads a missing script and runs it again, once.  Across a Sentinel
+    failover the load can reach the old master and the run the new one, which
+    does not have it (scripts are not replicated): the second try finds it.
+    """
+    try:
+        return call()
+    except NoScriptError:
+        return call()
 
 
 def make_token() -> str:
@@ -62,7 +78,8 @@ class Leadership:
             if now - self._renewed_at < self.renew_every:
                 return True
             try:
-                self._lock.extend(self.timeout, replace_ttl=True)
+                lock = self._lock
+                _scripted(lambda: lock.extend(self.timeout, replace_ttl=True))
             except LockError:
                 self.lost('the lock expired or was taken over before it could be renewed')
             else:

@@ -33,7 +33,7 @@ from celery import Celery
 from celery.beat import Scheduler
 from celery.schedules import crontab
 from celery.utils.time import humanize_seconds
-from redis.exceptions import ClusterDownError, RedisClusterException
+from redis.exceptions import ClusterDownError, NoScriptError, RedisClusterException
 
 from . import timing
 from .client import cluster_unreachable
@@ -61,6 +61,7 @@ REDIS_ERRORS = (
     redis.TimeoutError,
     redis.BusyLoadingError,
     redis.ReadOnlyError,
+    NoScriptError,  # a script missing on a server that just became master (redis-py reloads once)
     ClusterDownError,  # Redis Cluster nodes restarting, before they agree the cluster is up
     RedisClusterException,  # only when no node answers: see _survivable
 )

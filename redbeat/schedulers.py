@@ -149,6 +149,12 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
     chunk_size = 10000
     #: Longest pause after consecutive Redis errors, in seconds.
     max_backoff = 30.0
+    #: Pause after each of the first ``quick_retries`` Redis errors in a row,
+    #: before the pause doubles: a Sentinel failover clears within a second or
+    #: two, and a backoff doubling from the first error slept through its end
+    #: (after two errors 1 s + 2 s: a 4.3 s stall with redis-py's own retries).
+    first_backoff = 0.5
+    quick_retries = 3
     #: Occurrences claimed together, then sent in one broker round trip (kombu's
     #: Producer.batch, where supported) before the next group is claimed: what
     #: a crash of the leader can lose at most (docs/high-availability.rst).
@@ -388,7 +394,8 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
             self._failures += 1
             if (leader := self._leader_if_made()) is not None:
                 leader.expire_if_stale()
-            delay: float = min(self.max_backoff, 0.5 * 2.0 ** min(self._failures, 10))
+            doublings = min(max(0, self._failures - self.quick_retries), 10)
+            delay: float = min(self.max_backoff, self.first_backoff * 2.0**doublings)
             logger.warning(
                 'beat: Redis error at %s (%s: %s); retrying in %.1fs.',
                 self.config.masked_url,

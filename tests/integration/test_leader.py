@@ -13,10 +13,12 @@ from typing import Any
 
 import pytest
 import redis
+from celery import Celery
 from redis.exceptions import NoScriptError
 
 from redbeat.leader import Leadership
 from redbeat.schedulers import REDIS_ERRORS
+from tests.redis_server import HOST, free_port
 
 LOCK = 'redbeat::lock'
 
@@ -47,3 +49,17 @@ def test_renewal_survives_a_lock_script_missing_twice(
 
 def test_a_missing_script_is_an_error_beat_survives() -> None:
     assert issubclass(NoScriptError, REDIS_ERRORS)
+
+
+def test_the_first_redis_errors_are_retried_quickly(make_scheduler: Any) -> None:
+    """A failover's few seconds of errors are crossed without sleeping through its end."""
+    app = Celery('backoff')
+    app.conf.update(
+        redbeat_redis_url=f'redis://{HOST}:{free_port()}/0',  # nothing listens there
+        broker_url='memory://',
+        redbeat_redis_options={'socket_connect_timeout': 0.2},
+    )
+    scheduler = make_scheduler(app)
+    delays = [scheduler.tick() for _ in range(6)]
+    assert delays == [0.5, 0.5, 0.5, 1.0, 2.0, 4.0]
+    app.close()

@@ -48,13 +48,12 @@ logger = logging.getLogger('celery.beat')
 OCCURRENCE_NAMESPACE = uuid.UUID('6f1d3b0e-8a52-4c1e-9d0a-2f1c5b7e9a10')
 _NAMESPACE_BYTES = OCCURRENCE_NAMESPACE.bytes
 
-#: Errors that mean "the broker is not reachable now", not "this message is bad".
-#: (BatchPublishError: a batch flush failed, delivery of its messages unknown.)
 #: A batch flush that failed midway: delivery of its messages is unknown
 #: (kombu < 5.7 has no batches, and no such error: then a never-raised stand-in).
 UNCERTAIN: type[BaseException] = getattr(
     kombu_errors, 'BatchPublishError', type('_Never', (Exception,), {})
 )
+#: Errors that mean "the broker is not reachable now", not "this message is bad".
 TRANSIENT: tuple[type[BaseException], ...] = (
     kombu_errors.OperationalError,
     UNCERTAIN,

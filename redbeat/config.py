@@ -12,7 +12,7 @@ import math
 import os
 import re
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from celery import Celery
@@ -53,6 +53,12 @@ DEFAULT_EVENTS_MAXLEN = 10_000
 #: ``redbeat_metrics`` value that records into prometheus_client's default
 #: registry (multiprocess-safe with ``PROMETHEUS_MULTIPROC_DIR``) without serving it.
 METRICS_REGISTRY = 'registry'
+#: What a crash of the leader may cost (``redbeat_delivery``).  ``at-most-once``:
+#: an occurrence is never sent twice, and a crash loses at most the group being
+#: sent.  ``at-least-once``: claimed occurrences are journaled until sent, and a
+#: next leader re-sends what a crash left, with the same task id.
+Delivery = Literal['at-most-once', 'at-least-once']
+DELIVERY_MODES: tuple[Delivery, ...] = ('at-most-once', 'at-least-once')
 
 REDIS_SCHEMES = ('redis', 'rediss', 'unix', 'redis-sentinel', 'sentinel', 'redis-cluster')
 _UNSET = object()
@@ -117,6 +123,8 @@ class RedBeatConfig:
     #: Length the ``<prefix>:events`` stream is capped at; 0: no events (``redbeat_events``
     #: and ``redbeat_events_maxlen``).
     events_maxlen: int = 0
+    #: ``redbeat_delivery``: see :data:`Delivery`.
+    delivery: Delivery = 'at-most-once'
 
     def __post_init__(self) -> None:
         # celery-redbeat 2.x built its config as RedBeatConfig(app); here that
@@ -281,6 +289,12 @@ class RedBeatConfig:
                 'redbeat_key_expiry_check',
                 f'must be one of {", ".join(map(repr, KEY_EXPIRY_CHECKS))}, got {check!r}',
             )
+        delivery = _lookup(conf, 'redbeat_delivery')
+        delivery = 'at-most-once' if delivery is _UNSET or delivery is None else delivery
+        if delivery not in DELIVERY_MODES:
+            raise ConfigurationError(
+                'redbeat_delivery', f"must be 'at-most-once' or 'at-least-once', got {delivery!r}"
+            )
         config = cls(
             **_observability(conf),
             redis_url=url,
@@ -295,6 +309,7 @@ class RedBeatConfig:
             missed_runs=missed,
             catchup_window=None if window is None else float(window),
             key_expiry_check=check.lower(),
+            delivery=delivery,
         )
         object.__setattr__(config, '_app', app)  # for the 2.x attributes (app, schedule)
         return config

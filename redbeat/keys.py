@@ -10,6 +10,8 @@ With the default prefix ``redbeat:`` the layout is the celery-redbeat 2.x one::
     redbeat::history:<n>  list: the entry's latest dispatches, JSON, newest first
     redbeat::heartbeat    string: JSON of the leader's last tick (``redbeat health``)
     redbeat::events       stream: unusual events, capped (opt-in, ``redbeat_events``)
+    redbeat::journal      hash: occurrences claimed, not yet confirmed sent
+                          (``redbeat_delivery = 'at-least-once'`` only)
 
 Entry names never start with ``:``, so ``<prefix>:<anything>`` is ours; nor
 may an entry be named after the lock key when ``redbeat_lock_key`` lies under
@@ -65,6 +67,11 @@ class Keys:
     @property
     def events(self) -> str:
         return self.prefix + ':events'
+
+    @property
+    def journal(self) -> str:
+        """Occurrences claimed but not confirmed sent (at-least-once delivery)."""
+        return self.prefix + ':journal'
 
     def history(self, name: str) -> str:
         """The list of an entry's latest dispatches (newest first)."""

@@ -14,14 +14,30 @@ import os
 import socket
 import time
 import uuid
+from typing import Callable, TypeVar
 
 import redis
-from redis.exceptions import LockError
+from redis.exceptions import LockError, NoScriptError
 from redis.lock import Lock
 
 from .metrics import Observer
 
+T = TypeVar('T')
+
 logger = logging.getLogger('redbeat.leader')
+
+
+def _scripted(call: Callable[[], T]) -> T:
+    """``call`` (a lock script), once more if the script is missing on the server.
+
+    redis-py loads a missing script and runs it again, once.  Across a Sentinel
+    failover the load can reach the old master and the run the new one, which
+    does not have it (scripts are not replicated): the second try finds it.
+    """
+    try:
+        return call()
+    except NoScriptError:
+        return call()
 
 
 def make_token() -> str:
@@ -44,6 +60,9 @@ class Leadership:
         self.timeout = timeout
         self.token = make_token()
         self.held = False
+        #: How many times this beat acquired the lock: a new term, a new leader
+        #: (at-least-once delivery re-sends the journal once per term).
+        self.term = 0
         self._renewed_at = 0.0
         self._last_holder: str | None = None
         self._lock: Lock | None = None
@@ -68,7 +87,8 @@ class Leadership:
             if now - self._renewed_at < self.renew_every:
                 return True
             try:
-                self._lock.extend(self.timeout, replace_ttl=True)
+                lock = self._lock
+                _scripted(lambda: lock.extend(self.timeout, replace_ttl=True))
             except LockError:
                 self.lost('the lock expired or was taken over before it could be renewed')
             else:
@@ -77,6 +97,7 @@ class Leadership:
                 return True
         if self._lock.acquire(blocking=False, token=self.token):
             self.held = True
+            self.term += 1
             self._renewed_at = now
             self._last_holder = None
             self.observer.leadership(True, self.token)

@@ -33,7 +33,7 @@ from celery import Celery
 from celery.beat import Scheduler, SchedulingError
 from celery.schedules import crontab
 from celery.utils.time import humanize_seconds
-from redis.exceptions import ClusterDownError, RedisClusterException
+from redis.exceptions import ClusterDownError, NoScriptError, RedisClusterException
 
 from . import checks, timing
 from .client import cluster_unreachable
@@ -69,6 +69,7 @@ REDIS_ERRORS = (
     redis.TimeoutError,
     redis.BusyLoadingError,
     redis.ReadOnlyError,
+    NoScriptError,  # a script missing on a server that just became master (redis-py reloads once)
     ClusterDownError,  # Redis Cluster nodes restarting, before they agree the cluster is up
     RedisClusterException,  # only when no node answers: see _survivable
 )
@@ -98,6 +99,46 @@ def _survivable(exc: Exception) -> None:
         raise exc
 
 
+def _claim_groups(plans: Sequence[Plan], size: int) -> Iterator[list[Plan]]:
+    """``plans`` in consecutive groups of at most ``size`` messages (at least one plan)."""
+    group: list[Plan] = []
+    count = 0
+    for plan in plans:
+        if group and count + len(plan.messages) > size:
+            yield group
+            group, count = [], 0
+        group.append(plan)
+        count += len(plan.messages)
+    if group:
+        yield group
+
+
+def _journaled(plan: Plan, row: Row) -> Plan:
+    """``plan`` with a journal record per occurrence (at-least-once delivery).
+
+    The record holds the definition the message is built from, so a next
+    leader re-sends exactly this message even if the entry changed since.
+    """
+    if not plan.messages:
+        return plan
+    journal = tuple(
+        (m.task_id, json.dumps({'key': m.key, 'occurrence': m.occurrence.isoformat(),
+                                'definition': row.definition}, separators=(',', ':')))
+        for m in plan.messages
+    )  # fmt: skip
+    ids = tuple(task_id for task_id, _ in journal)
+    return replace(plan, claim=replace(plan.claim, journal=journal),
+                   restore=replace(plan.restore, journal=ids))  # fmt: skip
+
+
+def _journal_message(text: str) -> Message:
+    """The message a journal record stands for (ValueError/KeyError/TypeError if unreadable)."""
+    record = json.loads(text)
+    key = str(record['key'])
+    occurrence = datetime.fromisoformat(record['occurrence'])
+    return Message(key, decode_definition(key, record['definition']), occurrence)
+
+
 def chunks(items: Sequence[Any], first: int, size: int) -> Iterator[Sequence[Any]]:
     """``items`` in a first chunk of ``first``, then chunks of ``size``."""
     start, step = 0, first
@@ -117,8 +158,16 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
     chunk_size = 10000
     #: Longest pause after consecutive Redis errors, in seconds.
     max_backoff = 30.0
-    #: Messages per broker round trip (kombu's Producer.batch, where supported).
-    publish_group = 200
+    #: Pause after each of the first ``quick_retries`` Redis errors in a row,
+    #: before the pause doubles: a Sentinel failover clears within a second or
+    #: two, and a backoff doubling from the first error slept through its end
+    #: (after two errors 1 s + 2 s: a 4.3 s stall with redis-py's own retries).
+    first_backoff = 0.5
+    quick_retries = 3
+    #: Occurrences claimed together, then sent in one broker round trip (kombu's
+    #: Producer.batch, where supported) before the next group is claimed: what
+    #: a crash of the leader can lose at most (docs/high-availability.rst).
+    publish_group = 20
     #: Wait on the changes channel so a saved entry is seen at once, not at the next poll.
     listen_for_changes = True
     #: Keys per SCAN page when looking for orphan hashes at start: one round trip,
@@ -159,6 +208,9 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         self._heartbeat_at = 0.0
         self._tick_due = 0
         self.observer: Observer = make_observer(config, self._writes)
+        self._replayed_term: int | None = None  # at-least-once: journal re-sent in this term
+        self._ticking = False
+        self._close_requested = False
         self.publisher = Publisher(app, lambda: self.producer, self.publish_group)
         super().__init__(app, **kwargs)
 
@@ -342,6 +394,19 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
         """Send what is due; return how long beat may sleep before the next tick."""
+        self._ticking = True
+        try:
+            return self._tick()
+        finally:
+            self._ticking = False
+            if self._close_requested:
+                # close() was asked for during the tick (Celery's SIGTERM handler
+                # then raises SystemExit): stop beat even if a library on the way
+                # caught that SystemExit; Celery's loop then closes us for good.
+                self._close_requested = False
+                raise SystemExit()
+
+    def _tick(self) -> float:
         try:
             if not self._ready:
                 self._setup()
@@ -349,6 +414,8 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
                 self._flush_events()
                 return min(1.0, self.leader.renew_every, self.max_wait)
             self._tick_started()
+            if self.config.delivery == 'at-least-once' and self._replayed_term != self.leader.term:
+                self._replay_journal()
             following = self._dispatch_due()
             self._tick_finished()
         except LeadershipLost as exc:
@@ -360,7 +427,8 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
             self._failures += 1
             if (leader := self._leader_if_made()) is not None:
                 leader.expire_if_stale()
-            delay: float = min(self.max_backoff, 0.5 * 2.0 ** min(self._failures, 10))
+            doublings = min(max(0, self._failures - self.quick_retries), 10)
+            delay: float = min(self.max_backoff, self.first_backoff * 2.0**doublings)
             logger.warning(
                 'beat: Redis error at %s (%s: %s); retrying in %.1fs.',
                 self.config.masked_url,
@@ -478,63 +546,144 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
     def _claim_and_send(
         self, due: Sequence[Due], now: datetime, then_due: tuple[float, int] | None
     ) -> Claimed | None:
-        """Claim one chunk (loading the next in the same round trip) and send it.
+        """Claim one chunk and send it, ``publish_group`` occurrences at a time.
 
-        None when the broker did not take everything: the rest was handed back.
+        Each group is claimed only once the previous one is in the broker, so
+        a crash loses at most one group.  The last group's claim loads the
+        next chunk in the same round trip.  None when the broker did not take
+        everything: the rest was handed back.
         """
         if not self.leader.ensure():
             raise LeadershipLost(self.config.lock_key or '')
         plans = [self._plan(d.member, d.score, d.row, now) for d in due]
         self._tick_due += len(plans)
-        claimed = self.store.claim(
-            [p.claim for p in plans],
-            self.config.lock_key,
-            self.leader.fence,
-            then_due=then_due,
-            peek_after=now.timestamp(),
-            writes=self._writes,
-        )
-        ready = [p for p, ok in zip(plans, claimed.flags) if ok]
-        if self.observer.active:
-            self.observer.claimed(ready)
-        for plan in ready:
-            if plan.finish and not plan.messages:  # finished without a send (max_runs lowered)
-                self._queue_finish(plan)
-        sent = self._send([p for p in ready if p.messages])
-        return claimed if sent else None
+        if self.config.delivery == 'at-least-once':
+            plans = [_journaled(plan, d.row) for plan, d in zip(plans, due)]
+        groups = list(_claim_groups(plans, self.publish_group))
+        claimed: Claimed | None = None
+        for i, group in enumerate(groups):
+            last = i == len(groups) - 1
+            try:
+                claimed = self.store.claim(
+                    [p.claim for p in group],
+                    self.config.lock_key,
+                    self.leader.fence,
+                    then_due=then_due if last else None,
+                    peek_after=now.timestamp() if last else None,
+                    writes=self._writes,
+                )
+            except (KeyboardInterrupt, SystemExit):
+                # Stopped during the claim's round trip: it may have been made.
+                # Hand it back (a no-op where it was not), so a stop loses nothing.
+                self.store.rollback([p.restore for p in group if p.messages])
+                raise
+            ready = [p for p, ok in zip(group, claimed.flags) if ok]
+            if self.observer.active:
+                self.observer.claimed(ready)
+            for plan in ready:
+                if plan.finish and not plan.messages:  # finished without a send (max_runs lowered)
+                    self._queue_finish(plan)
+            if not self._send([p for p in ready if p.messages]):
+                return None
+        return claimed
 
     def _send(self, plans: Sequence[Plan]) -> bool:
         """Send claimed occurrences; hand back the claims of those the broker did not take.
 
         A claim is the commit point: once claimed an occurrence is sent even
-        if the lock is lost meanwhile, since no other beat can claim it.
-        Returns False when something was handed back.
+        if the lock is lost meanwhile, since no other beat can claim it.  A
+        batch whose delivery is unknown is sent again only in at-least-once
+        mode, from the journal (by default an occurrence is never sent
+        twice).  Returns False when something was handed back or is to be
+        sent again.
         """
+        if not plans:
+            return True
         messages = [m for p in plans for m in p.messages]
         owner = [p for p in plans for _ in p.messages]
         hooked = self._hooked_send if self.hooked() else None
         outcome = self.publisher.send(messages, between_groups=self._renew, send_one=hooked)
         self.observer.published(messages, outcome, time.time())
+        retry = outcome.retry
+        if self.config.delivery == 'at-least-once':
+            # Confirmed out of the journal; the uncertain stay in it and are
+            # re-sent from it at the next tick, with their task ids.
+            kept = set(retry) | set(outcome.uncertain)
+            self._writes.sent.extend(messages[i].task_id for i in range(len(messages))
+                                     if i not in kept)  # fmt: skip
+            if outcome.uncertain:
+                self._replayed_term = None
+        elif outcome.uncertain:
+            logger.error(
+                'beat: %d occurrences may not have reached the broker; not sent again, so '
+                'none is sent twice (redbeat_delivery = "at-least-once" would re-send them).',
+                len(outcome.uncertain),
+            )
         self._record(messages, owner, outcome)
-        if not outcome.retry:
-            return True
-        sent = {id(owner[i]) for i in range(len(messages)) if i not in outcome.failed}
-        back = {id(owner[i]): owner[i] for i in outcome.retry if id(owner[i]) not in sent}
-        restored = self.store.rollback([p.restore for p in back.values()])
-        logger.warning(
-            'beat: %d occurrences were not sent; %d handed back to be sent again.',
-            len(outcome.retry),
-            restored,
-        )
-        return False
+        if retry:
+            sent = {id(owner[i]) for i in range(len(messages)) if i not in outcome.failed}
+            back = {id(owner[i]): owner[i] for i in retry if id(owner[i]) not in sent}
+            restored = self.store.rollback([p.restore for p in back.values()])
+            logger.warning(
+                'beat: %d occurrences were not sent; %d handed back to be sent again.',
+                len(retry),
+                restored,
+            )
+        if outcome.interrupted is not None:
+            raise outcome.interrupted
+        if retry:
+            return False
+        return self._replayed_term is not None or self.config.delivery != 'at-least-once'
+
+    def _replay_journal(self) -> None:
+        """Re-send what earlier leaders claimed but did not confirm sent (same task ids).
+
+        Once per term of leadership, before anything else is dispatched.
+        Records that cannot be read are dropped with an error naming them;
+        records the broker did not take stay for the next attempt.
+        """
+        records = self.store.journal()
+        messages: list[Message] = []
+        ids: list[str] = []
+        dropped: list[str] = []
+        for task_id, text in records.items():
+            try:
+                message = _journal_message(text)
+            except (ValueError, KeyError, TypeError) as exc:
+                logger.error('beat: Journal record %s of %s cannot be re-sent and was dropped: '
+                             '%s', task_id, self.config.keys.journal, exc)  # fmt: skip
+                dropped.append(task_id)
+                continue
+            messages.append(message)
+            ids.append(task_id)
+        outcome = self.publisher.send(messages, between_groups=self._renew)
+        kept = set(outcome.retry) | set(outcome.uncertain)
+        done = [task_id for i, task_id in enumerate(ids) if i not in kept]
+        self.store.forget_journal(done + dropped)
+        if outcome.interrupted is not None:
+            raise outcome.interrupted
+        if messages:
+            logger.warning(
+                'beat: Re-sent %d occurrences a previous leader claimed without confirming '
+                'them sent (same task ids); %d left for the next attempt.',
+                len(messages) - len(kept),
+                len(kept),
+            )
+        if not kept:
+            self._replayed_term = self.leader.term
 
     def _record(self, messages: Sequence[Message], owner: Sequence[Plan], outcome: Outcome) -> None:
         """Queue history records and finish actions for the next round trip."""
         sent_at = datetime.now(timezone.utc).isoformat()
-        retry, skipped = set(outcome.retry), set(outcome.skipped)
+        retry, skipped, uncertain = set(outcome.retry), set(outcome.skipped), set(outcome.uncertain)
         finished: dict[int, Plan] = {}
         for i, (message, plan) in enumerate(zip(messages, owner)):
-            result = 'handed back' if i in retry else 'error' if i in skipped else 'sent'
+            result = (
+                'handed back' if i in retry
+                else 'error' if i in skipped
+                else 'uncertain' if i in uncertain
+                else 'sent'
+            )  # fmt: skip
             if plan.history:
                 record = {
                     'scheduled': message.occurrence.isoformat(),
@@ -758,6 +907,16 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
     # --- shutdown and banner -----------------------------------------------
 
     def close(self) -> None:
+        if self._ticking:
+            # Celery's SIGTERM handler calls close() and then raises SystemExit
+            # wherever the tick is.  Closing connections under that tick would
+            # turn the SystemExit into an I/O error (which kombu reports as a
+            # failed batch, and beat goes on), and releasing the lock would let a
+            # standby in before the claimed group is sent or handed back.  So
+            # only note it: the tick unwinds (handing back what the broker does
+            # not have), and Celery's loop calls close() again.
+            self._close_requested = True
+            return
         try:
             if self._writes:
                 try:

@@ -99,6 +99,8 @@ class Claim:
     meta: str | None  # None: leave meta alone
     missed: int = 0
     skipped: int = 0
+    #: At-least-once mode: (task id, journal record JSON) of each occurrence claimed.
+    journal: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -117,9 +119,10 @@ class Writes:
     heartbeat: str | None = None  # the leader's last tick (JSON), for ``redbeat health``
     events: list[dict[str, str]] = field(default_factory=list)  # for the events stream
     events_maxlen: int = 0  # the stream's cap (XADD MAXLEN ~)
+    sent: list[str] = field(default_factory=list)  # task ids confirmed sent: out of the journal
 
     def __bool__(self) -> bool:
-        return self.finishing or self.heartbeat is not None or bool(self.events)
+        return self.finishing or self.heartbeat is not None or bool(self.events or self.sent)
 
     @property
     def finishing(self) -> bool:
@@ -153,6 +156,7 @@ class Restore:
     claimed: Score
     score: Score
     meta: str | None
+    journal: tuple[str, ...] = ()  # the claim's journal fields (task ids), dropped with it
 
 
 class ScheduleStore:
@@ -492,8 +496,13 @@ class ScheduleStore:
         """
         args: list[Any] = [token or '']
         for c in claims:
-            args += [c.member, c.expected, _score_text(c.score), c.meta or '', c.missed, c.skipped]
-        keys = [self.keys.schedule, lock_key or self.keys.schedule, *(c.key for c in claims)]
+            journal = json.dumps([part for pair in c.journal for part in pair]) if c.journal else ''
+            args += [c.member, c.expected, _score_text(c.score), c.meta or '', c.missed, c.skipped,
+                     journal]  # fmt: skip
+        keys = [
+            self.keys.schedule, lock_key or self.keys.schedule, self.keys.journal,
+            *(c.key for c in claims),
+        ]  # fmt: skip
         finish, notes = self._finish_call(writes), self._notes(writes)
         for attempt in (1, 2):
             with self.client.pipeline(transaction=False) as pipe:
@@ -561,9 +570,11 @@ class ScheduleStore:
     def _notes(self, writes: Writes | None) -> list[tuple[Any, ...]]:
         """The heartbeat and event commands of ``writes`` (then emptied): plain writes to
         keys of redbeat's own, queued in a pipeline beat sends anyway."""
-        if writes is None or (writes.heartbeat is None and not writes.events):
+        if writes is None or (writes.heartbeat is None and not writes.events and not writes.sent):
             return []
         notes: list[tuple[Any, ...]] = []
+        if writes.sent:  # confirmed in the broker: no longer to be re-sent by a next leader
+            notes.append(('HDEL', self.keys.journal, *writes.sent))
         if writes.heartbeat is not None:
             # Expires so a schedule no beat runs any more leaves nothing behind.
             notes.append(('SET', self.keys.heartbeat, writes.heartbeat, 'EX', HEARTBEAT_TTL))
@@ -573,6 +584,7 @@ class ScheduleStore:
             notes.append(('XADD', self.keys.events, *cap, '*', *fields))
         writes.heartbeat = None
         writes.events.clear()
+        writes.sent.clear()
         return notes
 
     def census(self) -> tuple[int, int]:
@@ -631,9 +643,25 @@ class ScheduleStore:
             return 0
         args: list[Any] = []
         for r in restores:
-            args += [_score_text(r.claimed), _score_text(r.score), r.meta or '']
-        keys = [self.keys.schedule, *(r.key for r in restores)]
+            journal = json.dumps(list(r.journal)) if r.journal else ''
+            args += [_score_text(r.claimed), _score_text(r.score), r.meta or '', journal]
+        keys = [self.keys.schedule, self.keys.journal, *(r.key for r in restores)]
         return int(self._rollback(keys=keys, args=args))
+
+    # --- the journal (at-least-once delivery) ---
+
+    def journal(self) -> dict[str, str]:
+        """Occurrences claimed but not confirmed sent: task id -> record JSON.
+
+        One HGETALL: the journal holds at most the groups in flight when
+        leaders died (confirmed sends leave it with the next round trip).
+        """
+        return {str(k): str(v) for k, v in self.client.hgetall(self.keys.journal).items()}
+
+    def forget_journal(self, task_ids: Sequence[str]) -> None:
+        """Drop journal records (their occurrences were sent, or can never be)."""
+        if task_ids:
+            self.client.hdel(self.keys.journal, *task_ids)
 
     # --- listing and inspection (management API) ---
 

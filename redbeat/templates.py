@@ -30,7 +30,9 @@ depend on the clock), ``task_always_eager``, ``task_send_sent_event``,
 protocol 1, and any receiver of ``before_task_publish`` (it may change the
 headers it is given, which a recording cannot replay).
 ``after_task_publish`` and the result backend's ``on_task_call`` run for
-every message exactly as Celery runs them.
+every message exactly as Celery runs them; inside a kombu batch the signal
+waits for the flush (:attr:`Templates.deferred`), so it never announces a
+message the broker does not have.
 """
 
 from __future__ import annotations
@@ -167,6 +169,9 @@ class Templates:
         #: How messages went: recorded by Celery, rendered from a kind's template,
         #: replayed from an entry's own recording, or handed to apply_async.
         self.counts: Counter[str] = Counter()
+        #: While a batch is open: ``after_task_publish`` arguments, to be sent
+        #: once the batch is flushed (the signal means "the broker has it").
+        self.deferred: list[dict[str, Any]] | None = None
 
     def _app_supported(self) -> bool:
         app, conf = self.app, self.app.conf
@@ -200,6 +205,18 @@ class Templates:
             and getattr(task, '_dump_pydantic_arguments', None) is None
         )
 
+    def _state(self, fields: Mapping[str, Any]) -> _KindState:
+        name = fields['task']
+        kind = (name, _canonical(fields['options']))
+        state = self._kinds.get(kind)
+        if state is None:
+            state = self._kinds[kind] = _KindState(slow=not self._task_supported(name))
+        return state
+
+    def batchable(self, fields: Mapping[str, Any]) -> bool:
+        """True unless the entry's kind is known to go through ``apply_async``."""
+        return not self._state(fields).slow
+
     def send(self, fields: Mapping[str, Any], key: str, options: dict[str, Any],
              producer: Any) -> bool:  # fmt: skip
         """Send one occurrence; False if it must go through ``apply_async`` instead.
@@ -208,10 +225,7 @@ class Templates:
         entry's options with beat's header and the ``task_id`` added.
         """
         name = fields['task']
-        kind = (name, _canonical(fields['options']))
-        state = self._kinds.get(kind)
-        if state is None:
-            state = self._kinds[kind] = _KindState(slow=not self._task_supported(name))
+        state = self._state(fields)
         if state.slow:
             self.counts['apply_async'] += 1
             return False
@@ -339,10 +353,14 @@ class Templates:
         body = kwargs.pop('body')
         data = kwargs.pop('serialized', body)  # serialized already: kombu leaves it alone
         producer.publish(data, **kwargs)
-        signals.after_task_publish.send(
-            sender=name, body=body, headers=headers,
-            exchange=kwargs['exchange'], routing_key=kwargs['routing_key'],
-        )  # fmt: skip
+        signalled = {
+            'sender': name, 'body': body, 'headers': headers,
+            'exchange': kwargs['exchange'], 'routing_key': kwargs['routing_key'],
+        }  # fmt: skip
+        if self.deferred is not None:
+            self.deferred.append(signalled)
+        else:
+            signals.after_task_publish.send(**signalled)
 
 
 def _canonical(options: Mapping[str, Any]) -> str:

@@ -13,8 +13,10 @@ Every task the tests schedule is ``e2eapp.record(entry_name)``.  Each process
 that publishes it stamps the message with its pid and the send time (header
 ``e2e_sender``); the worker appends one line per execution to
 ``executions.jsonl``: ``{entry, task_id, received_at, pid, sender_pid,
-sent_at}``.  Lines are written with one ``write`` on an ``O_APPEND`` file, so
-processes never interleave them.
+sent_at, redelivered}`` (``redelivered``: the broker handed the message out
+again, e.g. kombu's Redis transport restoring an unacknowledged one).
+Lines are written with one ``write`` on an ``O_APPEND`` file, so processes
+never interleave them.
 """
 
 from __future__ import annotations
@@ -79,6 +81,8 @@ def _stamp_sender(
 def record(self: Any, entry: str) -> None:
     stamp = self.request.get(SENDER_HEADER) or (self.request.headers or {}).get(SENDER_HEADER)
     stamp = stamp or {}
+    delivery = self.request.delivery_info or {}
+    redelivered = bool(delivery.get('redelivered') or self.request.get('redelivered'))
     append_record(
         EXECUTIONS,
         {
@@ -88,5 +92,6 @@ def record(self: Any, entry: str) -> None:
             'pid': os.getpid(),
             'sender_pid': stamp.get('pid'),
             'sent_at': stamp.get('at'),
+            'redelivered': redelivered,
         },
     )

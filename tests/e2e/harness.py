@@ -85,6 +85,7 @@ class Execution:
     pid: int
     sender_pid: int | None
     sent_at: float | None
+    redelivered: bool = False  # the broker handed this message out again
 
     @property
     def at(self) -> float:
@@ -130,21 +131,31 @@ class Records:
         )
 
 
-def duplicates(executions: Iterable[Execution], interval: float) -> list[str]:
+def duplicates(
+    executions: Iterable[Execution], interval: float, *, redelivery_allowed: bool = False
+) -> list[str]:
     """Every occurrence that ran more than once, described.
 
     Same task id twice (redbeat's per-occurrence id, or a redelivery), or two
-    sends of one entry less than half an interval apart.
+    sends of one entry less than half an interval apart.  With
+    ``redelivery_allowed``, a run of a message the broker handed out again
+    (:func:`redelivered`) is not counted: beat sent it once.
     """
     found = []
     by_id: dict[str, list[Execution]] = defaultdict(list)
     by_entry: dict[str, list[Execution]] = defaultdict(list)
+    again = {id(e) for e in redelivered(executions)} if redelivery_allowed else set()
     for e in executions:
+        if id(e) in again:
+            continue
         by_id[e.task_id].append(e)
         by_entry[e.entry].append(e)
     for task_id, runs in by_id.items():
         if len(runs) > 1:
-            found.append(f'task id {task_id} ({runs[0].entry}) ran {len(runs)} times: {runs}')
+            sends = len({r.sent_at for r in runs})
+            how = f'beat sent it {sends} times' if sends > 1 else 'one send published twice'
+            found.append(f'task id {task_id} ({runs[0].entry}) ran {len(runs)} times '
+                         f'({how}): {runs}')  # fmt: skip
     for entry, runs in by_entry.items():
         runs.sort(key=lambda e: e.at)
         for a, b in zip(runs, runs[1:]):
@@ -154,6 +165,24 @@ def duplicates(executions: Iterable[Execution], interval: float) -> list[str]:
                     f'{b.sender_pid} (same occurrence twice): {a.task_id}, {b.task_id}'
                 )
     return found
+
+
+def redelivered(executions: Iterable[Execution]) -> list[Execution]:
+    """Runs of a message the broker handed out again, not a second send by beat.
+
+    The evidence is in the message: the same task id *and* the same send
+    stamp (``e2e_sender``, set once per publish by the sending process) as an
+    earlier run, and the broker's ``redelivered`` flag.  A second publish
+    by beat would carry a new stamp; a publish retried by kombu, the same
+    stamp without the flag.
+    """
+    first: dict[tuple[str, float | None], Execution] = {}
+    again = []
+    for e in sorted(executions, key=lambda e: e.received_at):
+        if (e.task_id, e.sent_at) in first and e.redelivered:
+            again.append(e)
+        first.setdefault((e.task_id, e.sent_at), e)
+    return again
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from tests.e2e.harness import (
     cluster,
     duplicates,
     lock_holder,
+    redelivered,
     unexcused_gaps,
 )
 from tests.ha.conftest import Takeover, first_send_by, summary, wait_new_holder
@@ -233,11 +234,18 @@ def test_redis_crash_with_aof_is_survived(
         logs = '\n'.join(b.log() for b in c.beats)
         stop_beats_and_drain(c)
         runs = c.records.all()
+        again = redelivered(runs)
         print(f'\nRedis crash (AOF): down {up - down:.2f}s; first send {first - up:.2f}s '
-              f'after restart; {missed(runs, 1.0)} occurrences collapsed')  # fmt: skip
+              f'after restart; {missed(runs, 1.0)} occurrences collapsed; messages the '
+              f'broker redelivered: {len(again)} {again}')  # fmt: skip
         assert 'Traceback' not in logs, logs[-3000:]
         assert 'WARNING/MainProcess] beat: Redis error' in logs
-        assert not duplicates(runs, 1.0)
+        # The worker's acknowledgement of a message it ran can die with Redis: kombu
+        # then hands that message out again, flagged "redelivered", with the stamp of
+        # its one publish.  That is the broker's at-least-once delivery, not beat's:
+        # beat must never have published an occurrence twice (a second stamp), and
+        # nothing but such a message may run twice.
+        assert not duplicates(runs, 1.0, redelivery_allowed=True)
         assert not unexcused_gaps(runs, 1.0, [Outage(down, first)])
 
 

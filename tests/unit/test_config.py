@@ -67,6 +67,8 @@ def test_defaults(app: Celery) -> None:
     assert config.keys.schedule == 'redbeat::schedule'
     assert config.keys.statics == 'redbeat::statics'
     assert config.keys.entry('nightly') == 'redbeat:nightly'
+    assert config.delivery == 'at-most-once'
+    assert config.keys.journal == 'redbeat::journal'
 
 
 def test_lock_key_follows_prefix(app: Celery) -> None:
@@ -124,6 +126,8 @@ def test_broker_transport_options_follow_the_broker_url(app: Celery) -> None:
         ({'redbeat_redis_url': URL, 'redbeat_lock_key': ''}, 'redbeat_lock_key', 'None'),
         ({'redbeat_redis_url': URL, 'redbeat_redis_use_ssl': 'yes'}, 'redbeat_redis_use_ssl',
          'dict'),
+        ({'redbeat_redis_url': URL, 'redbeat_delivery': 'exactly-once'}, 'redbeat_delivery',
+         "'at-least-once', got 'exactly-once'"),
     ],
 )  # fmt: skip
 def test_bad_settings_fail_naming_the_setting(
@@ -171,3 +175,9 @@ def test_timezone_and_max_loop_interval_come_from_celery(app: Celery) -> None:
     config = RedBeatConfig.from_app(app)
     assert config.timezone == 'Europe/Paris'
     assert config.max_loop_interval == 7.0
+
+
+@pytest.mark.parametrize('spelling', ['redbeat_delivery', 'REDBEAT_DELIVERY'])
+def test_delivery_at_least_once(app: Celery, spelling: str) -> None:
+    app.conf.update({'redbeat_redis_url': URL, spelling: 'at-least-once'})
+    assert RedBeatConfig.from_app(app).delivery == 'at-least-once'

@@ -12,6 +12,8 @@ from typing import Any
 from celery.schedules import BaseSchedule, schedstate
 from dateutil import rrule as du
 
+from .validation import check_rule_numbers
+
 FREQUENCIES = {
     'YEARLY': du.YEARLY,
     'MONTHLY': du.MONTHLY,
@@ -21,6 +23,17 @@ FREQUENCIES = {
     'MINUTELY': du.MINUTELY,
     'SECONDLY': du.SECONDLY,
 }
+
+#: Length of one period of the frequencies whose periods are fixed (wall-clock) spans.
+_PERIOD = {
+    du.WEEKLY: timedelta(weeks=1),
+    du.DAILY: timedelta(days=1),
+    du.HOURLY: timedelta(hours=1),
+    du.MINUTELY: timedelta(minutes=1),
+    du.SECONDLY: timedelta(seconds=1),
+}
+#: A search starts at most this many periods before the moment it looks after.
+_SEARCH_SLACK = 1000
 
 #: The rule fields, in the order celery-redbeat 2.x writes them.
 RULE_FIELDS = (
@@ -74,6 +87,7 @@ class rrule(BaseSchedule):  # type: ignore[misc]
             freq = FREQUENCIES[freq.upper()]
         if not isinstance(freq, int) or not du.YEARLY <= freq <= du.SECONDLY:
             raise ValueError(f'freq: {freq!r} is not a dateutil frequency (0-6)')
+        check_rule_numbers(interval, count)  # interval 0 would make every search endless
         if dtstart is None:
             dtstart = datetime.now(timezone.utc).replace(microsecond=0)
         self.freq = freq
@@ -93,6 +107,7 @@ class rrule(BaseSchedule):  # type: ignore[misc]
         self.byminute = byminute
         self.bysecond = bysecond
         self._in_zone: dict[tzinfo, du.rrule] = {}
+        self._near: dict[tzinfo | None, tuple[datetime, du.rrule]] = {}
         self.rrule = du.rrule(
             freq,  # type: ignore[arg-type]
             dtstart=self.dtstart,
@@ -120,10 +135,41 @@ class rrule(BaseSchedule):  # type: ignore[misc]
         (the stored ``dtstart`` only keeps a fixed UTC offset).
         """
         rule = self.rrule if tz is None else self._zoned(tz)
-        found: datetime | None = rule.after(
-            _as_utc(moment).astimezone(tz) if tz else _as_utc(moment)
-        )
+        local = _as_utc(moment).astimezone(tz) if tz else _as_utc(moment)
+        found: datetime | None = self._near_start(rule, tz, local).after(local)
         return found
+
+    def _near_start(self, rule: du.rrule, tz: tzinfo | None, moment: datetime) -> du.rrule:
+        """``rule``, started at most ``_SEARCH_SLACK`` periods before ``moment``.
+
+        python-dateutil walks every occurrence from ``dtstart``: a secondly
+        rule started a year ago takes 31 million steps to find the next one.
+        Moving the start forward by whole multiples of ``interval`` periods
+        yields the same occurrences after ``moment`` (the by-fields dateutil
+        takes from the start, such as the minute of an hourly rule, stay the
+        same) and bounds the walk.  Not for ``count`` (it counts from the
+        original start) or monthly and yearly rules (uneven periods, and at
+        most 12 steps a year).
+        """
+        period = _PERIOD.get(self.freq)
+        if period is None or self.count is not None or self.dtstart is None:
+            return rule
+        wall = moment.replace(tzinfo=None)
+        step = period * self.interval
+        cached = self._near.get(tz)
+        if cached is not None and timedelta(0) <= wall - cached[0] <= step * 2 * _SEARCH_SLACK:
+            return cached[1]  # started before the moment, and close enough
+        start = self.dtstart if tz is None else self.dtstart.astimezone(tz)
+        steps = (wall - start.replace(tzinfo=None)) // step - _SEARCH_SLACK
+        if steps <= 0:
+            return rule
+        try:
+            begin = start + steps * step  # wall-clock arithmetic, as dateutil's own
+            near = rule.replace(dtstart=begin)
+        except OverflowError:
+            return rule
+        self._near[tz] = (begin.replace(tzinfo=None), near)
+        return near
 
     def _zoned(self, tz: tzinfo) -> du.rrule:
         cached = self._in_zone.get(tz)

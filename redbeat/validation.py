@@ -1,0 +1,164 @@
+"""What a valid entry is: every limit redbeat holds stored values to, in one place.
+
+The codec (:mod:`redbeat.decoder`) applies these checks to everything read
+from Redis, and every write door (entry ``save``, :class:`redbeat.api.Schedule`,
+the command line, ``import``) applies them before anything is written, so
+beat never meets a number it cannot compute with or a document it cannot
+parse in bounded time.  Each check raises :class:`InvalidValue` (a
+``ValueError``) whose message names the field and what is wrong; callers add
+the key.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from celery.schedules import BaseSchedule, crontab, schedule, solar
+
+__all__ = [
+    'MAX_DEPTH',
+    'MAX_FIELD_BYTES',
+    'MAX_INTERVAL',
+    'MAX_TIMESTAMP',
+    'MAX_UTC_OFFSET',
+    'MIN_INTERVAL',
+    'MIN_TIMESTAMP',
+    'InvalidValue',
+    'check_depth',
+    'check_interval',
+    'check_rule_numbers',
+    'check_schedule',
+    'check_size',
+    'finite',
+    'timestamp',
+    'utc_offset',
+]
+
+#: Shortest interval (seconds): below it an interval is stored and shown as "every 0 s".
+MIN_INTERVAL = 0.001
+#: Longest interval (seconds): 100 years of 365 days; more overflows date arithmetic.
+MAX_INTERVAL = 100 * 365 * 86400
+#: Deepest nesting of a stored JSON document (objects and lists inside each other).
+MAX_DEPTH = 32
+#: Largest stored field (``definition``, ``meta``, ``policy``), in bytes of UTF-8.
+MAX_FIELD_BYTES = 1 << 20
+#: A UTC offset must be strictly within this many seconds (Python's own limit).
+MAX_UTC_OFFSET = 86400
+#: Stored instants (UNIX seconds) that any UTC offset keeps within Python's datetime range.
+MIN_TIMESTAMP = datetime(1, 1, 2, tzinfo=timezone.utc).timestamp()
+MAX_TIMESTAMP = datetime(9999, 12, 30, tzinfo=timezone.utc).timestamp()
+
+
+class InvalidValue(ValueError):
+    """A stored or given value outside what redbeat can schedule; the message names it."""
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def finite(name: str, value: Any) -> float:
+    """``value`` as a float, if it is a finite JSON number."""
+    if not _is_number(value):
+        raise InvalidValue(f'{name} must be a number, not {value!r}')
+    try:
+        number = float(value)
+    except OverflowError:  # an int too large for a float
+        raise InvalidValue(f'{name} is out of range: {value!r}') from None
+    if not math.isfinite(number):
+        raise InvalidValue(f'{name} must be a finite number, not {value!r}')
+    return number
+
+
+def check_interval(name: str, seconds: Any) -> float:
+    """An interval's length, within ``MIN_INTERVAL`` .. ``MAX_INTERVAL`` seconds."""
+    every = finite(name, seconds)
+    if not MIN_INTERVAL <= every <= MAX_INTERVAL:
+        raise InvalidValue(
+            f'{name} must be between {MIN_INTERVAL:g} and {MAX_INTERVAL:,} seconds, '
+            f'not {seconds!r}'
+        )
+    return every
+
+
+def utc_offset(name: str, seconds: Any) -> timedelta:
+    """A UTC offset strictly within ±24 hours."""
+    offset = finite(name, seconds)
+    if not -MAX_UTC_OFFSET < offset < MAX_UTC_OFFSET:
+        raise InvalidValue(f'{name} must be a UTC offset within ±24 hours, not {seconds!r}')
+    return timedelta(seconds=offset)
+
+
+def timestamp(name: str, seconds: Any) -> float:
+    """UNIX seconds of an instant within Python's datetime range (years 1 to 9999)."""
+    stamp = finite(name, seconds)
+    if not MIN_TIMESTAMP <= stamp <= MAX_TIMESTAMP:
+        raise InvalidValue(f'{name} must be a time between years 1 and 9999, not {seconds!r}')
+    return stamp
+
+
+def _whole(name: str, value: Any, least: int) -> None:
+    if value is None:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value < least:
+        raise InvalidValue(f'{name} must be a whole number >= {least}, not {value!r}')
+
+
+def check_rule_numbers(interval: Any, count: Any) -> None:
+    """A recurrence rule's ``interval`` (>= 1: 0 never advances) and ``count`` (>= 1)."""
+    _whole('rrule interval', interval, 1)
+    _whole('rrule count', count, 1)
+
+
+def check_schedule(sched: BaseSchedule) -> None:
+    """The schedule's numbers are ones beat can compute with (InvalidValue if not)."""
+    if isinstance(sched, (crontab, solar)):
+        if isinstance(sched, solar):
+            finite('solar lat', sched.lat)
+            finite('solar lon', sched.lon)
+        return
+    if isinstance(sched, schedule):
+        check_interval('interval every', sched.run_every.total_seconds())
+        return
+    from .schedules import rrule  # here: schedules checks its rules with this module
+
+    if isinstance(sched, rrule):
+        check_rule_numbers(sched.interval, sched.count)
+
+
+def check_size(name: str, size: int) -> None:
+    """A stored field of ``size`` bytes is within ``MAX_FIELD_BYTES``."""
+    if size > MAX_FIELD_BYTES:
+        raise InvalidValue(
+            f'{name} is {size:,} bytes, more than the limit of {MAX_FIELD_BYTES:,} bytes'
+        )
+
+
+def check_depth(name: str, text: str) -> None:
+    """The JSON ``text`` nests at most ``MAX_DEPTH`` objects and lists.
+
+    Counting brackets is enough for nearly every document (fewer brackets
+    than the limit cannot nest deeper); only others are walked, iteratively
+    and outside strings, so a deep document cannot exhaust the stack.
+    """
+    if text.count('[') + text.count('{') <= MAX_DEPTH:
+        return
+    depth, in_string, escaped = 0, False, False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == '\\':
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in '[{':
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise InvalidValue(f'{name} nests deeper than {MAX_DEPTH} levels')
+        elif char in ']}':
+            depth -= 1

@@ -137,7 +137,10 @@ def _cron_field(value: str | int) -> str:
 
 def _build_solar(d: dict[str, Any]) -> solar:
     try:
-        lat, lon = validation.finite('solar lat', d['lat']), validation.finite('solar lon', d['lon'])
+        lat, lon = (
+            validation.finite('solar lat', d['lat']),
+            validation.finite('solar lon', d['lon']),
+        )
         return solar(d['event'], lat, lon)
     except KeyError as missing:
         raise TypedValueError(f'solar needs {missing}') from None
@@ -315,9 +318,7 @@ def parse(key: str, field: str, text: str, hook: Callable[[dict[str, Any]], Any]
     Every failure is a :class:`DefinitionError` naming ``key`` and ``field``.
     """
     try:
-        if len(text) > validation.MAX_FIELD_BYTES // 4:  # else it cannot be too big
-            validation.check_size(field, len(text.encode('utf-8', 'surrogatepass')))
-        validation.check_depth(field, text)
+        validation.check_document(field, text)
         return json.loads(text, object_hook=hook, **_NUMBERS)
     except (TypedValueError, validation.InvalidValue) as exc:
         raise DefinitionError(key, f'{field}: {exc}') from None

@@ -30,6 +30,7 @@ from .errors import DefinitionError, EntryNotFound, RedBeatError
 from .policy import DEFAULT as DEFAULT_POLICY
 from .policy import Policy
 from .store import GONE, Row, SaveItem, ScheduleStore
+from .validation import InvalidValue, check_document, check_schedule
 
 _SAVE_ATTEMPTS = 5
 _UNSET = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -324,11 +325,14 @@ def check_entry(entry: RedBeatSchedulerEntry) -> None:
         and isinstance(entry.options, dict)
         and isinstance(entry.enabled, bool)
     )
-    if plain:  # what check_fields accepts, told at a fraction of its cost
-        return
-    check_fields(label, entry.definition())
-    if not isinstance(entry.schedule, BaseSchedule):
-        raise DefinitionError(label, f'unsupported schedule {entry.schedule!r}')
+    if not plain:  # else what check_fields accepts, told at a fraction of its cost
+        check_fields(label, entry.definition())
+        if not isinstance(entry.schedule, BaseSchedule):
+            raise DefinitionError(label, f'unsupported schedule {entry.schedule!r}')
+    try:
+        check_schedule(entry.schedule)  # before any schedule math: an rrule interval of 0 hangs it
+    except InvalidValue as exc:
+        raise DefinitionError(label, str(exc)) from None
 
 
 def save_entries(
@@ -420,8 +424,11 @@ def _save_item(
     key = bound.keys.entry(entry.name)
     try:
         definition = encode_definition(entry.definition())
-    except TypeError as exc:  # a value JSON cannot hold (in args, kwargs or options)
+        check_document('definition', definition)  # what beat would refuse, refused here
+    except (TypeError, ValueError) as exc:  # not JSON (a set, NaN), too big, too deep
         raise DefinitionError(key, str(exc)) from None
+    except RecursionError:
+        raise DefinitionError(key, 'definition nests too deeply') from None
     new_meta = None
     last_run_at: datetime | None
     if meta is None:

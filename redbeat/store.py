@@ -22,6 +22,11 @@ from redis.exceptions import NoScriptError
 
 from .errors import LeadershipLost
 from .keys import Keys
+from .validation import InvalidValue, check_size
+
+#: redis-py's option to hand a reply over as bytes: entries are decoded one by one
+#: (see :func:`_text`), so one stored byte that is not UTF-8 spoils only its entry.
+_RAW: dict[str, Any] = {'NEVER_DECODE': []}
 
 logger = logging.getLogger('celery.beat')
 
@@ -177,7 +182,9 @@ class ScheduleStore:
         self._finish = _script(client, 'finish.lua')
         self._state = _script(client, 'state.lua')
 
-    def _evalsha(self, pipe: Any, sha: str, numkeys: int, *keys_and_args: Any) -> Any:
+    def _evalsha(
+        self, pipe: Any, sha: str, numkeys: int, *keys_and_args: Any, **options: Any
+    ) -> Any:
         """Queue EVALSHA on ``pipe`` (or, given the client, call it and return the reply).
 
         By name, because redis-py's cluster pipeline refuses ``.evalsha()``.  On
@@ -187,8 +194,10 @@ class ScheduleStore:
         """
         if self.cluster:
             node = self.client.get_node_from_key(self.keys.schedule)  # type: ignore[attr-defined]
-            return pipe.execute_command('EVALSHA', sha, numkeys, *keys_and_args, target_nodes=node)
-        return pipe.execute_command('EVALSHA', sha, numkeys, *keys_and_args)
+            return pipe.execute_command(
+                'EVALSHA', sha, numkeys, *keys_and_args, target_nodes=node, **options
+            )
+        return pipe.execute_command('EVALSHA', sha, numkeys, *keys_and_args, **options)
 
     # --- reading -----------------------------------------------------------
 
@@ -198,14 +207,14 @@ class ScheduleStore:
             return []
         with self.client.pipeline(transaction=False) as pipe:
             for key in keys:
-                pipe.hmget(key, *_FIELDS)
+                _hmget(pipe, key)
             replies = pipe.execute(raise_on_error=False)
         return [_row(key, reply) for key, reply in zip(keys, replies)]
 
     def read(self, key: str) -> tuple[Row, float | None]:
         """One entry and its score (None when it is not in the sorted set)."""
         with self.client.pipeline(transaction=False) as pipe:
-            pipe.hmget(key, *_FIELDS)
+            _hmget(pipe, key)
             pipe.zscore(self.keys.schedule, key)
             reply, score = pipe.execute(raise_on_error=False)
         return _row(key, reply), None if isinstance(score, Exception) else score
@@ -257,6 +266,24 @@ class ScheduleStore:
                 batch = []
         if batch:
             yield self._entries_only(batch)
+
+    def wrong_types(self, lock_key: str | None) -> list[tuple[str, str, str]]:
+        """redbeat's own keys that hold another type of value: ``(key, found, wanted)``.
+
+        One round trip.  Told apart so beat can name the key a WRONGTYPE error is about.
+        """
+        wanted = {self.keys.schedule: 'zset', self.keys.statics: 'set'}
+        if lock_key:
+            wanted[lock_key] = 'string'
+        with self.client.pipeline(transaction=False) as pipe:
+            for key in wanted:
+                pipe.type(key)
+            found = pipe.execute()
+        return [
+            (key, str(kind), want)
+            for (key, want), kind in zip(wanted.items(), found)
+            if str(kind) not in ('none', want)
+        ]
 
     def statics(self) -> set[str]:
         return {str(name) for name in self.client.smembers(self.keys.statics)}
@@ -463,8 +490,9 @@ class ScheduleStore:
                     self._evalsha(pipe, *finish)
                 _queue_notes(pipe, notes)
                 self._evalsha(
-                    pipe, self._due.sha, 1, self.keys.schedule, repr(now), limit, self.keys.prefix
-                )
+                    pipe, self._due.sha, 1, self.keys.schedule, repr(now), limit, self.keys.prefix,
+                    **_RAW,
+                )  # fmt: skip
                 if peek:
                     self._peek(pipe, now)
                 replies = pipe.execute(raise_on_error=False)
@@ -497,11 +525,11 @@ class ScheduleStore:
         args: list[Any] = [token or '']
         for c in claims:
             journal = json.dumps([part for pair in c.journal for part in pair]) if c.journal else ''
-            args += [c.member, c.expected, _score_text(c.score), c.meta or '', c.missed, c.skipped,
-                     journal]  # fmt: skip
+            args += [_wire(c.member), c.expected, _score_text(c.score), c.meta or '', c.missed,
+                     c.skipped, journal]  # fmt: skip
         keys = [
             self.keys.schedule, lock_key or self.keys.schedule, self.keys.journal,
-            *(c.key for c in claims),
+            *(_wire(c.key) for c in claims),
         ]  # fmt: skip
         finish, notes = self._finish_call(writes), self._notes(writes)
         for attempt in (1, 2):
@@ -515,7 +543,9 @@ class ScheduleStore:
                 if then_due is not None:
                     now, limit = then_due
                     schedule, prefix = self.keys.schedule, self.keys.prefix
-                    self._evalsha(pipe, self._due.sha, 1, schedule, repr(now), limit, prefix)
+                    self._evalsha(
+                        pipe, self._due.sha, 1, schedule, repr(now), limit, prefix, **_RAW
+                    )
                 if peek_after is not None:
                     self._peek(pipe, peek_after)
                 replies = pipe.execute(raise_on_error=False)
@@ -616,13 +646,18 @@ class ScheduleStore:
             raise reply
         out = []
         for i in range(0, len(reply), 6):
-            member, score, definition, meta, policy, error = reply[i : i + 6]
-            key = self.keys.key_of(str(member))
+            member_bytes, score, definition, meta, policy, error = reply[i : i + 6]
+            # A member that is not UTF-8 keeps its bytes (surrogate escapes): the
+            # entry is reported and parked under the exact member, never sent.
+            member = member_bytes.decode('utf-8', 'surrogateescape')
+            key = self.keys.key_of(member)
             if error is not None:
-                row = _row(key, redis.ResponseError(str(error)))
+                row = _row(key, redis.ResponseError(error.decode('utf-8', 'replace')))
+            elif not member.isascii() and _escaped(member):
+                row = Row(key, error='the schedule member is not valid UTF-8')
             else:
-                row = Row(key, definition, meta, policy=policy)
-            out.append(Due(str(member), str(score), row))
+                row = _row(key, (definition, meta, policy))
+            out.append(Due(member, score.decode(), row))
         return out
 
     def _peek(self, pipe: Any, after: float) -> None:
@@ -703,7 +738,7 @@ class ScheduleStore:
             return []
         with self.client.pipeline(transaction=False) as pipe:
             for key in keys:
-                pipe.hmget(key, *_FIELDS)
+                _hmget(pipe, key)
                 pipe.exists(key)
             replies = pipe.execute(raise_on_error=False)
         pairs = zip(replies[::2], replies[1::2])
@@ -844,10 +879,46 @@ def _first_score(reply: Any) -> float | None:
 
 
 def _row(key: str, reply: Any) -> Row:
+    """The row of ``key`` from its HMGET reply (bytes); each field decoded on its own."""
     if isinstance(reply, Exception):
         reason = str(reply)
         if reason.startswith('WRONGTYPE'):
             reason = 'key holds a value of the wrong type (a hash is expected)'
         return Row(key, error=reason)
-    definition, meta, policy = reply
+    try:
+        definition, meta, policy = (_text(name, raw) for name, raw in zip(_FIELDS, reply))
+    except InvalidValue as exc:
+        return Row(key, error=str(exc))
     return Row(key, definition, meta, policy=policy)
+
+
+def _hmget(pipe: Any, key: str) -> None:
+    """Queue the read of an entry's fields, their values left as bytes (see :func:`_row`)."""
+    pipe.execute_command('HMGET', key, *_FIELDS, **_RAW)
+
+
+def _text(field: str, raw: bytes | str | None) -> str | None:
+    """A stored field as text: within the size limit and valid UTF-8 (InvalidValue if not)."""
+    if raw is None or isinstance(raw, str):
+        return raw
+    check_size(field, len(raw))
+    try:
+        return raw.decode('utf-8')
+    except UnicodeDecodeError as exc:
+        raise InvalidValue(
+            f'{field} is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start})'
+        ) from None
+
+
+def _escaped(text: str) -> bool:
+    """``text`` holds bytes that were not UTF-8 (decoded with surrogate escapes)."""
+    try:
+        text.encode('utf-8')
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _wire(text: str) -> bytes | str:
+    """``text`` as sent to Redis: the original bytes of a surrogate-escaped member."""
+    return text if text.isascii() else text.encode('utf-8', 'surrogateescape')

@@ -27,6 +27,7 @@ __all__ = [
     'MIN_TIMESTAMP',
     'InvalidValue',
     'check_depth',
+    'check_document',
     'check_interval',
     'check_rule_numbers',
     'check_schedule',
@@ -77,8 +78,7 @@ def check_interval(name: str, seconds: Any) -> float:
     every = finite(name, seconds)
     if not MIN_INTERVAL <= every <= MAX_INTERVAL:
         raise InvalidValue(
-            f'{name} must be between {MIN_INTERVAL:g} and {MAX_INTERVAL:,} seconds, '
-            f'not {seconds!r}'
+            f'{name} must be between {MIN_INTERVAL:g} and {MAX_INTERVAL:,} seconds, not {seconds!r}'
         )
     return every
 
@@ -134,6 +134,20 @@ def check_size(name: str, size: int) -> None:
         raise InvalidValue(
             f'{name} is {size:,} bytes, more than the limit of {MAX_FIELD_BYTES:,} bytes'
         )
+
+
+def check_document(name: str, text: str) -> None:
+    """A JSON document to store or just read: UTF-8 text within the size and depth limits."""
+    size = len(text)
+    if not text.isascii():
+        try:
+            size = len(text.encode('utf-8'))
+        except UnicodeEncodeError as exc:
+            raise InvalidValue(
+                f'{name} holds {text[exc.start]!r}, which is not text (a lone surrogate)'
+            ) from None
+    check_size(name, size)
+    check_depth(name, text)
 
 
 def check_depth(name: str, text: str) -> None:

@@ -428,7 +428,7 @@ class ScheduleStore:
     def _queue_orphans(self, pipe: Any, cursor: int, scan: int) -> None:
         pattern = self.keys.scan_pattern()
         schedule, prefix = self.keys.schedule, self.keys.prefix
-        self._evalsha(pipe, self._orphans.sha, 1, schedule, cursor, pattern, scan, prefix)
+        self._evalsha(pipe, self._orphans.sha, 1, schedule, cursor, pattern, scan, prefix, **_RAW)
 
     def delete(self, names: Iterable[str], notify: bool = True) -> int:
         """Delete entries (hash, schedule member, history); returns how many existed."""
@@ -661,9 +661,11 @@ class ScheduleStore:
         return out
 
     def _peek(self, pipe: Any, after: float) -> None:
-        pipe.zrangebyscore(
-            self.keys.schedule, f'({after!r}', '+inf', start=0, num=1, withscores=True
-        )
+        # Raw: the first member may be one whose bytes are not UTF-8 (only its score is read).
+        pipe.execute_command(
+            'ZRANGEBYSCORE', self.keys.schedule, f'({after!r}', '+inf', 'WITHSCORES',
+            'LIMIT', 0, 1, **_RAW,
+        )  # fmt: skip
 
     def prune_members(self, members: Sequence[str]) -> int:
         """Remove members whose hash does not exist (atomically); returns how many."""
@@ -822,7 +824,9 @@ def _finished(reply: Any) -> None:
 def _orphans_page(reply: Any) -> tuple[int, list[str]]:
     if isinstance(reply, Exception):
         raise reply
-    return int(reply[0]), [str(key) for key in reply[1:]]
+    # A key whose name is not UTF-8 cannot be an entry anyone wrote by name: left alone.
+    names = [key.decode('utf-8', 'surrogateescape') for key in reply[1:]]
+    return int(reply[0]), [name for name in names if name.isascii() or not _escaped(name)]
 
 
 def _save_values(items: Sequence[SaveItem]) -> str:
@@ -875,7 +879,10 @@ def _members(reply: Any) -> set[str]:
 def _first_score(reply: Any) -> float | None:
     if isinstance(reply, Exception):
         raise reply
-    return float(reply[0][1]) if reply else None
+    if not reply:
+        return None
+    first = reply[0]  # RESP3: [member, score] pairs; RESP2: member, score
+    return float(first[1] if isinstance(first, list) else reply[1])
 
 
 def _row(key: str, reply: Any) -> Row:

@@ -6,13 +6,13 @@ celery-redbeat 2.x, so existing definitions and user code keep working.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import date, datetime, timedelta, timezone, tzinfo
 from typing import Any
 
 from celery.schedules import BaseSchedule, schedstate
 from dateutil import rrule as du
 
-from .validation import check_rule_numbers
+from .validation import check_rule_numbers, check_set_positions
 
 FREQUENCIES = {
     'YEARLY': du.YEARLY,
@@ -34,6 +34,9 @@ _PERIOD = {
 }
 #: A search starts at most this many periods before the moment it looks after.
 _SEARCH_SLACK = 1000
+
+#: The fields that filter days (the rest pick times within a day).
+_DAY_FIELDS = ('bymonth', 'bymonthday', 'byyearday', 'byweekno', 'byweekday', 'byeaster')
 
 #: The rule fields, in the order celery-redbeat 2.x writes them.
 RULE_FIELDS = (
@@ -88,6 +91,11 @@ class rrule(BaseSchedule):  # type: ignore[misc]
         if not isinstance(freq, int) or not du.YEARLY <= freq <= du.SECONDLY:
             raise ValueError(f'freq: {freq!r} is not a dateutil frequency (0-6)')
         check_rule_numbers(interval, count)  # interval 0 would make every search endless
+        check_set_positions(freq, {
+            'bysetpos': bysetpos, 'bymonth': bymonth, 'bymonthday': bymonthday,
+            'byyearday': byyearday, 'byeaster': byeaster, 'byweekno': byweekno,
+            'byweekday': byweekday, 'byhour': byhour, 'byminute': byminute, 'bysecond': bysecond,
+        })  # fmt: skip
         if dtstart is None:
             dtstart = datetime.now(timezone.utc).replace(microsecond=0)
         self.freq = freq
@@ -108,6 +116,7 @@ class rrule(BaseSchedule):  # type: ignore[misc]
         self.bysecond = bysecond
         self._in_zone: dict[tzinfo, du.rrule] = {}
         self._near: dict[tzinfo | None, tuple[datetime, du.rrule]] = {}
+        self._dayless_from: date | None = None
         self.rrule = du.rrule(
             freq,  # type: ignore[arg-type]
             dtstart=self.dtstart,
@@ -136,8 +145,39 @@ class rrule(BaseSchedule):  # type: ignore[misc]
         """
         rule = self.rrule if tz is None else self._zoned(tz)
         local = _as_utc(moment).astimezone(tz) if tz else _as_utc(moment)
+        if self._no_day_from(local.date()):
+            return None
         found: datetime | None = self._near_start(rule, tz, local).after(local)
         return found
+
+    def _no_day_from(self, day: date) -> bool:
+        """No day from ``day`` on passes the rule's day filters (``BYMONTH=2;BYMONTHDAY=30``).
+
+        python-dateutil would find that out walking every day to the year
+        9999 (seconds for an hourly rule); a yearly rule with the same day
+        filters walks years instead.  Rules of months and years already do.
+        """
+        if self.freq <= du.MONTHLY:
+            return False
+        given = {name: getattr(self, name) for name in _DAY_FIELDS}
+        given = {name: value for name, value in given.items() if value is not None}
+        if not given:
+            return False
+        if self._dayless_from is not None and day >= self._dayless_from:
+            return True
+        if 'byweekday' in given:  # below monthly, dateutil ignores a weekday's n (+1MO)
+            days = given['byweekday']
+            days = days if isinstance(days, (list, tuple, set, frozenset)) else [days]
+            given['byweekday'] = [getattr(d, 'weekday', d) for d in days]
+        first = datetime(day.year, day.month, 1)  # day 1: in every month BYMONTH names
+        try:
+            probe = du.rrule(du.YEARLY, dtstart=first, wkst=self.wkst, **given)
+            found = probe.after(datetime(day.year, day.month, day.day), inc=True)
+        except (ValueError, TypeError, OverflowError):
+            return False  # the rule itself will say what is wrong
+        if found is None:
+            self._dayless_from = day
+        return found is None
 
     def _near_start(self, rule: du.rrule, tz: tzinfo | None, moment: datetime) -> du.rrule:
         """``rule``, started at most ``_SEARCH_SLACK`` periods before ``moment``.

@@ -31,6 +31,7 @@ __all__ = [
     'check_interval',
     'check_rule_numbers',
     'check_schedule',
+    'check_set_positions',
     'check_size',
     'finite',
     'timestamp',
@@ -110,6 +111,46 @@ def check_rule_numbers(interval: Any, count: Any) -> None:
     """A recurrence rule's ``interval`` (>= 1: 0 never advances) and ``count`` (>= 1)."""
     _whole('rrule interval', interval, 1)
     _whole('rrule count', count, 1)
+
+
+def _many(value: Any) -> int:
+    """How many values a rule field holds (None: the one dateutil takes from the start)."""
+    if value is None or isinstance(value, int) or not hasattr(value, '__len__'):
+        return 1
+    return max(1, len(value))
+
+
+_DAY_FILTERS = ('bymonth', 'bymonthday', 'byyearday', 'byweekno', 'byweekday', 'byeaster')
+#: Days one period of each frequency (YEARLY=0 .. SECONDLY=6) can hold.
+_DAYS_PER_PERIOD = (366, 31, 7, 1, 1, 1, 1)
+
+
+def check_set_positions(freq: int, fields: dict[str, Any]) -> None:
+    """Each ``bysetpos`` within the candidates one period of the rule can hold.
+
+    python-dateutil looks for a position beyond them period after period up
+    to the year 9999 (``FREQ=SECONDLY;BYSETPOS=5`` never yields and never ends).
+    """
+    positions = fields.get('bysetpos')
+    if positions is None:
+        return
+    day_filters = [fields.get(name) for name in _DAY_FILTERS]
+    if all(value is None for value in day_filters):
+        days = 1  # dateutil takes the day from the start: one a period
+    elif freq == 2 and fields.get('byweekday') is not None:  # WEEKLY: its weekdays
+        days = min(7, _many(fields['byweekday']))
+    else:
+        days = _DAYS_PER_PERIOD[freq]
+    times = 1
+    for name, finer_than in (('byhour', 3), ('byminute', 4), ('bysecond', 5)):
+        if freq <= finer_than:  # a field of a unit shorter than the period multiplies it
+            times *= _many(fields.get(name))
+    most = days * times
+    for pos in [positions] if isinstance(positions, int) else positions:
+        if isinstance(pos, int) and not 0 < abs(pos) <= most:
+            raise InvalidValue(
+                f'rrule bysetpos {pos} is beyond the {most} occurrences one period can hold'
+            )
 
 
 def check_schedule(sched: BaseSchedule) -> None:

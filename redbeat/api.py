@@ -374,9 +374,19 @@ def make_policy(
     # Through the stored form, so typed JSON values (datetimes) decode as beat reads them.
     try:
         text = dumps(raw)
-    except (TypeError, ValueError) as exc:
-        raise DefinitionError(name, f'policy: {exc}') from None
+    except (TypeError, ValueError) as exc:  # a value JSON cannot hold: name its field
+        field = next((k for k, v in raw.items() if not _storable(v)), None)
+        where = f'policy {field} ({raw[field]!r})' if field else 'policy'
+        raise DefinitionError(name, f'{where}: {exc}') from None
     return Policy.from_json(name, text)
+
+
+def _storable(value: Any) -> bool:
+    try:
+        dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def check_policy(name: str, sched: BaseSchedule, policy: Policy) -> None:

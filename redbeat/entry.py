@@ -25,7 +25,14 @@ from . import timing
 from .client import redis_from_config
 from .compat import expose_conf
 from .config import RedBeatConfig
-from .decoder import check_fields, decode_definition, decode_meta, encode_definition, encode_meta
+from .decoder import (
+    check_fields,
+    decode_definition,
+    decode_meta,
+    dumps,
+    encode_definition,
+    encode_meta,
+)
 from .errors import DefinitionError, EntryNotFound, RedBeatError
 from .policy import DEFAULT as DEFAULT_POLICY
 from .policy import Policy
@@ -425,10 +432,8 @@ def _save_item(
     try:
         definition = encode_definition(entry.definition())
         check_document('definition', definition)  # what beat would refuse, refused here
-    except (TypeError, ValueError) as exc:  # not JSON (a set, NaN), too big, too deep
-        raise DefinitionError(key, str(exc)) from None
-    except RecursionError:
-        raise DefinitionError(key, 'definition nests too deeply') from None
+    except (TypeError, ValueError, RecursionError) as exc:  # a set, NaN, too big, too deep
+        raise DefinitionError(key, _unstorable(entry, exc)) from None
     new_meta = None
     last_run_at: datetime | None
     if meta is None:
@@ -473,6 +478,19 @@ def save_if_unchanged(entry: RedBeatSchedulerEntry, read: Row, now: datetime | N
     item = _save_item(bound, entry, read.definition, read.meta, read.policy, now or utcnow())
     (flag,) = bound.store.save([item._replace(read=(read.definition, read.policy))])
     return flag
+
+
+def _unstorable(entry: RedBeatSchedulerEntry, exc: BaseException) -> str:
+    """Why an entry cannot be stored, naming the field that JSON cannot hold."""
+    if isinstance(exc, InvalidValue):
+        return str(exc)
+    for name in ('args', 'kwargs', 'options'):
+        try:
+            check_document(name, dumps(getattr(entry, name)))
+        except (TypeError, ValueError, RecursionError) as inner:
+            reason = 'nests too deeply' if isinstance(inner, RecursionError) else str(inner)
+            return reason if isinstance(inner, InvalidValue) else f'{name}: {reason}'
+    return str(exc)
 
 
 def delete_entries(names: Iterable[str], app: Celery | None = None) -> int:

@@ -149,8 +149,13 @@ def _build_solar(d: dict[str, Any]) -> solar:
 
 
 def _build_weekday(d: dict[str, Any]) -> weekday:
+    day, n = d.get('wkday'), d.get('n')
+    if not isinstance(day, int) or isinstance(day, bool) or not 0 <= day <= 6:
+        raise TypedValueError(f'weekday wkday must be 0 (Monday) to 6, not {day!r}')
+    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or not 0 < abs(n) <= 53):
+        raise TypedValueError(f'weekday n must be a whole number from -53 to 53 but 0, not {n!r}')
     try:
-        return weekday(d['wkday'], d.get('n'))
+        return weekday(day, n)
     except (KeyError, TypeError, ValueError) as exc:
         raise TypedValueError(f'invalid weekday {d!r}: {exc}') from None
 

@@ -203,8 +203,8 @@ def _build(d: dict[str, Any]) -> Any:
         return d
     try:
         return builder({k: v for k, v in d.items() if k != '__type__'})
-    except TypedValueError:
-        raise
+    except (TypedValueError, validation.InvalidValue):
+        raise  # these name the field already
     except (TypeError, ValueError, ArithmeticError) as exc:
         raise TypedValueError(f'invalid {kind}: {exc}') from None
 
@@ -361,7 +361,7 @@ def decode_definition(key: str, text: str | None) -> dict[str, Any]:
         raw = _split_flat(raw)
         try:
             raw['schedule'] = _build(raw['schedule'])
-        except TypedValueError as exc:
+        except (TypedValueError, validation.InvalidValue) as exc:
             raise DefinitionError(key, f'definition: {exc}') from None
     if not isinstance(raw, dict):
         raise DefinitionError(key, f'definition must be a JSON object, not {type(raw).__name__}')

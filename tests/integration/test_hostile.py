@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -231,3 +232,22 @@ def test_lock_key_turned_hash_while_leading_is_reported(
     with caplog.at_level(logging.INFO):
         scheduler.tick()
     assert any(f'key {keys.default_lock} holds a hash' in line for line in _error_lines(caplog))
+
+
+def test_log_line_shown_in_the_docs(
+    keys: Keys,
+    celery_app: Celery,
+    redis_client: redis.Redis,
+    make_scheduler: Make,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """docs/data-format.rst shows the line a parked entry logs: this is it, verbatim."""
+    docs = Path(__file__).resolve().parents[2] / 'docs' / 'data-format.rst'
+    shown = next(
+        line.strip() for line in docs.read_text().splitlines() if 'beat: Entry ' in line
+    ).replace('redbeat:nightly', keys.entry('nightly'))
+    redis_client.hset(keys.entry('nightly'), 'definition', interval('1e308'))
+    redis_client.zadd(keys.schedule, {keys.entry('nightly'): 0})
+    with caplog.at_level(logging.INFO):
+        make_scheduler(celery_app).tick()
+    assert _error_lines(caplog) == [shown]

@@ -234,9 +234,9 @@ class ScheduleStore:
         cursor = 0
         while True:
             cursor, found = self.client.scan(
-                cursor, match=self.keys.scan_pattern(), count=count, _type='hash'
+                cursor, match=self.keys.scan_pattern(), count=count, _type='hash', **_RAW
             )
-            batch = self._entries_only([str(k) for k in found if not self.keys.is_internal(str(k))])
+            batch = self._entries_only([k for k in _names(found) if not self.keys.is_internal(k)])
             if batch:
                 yield batch
             if cursor == 0:
@@ -257,10 +257,13 @@ class ScheduleStore:
         # redis-py's cluster scan_iter walks each primary in turn (one round
         # trip per batch and node); with a hash-tagged prefix all hit one node.
         batch: list[str] = []
-        found = self.client.scan_iter(match=self.keys.scan_pattern(), count=count, _type='hash')
-        for key in found:
-            if not self.keys.is_internal(str(key)):
-                batch.append(str(key))
+        found = self.client.scan_iter(
+            match=self.keys.scan_pattern(), count=count, _type='hash', **_RAW
+        )
+        for raw in found:
+            key = _name(raw)
+            if key is not None and not self.keys.is_internal(key):
+                batch.append(key)
             if len(batch) >= count:
                 yield self._entries_only(batch)
                 batch = []
@@ -824,9 +827,23 @@ def _finished(reply: Any) -> None:
 def _orphans_page(reply: Any) -> tuple[int, list[str]]:
     if isinstance(reply, Exception):
         raise reply
-    # A key whose name is not UTF-8 cannot be an entry anyone wrote by name: left alone.
-    names = [key.decode('utf-8', 'surrogateescape') for key in reply[1:]]
-    return int(reply[0]), [name for name in names if name.isascii() or not _escaped(name)]
+    return int(reply[0]), _names(reply[1:])
+
+
+def _names(keys: Iterable[bytes | str]) -> list[str]:
+    """Key names read as bytes, but those that are not UTF-8 (see :func:`_name`)."""
+    return [name for name in map(_name, keys) if name is not None]
+
+
+def _name(key: bytes | str) -> str | None:
+    """A key name read as bytes; None if it is not UTF-8: it cannot be an entry anyone
+    wrote by name (redbeat's own writes are UTF-8), so it is left alone."""
+    if isinstance(key, str):
+        return key
+    try:
+        return key.decode('utf-8')
+    except UnicodeDecodeError:
+        return None
 
 
 def _save_values(items: Sequence[SaveItem]) -> str:

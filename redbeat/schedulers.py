@@ -327,7 +327,11 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         names = set(self.app.conf.beat_schedule or {}) | set(entries)
         listed = list(entries.values())
         now = datetime.now(timezone.utc)
-        items = save_items(self.binding, listed, now)
+        try:
+            items = save_items(self.binding, listed, now)
+        except DefinitionError:  # one cannot be stored (NaN in its args, say): leave it out
+            listed = [e for e in listed if self._storable(e, now)]
+            items = save_items(self.binding, listed, now)
         started = self.store.startup(items, self.orphan_scan)
         self._check_eviction(started.maxmemory_policy, started.maxmemory)
         settle_saves(self.binding, listed, started.flags, now)
@@ -340,6 +344,16 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
             self.store.forget_statics(removed)
         self._statics_written = len(entries)
         self._adopt_orphans(started)
+
+    def _storable(self, entry: RedBeatSchedulerEntry, now: datetime) -> bool:
+        try:
+            save_items(self.binding, [entry], now)
+        except DefinitionError as exc:
+            logger.error(
+                'beat: beat_schedule entry %r is invalid and was skipped: %s', entry.name, exc
+            )
+            return False
+        return True
 
     def _adopt_orphans(self, started: Startup) -> None:
         """Schedule hashes written without a ZADD (the RedBeat README promises it)."""

@@ -251,3 +251,25 @@ def test_log_line_shown_in_the_docs(
     with caplog.at_level(logging.INFO):
         make_scheduler(celery_app).tick()
     assert _error_lines(caplog) == [shown]
+
+
+def test_static_entries_beat_could_not_run_are_skipped_at_start(
+    keys: Keys,
+    celery_app: Celery,
+    redis_client: redis.Redis,
+    make_scheduler: Make,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    celery_app.conf.beat_schedule = {
+        'nan-args': {'task': 'proj.tasks.a', 'schedule': 30.0, 'args': (float('nan'),)},
+        'tiny': {'task': 'proj.tasks.b', 'schedule': 1e-9},
+        'fine': {'task': 'proj.tasks.c', 'schedule': 30.0},
+    }
+    with caplog.at_level(logging.INFO):
+        make_scheduler(celery_app)
+    assert redis_client.exists(keys.entry('fine'))
+    assert not redis_client.exists(keys.entry('nan-args'))
+    assert not redis_client.exists(keys.entry('tiny'))
+    errors = _error_lines(caplog)
+    assert any("'nan-args'" in line and 'args' in line for line in errors), errors
+    assert any("'tiny'" in line and 'interval every' in line for line in errors), errors

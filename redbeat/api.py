@@ -52,7 +52,7 @@ from .keys import Keys
 from .policy import DEFAULT as DEFAULT_POLICY
 from .policy import Policy
 from .schedules import rrule
-from .store import CHANGED, GONE, STALE_META, WRONG_TYPE, Row, ScheduleStore, _row
+from .store import CHANGED, GONE, STALE_META, WRONG_TYPE, Row, ScheduleStore, _hmget, _row
 
 __all__ = ['POLICY_FIELDS', 'TASK_NAME', 'Dispatch', 'EntryInfo', 'Overview', 'Problem',
            'Schedule', 'make_policy']  # fmt: skip
@@ -278,7 +278,8 @@ def _inspect(store: ScheduleStore, keys: Sequence[str]) -> builtins.list[_Read]:
         return []
     with store.client.pipeline(transaction=False) as pipe:
         for key in keys:
-            pipe.hmget(key, *_INFO_FIELDS)
+            # bytes: _row decodes each field alone (one that is not UTF-8 is that entry's error)
+            _hmget(pipe, key, _INFO_FIELDS)
             pipe.exists(key)
         replies = pipe.execute(raise_on_error=False)
     out = []

@@ -916,9 +916,9 @@ def _row(key: str, reply: Any) -> Row:
     return Row(key, definition, meta, policy=policy)
 
 
-def _hmget(pipe: Any, key: str) -> None:
+def _hmget(pipe: Any, key: str, fields: Sequence[str] = _FIELDS) -> None:
     """Queue the read of an entry's fields, their values left as bytes (see :func:`_row`)."""
-    pipe.execute_command('HMGET', key, *_FIELDS, **_RAW)
+    pipe.execute_command('HMGET', key, *fields, **_RAW)
 
 
 def _text(field: str, raw: bytes | str | None) -> str | None:

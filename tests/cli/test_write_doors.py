@@ -21,6 +21,7 @@ from redbeat import RedBeatSchedulerEntry
 from redbeat.api import Schedule
 from redbeat.errors import DefinitionError
 from tests.cli.test_cli import Invoke, run  # noqa: F401  (the fixture)
+from tests.integration.test_hostile import HOSTILE
 
 DEEP: Any = []
 for _ in range(40):
@@ -134,3 +135,22 @@ def test_rrule_refuses_an_interval_of_zero() -> None:
 
     with pytest.raises(ValueError, match='rrule interval'):
         rrule('SECONDLY', interval=0)
+
+
+@pytest.mark.parametrize(('fields', 'reason'), HOSTILE)
+def test_cli_reads_hostile_entries_without_a_traceback(
+    run: Invoke,  # noqa: F811
+    redis_client: redis.Redis,
+    fields: dict[str, Any],
+    reason: str,
+) -> None:
+    """``list``, ``show`` and ``check`` report a hostile entry as an error line."""
+    redis_client.hset('redbeat:bad', mapping=fields)
+    redis_client.zadd('redbeat::schedule', {'redbeat:bad': 0})
+    for command in (['list'], ['show', 'bad'], ['check'], ['status']):
+        result = run(*command)
+        assert not isinstance(result.exception, Exception) or isinstance(
+            result.exception, SystemExit
+        ), (command, result.output, result.exception)
+        assert result.exit_code in (0, 1), (command, result.output)
+    assert reason in run('list').output + run('show', 'bad').output

@@ -7,7 +7,7 @@ one was reported, its hash is byte-for-byte what was written and its score
 moved to now + ``beat_max_loop_interval``.
 
 Budget: ``REDBEAT_FUZZ_EXAMPLES`` examples per property (default 150; the
-four properties take well under a minute together).  Each test also has a
+five properties take well under a minute together).  Each test also has a
 pytest-timeout, so a hang fails instead of stalling the run.
 """
 
@@ -129,3 +129,17 @@ def test_any_bytes(
 ) -> None:
     fields: dict[str, Any] = {'definition': GOOD_DEFINITION, field: data}
     check_tick(redis_client, scheduler, sent, fields)
+
+
+@FUZZ
+@given(member=st.binary(min_size=1, max_size=24))
+def test_any_member(
+    redis_client: redis.Redis, scheduler: RedBeatScheduler, sent: Sent, member: bytes
+) -> None:
+    """A sorted-set member of any bytes, with or without a hash behind it."""
+    redis_client.flushall()
+    redis_client.hset(b'redbeat:' + member, 'definition', GOOD_DEFINITION)  # type: ignore[arg-type]
+    redis_client.zadd(KEYS.schedule, {member: 0})  # type: ignore[dict-item]
+    put_due(redis_client, KEYS, 'good', 'proj.tasks.good')
+    assert isinstance(scheduler.tick(), float)
+    assert 'proj.tasks.good' in tasks(sent)

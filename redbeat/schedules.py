@@ -35,6 +35,11 @@ _PERIOD = {
 #: A search starts at most this many periods before the moment it looks after.
 _SEARCH_SLACK = 1000
 
+#: The fields that narrow or expand a rule's occurrences within a period.
+_BY_FIELDS = (
+    'bysetpos', 'bymonth', 'bymonthday', 'byyearday', 'byeaster', 'byweekno', 'byweekday',
+    'byhour', 'byminute', 'bysecond',
+)  # fmt: skip
 #: The fields that filter days (the rest pick times within a day).
 _DAY_FIELDS = ('bymonth', 'bymonthday', 'byyearday', 'byweekno', 'byweekday', 'byeaster')
 
@@ -147,7 +152,8 @@ class rrule(BaseSchedule):  # type: ignore[misc]
         local = _as_utc(moment).astimezone(tz) if tz else _as_utc(moment)
         if self._no_day_from(local.date()):
             return None
-        found: datetime | None = self._near_start(rule, tz, local).after(local)
+        near = self._near_start(rule, tz, local)
+        found: datetime | None = None if near is None else near.after(local)
         return found
 
     def _no_day_from(self, day: date) -> bool:
@@ -179,20 +185,27 @@ class rrule(BaseSchedule):  # type: ignore[misc]
             self._dayless_from = day
         return found is None
 
-    def _near_start(self, rule: du.rrule, tz: tzinfo | None, moment: datetime) -> du.rrule:
-        """``rule``, started at most ``_SEARCH_SLACK`` periods before ``moment``.
+    def _near_start(self, rule: du.rrule, tz: tzinfo | None, moment: datetime) -> du.rrule | None:
+        """``rule``, started at most ``_SEARCH_SLACK`` periods before ``moment``
+        (None: its ``count`` is used up before then).
 
         python-dateutil walks every occurrence from ``dtstart``: a secondly
         rule started a year ago takes 31 million steps to find the next one.
         Moving the start forward by whole multiples of ``interval`` periods
         yields the same occurrences after ``moment`` (the by-fields dateutil
         takes from the start, such as the minute of an hourly rule, stay the
-        same) and bounds the walk.  Not for ``count`` (it counts from the
-        original start) or monthly and yearly rules (uneven periods, and at
-        most 12 steps a year).
+        same) and bounds the walk.  A ``count`` is lowered by the periods
+        skipped, each of which holds exactly one occurrence when the rule has
+        no by-field; with by-fields it stays (its walk is bounded by the
+        count limit).  Not for monthly and yearly rules (uneven periods, and
+        at most 12 steps a year).
         """
         period = _PERIOD.get(self.freq)
-        if period is None or self.count is not None or self.dtstart is None:
+        count = self.count
+        counted = count is not None
+        if period is None or self.dtstart is None:
+            return rule
+        if counted and any(getattr(self, name) is not None for name in _BY_FIELDS):
             return rule
         wall = moment.replace(tzinfo=None)
         step = period * self.interval
@@ -203,9 +216,14 @@ class rrule(BaseSchedule):  # type: ignore[misc]
         steps = (wall - start.replace(tzinfo=None)) // step - _SEARCH_SLACK
         if steps <= 0:
             return rule
+        if count is not None and steps >= count:
+            return None  # every occurrence is before the moment
         try:
             begin = start + steps * step  # wall-clock arithmetic, as dateutil's own
-            near = rule.replace(dtstart=begin)
+            if count is not None:
+                near = rule.replace(dtstart=begin, count=count - steps)
+            else:
+                near = rule.replace(dtstart=begin)
         except OverflowError:
             return rule
         self._near[tz] = (begin.replace(tzinfo=None), near)

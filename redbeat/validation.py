@@ -21,6 +21,8 @@ __all__ = [
     'MAX_DEPTH',
     'MAX_FIELD_BYTES',
     'MAX_INTERVAL',
+    'MAX_RULE_COUNT',
+    'MAX_RULE_INTERVAL',
     'MAX_TIMESTAMP',
     'MAX_UTC_OFFSET',
     'MIN_INTERVAL',
@@ -42,6 +44,10 @@ __all__ = [
 MIN_INTERVAL = 0.001
 #: Longest interval (seconds): 100 years of 365 days; more overflows date arithmetic.
 MAX_INTERVAL = 100 * 365 * 86400
+#: Most occurrences a counted rule may have: a search may walk them all.
+MAX_RULE_COUNT = 100_000
+#: Largest rule interval (periods between occurrences): a billion seconds is 31 years.
+MAX_RULE_INTERVAL = 1_000_000_000
 #: Deepest nesting of a stored JSON document (objects and lists inside each other).
 MAX_DEPTH = 32
 #: Largest stored field (``definition``, ``meta``, ``policy``), in bytes of UTF-8.
@@ -111,6 +117,12 @@ def check_rule_numbers(interval: Any, count: Any) -> None:
     """A recurrence rule's ``interval`` (>= 1: 0 never advances) and ``count`` (>= 1)."""
     _whole('rrule interval', interval, 1)
     _whole('rrule count', count, 1)
+    if count is not None and count > MAX_RULE_COUNT:
+        raise InvalidValue(f'rrule count must be at most {MAX_RULE_COUNT:,}, not {count!r}')
+    if isinstance(interval, int) and interval > MAX_RULE_INTERVAL:
+        raise InvalidValue(
+            f'rrule interval must be at most {MAX_RULE_INTERVAL:,}, not {interval!r}'
+        )
 
 
 def _many(value: Any) -> int:

@@ -223,3 +223,43 @@ def test_timestamps_and_offsets_keep_datetime_in_range() -> None:
     highest = datetime.fromtimestamp(validation.MAX_TIMESTAMP, tz=timezone(timedelta(hours=23)))
     assert lowest.year == 1 and highest.year == 9999
     assert time.gmtime(0).tm_year == 1970  # UNIX seconds, as stored
+
+
+@pytest.mark.parametrize(
+    'fields',
+    [
+        {'freq': du.MINUTELY, 'interval': 7, 'count': 40_000,
+         'dtstart': datetime(2026, 9, 1, tzinfo=UTC)},
+        {'freq': du.HOURLY, 'interval': 3, 'count': 5000,
+         'dtstart': datetime(2025, 1, 1, 5, 6, 7, tzinfo=UTC)},
+        {'freq': du.DAILY, 'count': 400, 'dtstart': datetime(2026, 1, 1, 9, tzinfo=UTC)},
+        {'freq': du.SECONDLY, 'count': 100, 'dtstart': datetime(2026, 1, 1, 9, tzinfo=UTC)},
+        {'freq': du.WEEKLY, 'count': 60, 'dtstart': datetime(2026, 1, 1, 9, tzinfo=UTC)},
+    ],
+)  # fmt: skip
+@pytest.mark.parametrize('zone', [None, ZoneInfo('America/New_York')])
+def test_counted_rule_started_near_the_moment_keeps_its_count(
+    fields: dict[str, Any], zone: Any
+) -> None:
+    rule = rrule(**fields)
+    start = fields['dtstart'] if zone is None else fields['dtstart'].astimezone(zone)
+    reference = du.rrule(**{**fields, 'dtstart': start})
+    moment = NOW
+    for _ in range(4):
+        found = rule.next_after(moment, zone)
+        assert found == reference.after(moment.astimezone(zone) if zone else moment)
+        if found is None:
+            break
+        moment = found + timedelta(hours=5)
+
+
+@pytest.mark.parametrize(
+    ('fields', 'field'),
+    [
+        ({'count': validation.MAX_RULE_COUNT + 1}, 'rrule count'),
+        ({'interval': validation.MAX_RULE_INTERVAL + 1}, 'rrule interval'),
+    ],
+)
+def test_rule_numbers_above_their_limits_are_refused(fields: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        rrule(du.SECONDLY, **fields)

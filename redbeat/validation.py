@@ -12,6 +12,7 @@ the key.
 from __future__ import annotations
 
 import math
+import re
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -207,25 +208,18 @@ def check_depth(name: str, text: str) -> None:
     """The JSON ``text`` nests at most ``MAX_DEPTH`` objects and lists.
 
     Counting brackets is enough for nearly every document (fewer brackets
-    than the limit cannot nest deeper); only others are walked, iteratively
-    and outside strings, so a deep document cannot exhaust the stack.
+    than the limit cannot nest deeper); for others the brackets outside
+    strings are walked, iteratively, so a deep document cannot exhaust the
+    stack (regular expressions do the per-character work).
     """
     if text.count('[') + text.count('{') <= MAX_DEPTH:
         return
-    depth, in_string, escaped = 0, False, False
-    for char in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == '\\':
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in '[{':
-            depth += 1
-            if depth > MAX_DEPTH:
-                raise InvalidValue(f'{name} nests deeper than {MAX_DEPTH} levels')
-        elif char in ']}':
-            depth -= 1
+    depth = 0
+    for bracket in _BRACKETS.findall(_STRINGS.sub('', text)):
+        depth += 1 if bracket in '[{' else -1
+        if depth > MAX_DEPTH:
+            raise InvalidValue(f'{name} nests deeper than {MAX_DEPTH} levels')
+
+
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BRACKETS = re.compile(r'[\[\]{}]')

@@ -665,9 +665,9 @@ class ScheduleStore:
 
     def _peek(self, pipe: Any, after: float) -> None:
         # Raw: the first member may be one whose bytes are not UTF-8 (only its score is read).
-        pipe.execute_command(
-            'ZRANGEBYSCORE', self.keys.schedule, f'({after!r}', '+inf', 'WITHSCORES',
-            'LIMIT', 0, 1, **_RAW,
+        _raw(
+            pipe, 'ZRANGEBYSCORE', self.keys.schedule, f'({after!r}', '+inf', 'WITHSCORES',
+            'LIMIT', 0, 1,
         )  # fmt: skip
 
     def prune_members(self, members: Sequence[str]) -> int:
@@ -725,11 +725,14 @@ class ScheduleStore:
         """
         cursor = 0
         while True:
-            cursor, found = self.client.zscan(
-                self.keys.schedule, cursor, count=count, score_cast_func=_exact
-            )
+            # Raw member names: one that is not UTF-8 is left out (see _name), not a crash.
+            cursor, found = _raw(
+                self.client, 'ZSCAN', self.keys.schedule, cursor, 'COUNT', count,
+                score_cast_func=_exact,
+            )  # fmt: skip
             if found:
-                yield [(str(member), str(score)) for member, score in found]
+                named = [(_name(member), str(score)) for member, score in found]
+                yield [(member, score) for member, score in named if member is not None]
             if cursor == 0:
                 return
 
@@ -757,9 +760,10 @@ class ScheduleStore:
             pipe.zcard(self.keys.schedule)
             pipe.zcount(self.keys.schedule, 0, now)
             pipe.zcount(self.keys.schedule, '(0', overdue_before)  # 0: just marked due
-            pipe.zrangebyscore(
-                self.keys.schedule, 0, '+inf', start=0, num=upcoming, withscores=True
-            )
+            _raw(
+                pipe, 'ZRANGEBYSCORE', self.keys.schedule, 0, '+inf', 'WITHSCORES', 'LIMIT', 0,
+                upcoming,
+            )  # fmt: skip
             pipe.get(self.keys.heartbeat)
             if lock_key:
                 pipe.get(lock_key)
@@ -771,7 +775,10 @@ class ScheduleStore:
             entries=int(total),
             due=int(due),
             overdue=int(overdue),
-            upcoming=[(str(member), float(score)) for member, score in first],
+            upcoming=[
+                (member.decode('utf-8', 'backslashreplace'), float(score))
+                for member, score in _pairs(first)
+            ],
             lock_holder=None if holder is None else str(holder),
             lock_ttl=ttl / 1000 if isinstance(ttl, int) and ttl > 0 else None,
             heartbeat=None if heartbeat is None else str(heartbeat),
@@ -893,6 +900,13 @@ def _members(reply: Any) -> set[str]:
     return {str(name) for name in reply}
 
 
+def _pairs(reply: Sequence[Any]) -> list[tuple[Any, Any]]:
+    """``(member, score)`` pairs of a raw WITHSCORES reply (RESP3: pairs; RESP2: flat)."""
+    if reply and isinstance(reply[0], list):
+        return [(member, score) for member, score in reply]
+    return list(zip(reply[::2], reply[1::2]))
+
+
 def _first_score(reply: Any) -> float | None:
     if isinstance(reply, Exception):
         raise reply
@@ -918,7 +932,12 @@ def _row(key: str, reply: Any) -> Row:
 
 def _hmget(pipe: Any, key: str, fields: Sequence[str] = _FIELDS) -> None:
     """Queue the read of an entry's fields, their values left as bytes (see :func:`_row`)."""
-    pipe.execute_command('HMGET', key, *fields, **_RAW)
+    _raw(pipe, 'HMGET', key, *fields)
+
+
+def _raw(target: Any, *args: Any, **options: Any) -> Any:
+    """Run (or queue, on a pipeline) a command whose reply is left as bytes."""
+    return target.execute_command(*args, **options, **_RAW)
 
 
 def _text(field: str, raw: bytes | str | None) -> str | None:

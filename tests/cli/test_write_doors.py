@@ -154,3 +154,15 @@ def test_cli_reads_hostile_entries_without_a_traceback(
         ), (command, result.output, result.exception)
         assert result.exit_code in (0, 1), (command, result.output)
     assert reason in run('list').output + run('show', 'bad').output
+
+
+def test_cli_reads_a_member_that_is_not_utf8_without_a_traceback(
+    run: Invoke,  # noqa: F811
+    redis_client: redis.Redis,
+) -> None:
+    redis_client.zadd('redbeat::schedule', {b'redbeat:b\xffd': 0, 'redbeat:fine': 1})  # type: ignore[dict-item]
+    for command in (['list'], ['check'], ['status'], ['rm', '-y', '*']):
+        result = run(*command)
+        assert not isinstance(result.exception, Exception) or isinstance(
+            result.exception, SystemExit
+        ), (command, result.output, result.exception)

@@ -454,6 +454,8 @@ def _save_item(
             due = timing.due_after_change(entry.schedule, last_run_at, now, bound.tz, policy)
         except TypeError as exc:  # a schedule type redbeat cannot compute
             raise DefinitionError(key, str(exc)) from None
+        except OverflowError:  # a run state or bound so late the next time is past year 9999
+            raise DefinitionError(key, 'the next run would be after the year 9999') from None
         score = timing.due_score(key, due, policy)
     else:
         score = timing.NEVER

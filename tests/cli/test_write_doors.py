@@ -166,3 +166,16 @@ def test_cli_reads_a_member_that_is_not_utf8_without_a_traceback(
         assert not isinstance(result.exception, Exception) or isinstance(
             result.exception, SystemExit
         ), (command, result.output, result.exception)
+
+
+def test_entry_whose_next_run_is_past_year_9999_is_refused(
+    celery_app: Celery, redis_client: redis.Redis
+) -> None:
+    from datetime import datetime, timezone
+
+    last = datetime(9999, 6, 1, tzinfo=timezone.utc)
+    entry = RedBeatSchedulerEntry('x', 'proj.tasks.x', schedule(timedelta(days=365)),
+                                  app=celery_app, last_run_at=last)  # fmt: skip
+    with pytest.raises(DefinitionError, match='9999'):
+        entry.save()
+    assert redis_client.keys('*') == []

@@ -52,7 +52,7 @@ from .keys import Keys
 from .policy import DEFAULT as DEFAULT_POLICY
 from .policy import Policy
 from .schedules import rrule
-from .store import CHANGED, GONE, STALE_META, WRONG_TYPE, Row, ScheduleStore, _row
+from .store import CHANGED, GONE, STALE_META, WRONG_TYPE, Row, ScheduleStore, _hmget, _row
 
 __all__ = ['POLICY_FIELDS', 'TASK_NAME', 'Dispatch', 'EntryInfo', 'Overview', 'Problem',
            'Schedule', 'make_policy']  # fmt: skip
@@ -278,7 +278,8 @@ def _inspect(store: ScheduleStore, keys: Sequence[str]) -> builtins.list[_Read]:
         return []
     with store.client.pipeline(transaction=False) as pipe:
         for key in keys:
-            pipe.hmget(key, *_INFO_FIELDS)
+            # bytes: _row decodes each field alone (one that is not UTF-8 is that entry's error)
+            _hmget(pipe, key, _INFO_FIELDS)
             pipe.exists(key)
         replies = pipe.execute(raise_on_error=False)
     out = []
@@ -374,9 +375,19 @@ def make_policy(
     # Through the stored form, so typed JSON values (datetimes) decode as beat reads them.
     try:
         text = dumps(raw)
-    except (TypeError, ValueError) as exc:
-        raise DefinitionError(name, f'policy: {exc}') from None
+    except (TypeError, ValueError) as exc:  # a value JSON cannot hold: name its field
+        field = next((k for k, v in raw.items() if not _storable(v)), None)
+        where = f'policy {field} ({raw[field]!r})' if field else 'policy'
+        raise DefinitionError(name, f'{where}: {exc}') from None
     return Policy.from_json(name, text)
+
+
+def _storable(value: Any) -> bool:
+    try:
+        dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def check_policy(name: str, sched: BaseSchedule, policy: Policy) -> None:

@@ -13,6 +13,7 @@ code; the scheduler itself goes through :func:`decode_definition`,
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any, Callable
@@ -21,6 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from celery.schedules import BaseSchedule, crontab, schedule, solar
 from dateutil.rrule import weekday
 
+from . import validation
 from .errors import DefinitionError
 from .schedules import RULE_FIELDS, rrule
 
@@ -44,6 +46,23 @@ ENTRY_FIELDS = ('name', 'task', 'schedule', 'args', 'kwargs', 'options', 'enable
 
 class TypedValueError(ValueError):
     """A ``__type__`` object whose fields cannot build that type."""
+
+
+def _refuse_constant(name: str) -> Any:
+    # Python's json reads NaN and Infinity, which no JSON writer should produce
+    # and no schedule can use (a NaN score, an endless interval).
+    raise TypedValueError(f'{name} is not a JSON number')
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if number in (math.inf, -math.inf):  # 1e400: valid JSON, but no float holds it
+        raise TypedValueError(f'number {text} is out of range')
+    return number
+
+
+#: ``json.loads`` keywords of every stored document: only finite numbers.
+_NUMBERS: dict[str, Any] = {'parse_constant': _refuse_constant, 'parse_float': _finite_float}
 
 
 def to_timestamp(dt: datetime) -> float:
@@ -72,11 +91,11 @@ def _zone(value: Any) -> tzinfo:
     if value is None or value == 'UTC':
         return timezone.utc
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return timezone(timedelta(seconds=value))  # 2.x writes offsets in seconds
+        return timezone(validation.utc_offset('timezone', value))  # 2.x writes seconds
     if isinstance(value, str):
         try:
             return ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):
             raise TypedValueError(f'unknown time zone {value!r}') from None
     raise TypedValueError(f'timezone must be a zone name or an offset in seconds, not {value!r}')
 
@@ -90,9 +109,7 @@ def _build_datetime(d: dict[str, Any]) -> datetime:
 
 
 def _build_interval(d: dict[str, Any]) -> schedule:
-    every = d.get('every')
-    if isinstance(every, bool) or not isinstance(every, (int, float)) or every <= 0:
-        raise TypedValueError(f"interval needs 'every' > 0 seconds, got {every!r}")
+    every = validation.check_interval('interval every', d.get('every'))
     return schedule(run_every=timedelta(seconds=every), relative=bool(d.get('relative', False)))
 
 
@@ -120,7 +137,11 @@ def _cron_field(value: str | int) -> str:
 
 def _build_solar(d: dict[str, Any]) -> solar:
     try:
-        return solar(d['event'], d['lat'], d['lon'])
+        lat, lon = (
+            validation.finite('solar lat', d['lat']),
+            validation.finite('solar lon', d['lon']),
+        )
+        return solar(d['event'], lat, lon)
     except KeyError as missing:
         raise TypedValueError(f'solar needs {missing}') from None
     except Exception as exc:  # ImproperlyConfigured when ephem is missing
@@ -128,8 +149,13 @@ def _build_solar(d: dict[str, Any]) -> solar:
 
 
 def _build_weekday(d: dict[str, Any]) -> weekday:
+    day, n = d.get('wkday'), d.get('n')
+    if not isinstance(day, int) or isinstance(day, bool) or not 0 <= day <= 6:
+        raise TypedValueError(f'weekday wkday must be 0 (Monday) to 6, not {day!r}')
+    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or not 0 < abs(n) <= 53):
+        raise TypedValueError(f'weekday n must be a whole number from -53 to 53 but 0, not {n!r}')
     try:
-        return weekday(d['wkday'], d.get('n'))
+        return weekday(day, n)
     except (KeyError, TypeError, ValueError) as exc:
         raise TypedValueError(f'invalid weekday {d!r}: {exc}') from None
 
@@ -140,7 +166,9 @@ def _build_rrule(d: dict[str, Any]) -> rrule:
         stamp = fields.get(key)
         minutes = fields.pop(key + '_tz', 0) or 0
         if isinstance(stamp, (int, float)) and not isinstance(stamp, bool):
-            fields[key] = from_timestamp(stamp, minutes)
+            offset = validation.utc_offset(f'rrule {key}_tz', validation.finite(key, minutes) * 60)
+            seconds = validation.timestamp(f'rrule {key}', stamp)
+            fields[key] = from_timestamp(seconds, offset.total_seconds() / 60)
     extra = set(fields) - set(RULE_FIELDS) - {'dtstart', 'until'}
     if extra:
         raise TypedValueError(f'rrule has unknown fields {sorted(extra)}')
@@ -164,12 +192,21 @@ KNOWN_TYPES = frozenset(_BUILDERS)
 
 
 def _build(d: dict[str, Any]) -> Any:
-    """Object hook: build an allow-listed type; leave any other dict as it is."""
+    """Object hook: build an allow-listed type; leave any other dict as it is.
+
+    Whatever the fields are, the only error is :class:`TypedValueError`
+    (``{"__type__": "datetime"}`` alone makes ``datetime()`` raise TypeError).
+    """
     kind = d.get('__type__')
     builder = _BUILDERS.get(kind) if isinstance(kind, str) else None
     if builder is None:
         return d
-    return builder({k: v for k, v in d.items() if k != '__type__'})
+    try:
+        return builder({k: v for k, v in d.items() if k != '__type__'})
+    except (TypedValueError, validation.InvalidValue):
+        raise  # these name the field already
+    except (TypeError, ValueError, ArithmeticError) as exc:
+        raise TypedValueError(f'invalid {kind}: {exc}') from None
 
 
 class RedBeatJSONDecoder(json.JSONDecoder):
@@ -177,6 +214,8 @@ class RedBeatJSONDecoder(json.JSONDecoder):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault('object_hook', _build)
+        for name, hook in _NUMBERS.items():
+            kwargs.setdefault(name, hook)
         super().__init__(*args, **kwargs)
 
 
@@ -266,13 +305,32 @@ class RedBeatJSONEncoder(json.JSONEncoder):
         return encode_value(o)
 
 
-#: One encoder for every write (json.dumps would build one per call).
-_ENCODER = json.JSONEncoder(default=encode_value, separators=(',', ':'), ensure_ascii=False)
+#: One encoder for every write (json.dumps would build one per call).  NaN and
+#: Infinity are refused (ValueError): the decoder refuses them too.
+_ENCODER = json.JSONEncoder(
+    default=encode_value, separators=(',', ':'), ensure_ascii=False, allow_nan=False
+)
 
 
 def dumps(value: Any) -> str:
     """Compact JSON, as redbeat stores it."""
     return _ENCODER.encode(value)
+
+
+def parse(key: str, field: str, text: str, hook: Callable[[dict[str, Any]], Any] = _build) -> Any:
+    """A stored JSON document, within the size and depth limits, typed values built.
+
+    Every failure is a :class:`DefinitionError` naming ``key`` and ``field``.
+    """
+    try:
+        validation.check_document(field, text)
+        return json.loads(text, object_hook=hook, **_NUMBERS)
+    except (TypedValueError, validation.InvalidValue) as exc:
+        raise DefinitionError(key, f'{field}: {exc}') from None
+    except RecursionError:  # the depth check makes this unreachable; kept as a guard
+        raise DefinitionError(key, f'{field} nests too deeply') from None
+    except ValueError as exc:
+        raise DefinitionError(key, f'{field} is not valid JSON ({exc})') from None
 
 
 # --- definitions and meta ------------------------------------------------------
@@ -298,15 +356,13 @@ def decode_definition(key: str, text: str | None) -> dict[str, Any]:
     """
     if text is None:
         raise DefinitionError(key, "hash has no 'definition' field")
-    try:
-        raw = json.loads(text, object_hook=_build_nested)  # typed values built in the parse
-        if isinstance(raw, dict) and '__type__' in raw:
-            raw = _split_flat(raw)
+    raw = parse(key, 'definition', text, _build_nested)  # typed values built in the parse
+    if isinstance(raw, dict) and '__type__' in raw:
+        raw = _split_flat(raw)
+        try:
             raw['schedule'] = _build(raw['schedule'])
-    except TypedValueError as exc:
-        raise DefinitionError(key, str(exc)) from None
-    except ValueError as exc:
-        raise DefinitionError(key, f'definition is not valid JSON ({exc})') from None
+        except (TypedValueError, validation.InvalidValue) as exc:
+            raise DefinitionError(key, f'definition: {exc}') from None
     if not isinstance(raw, dict):
         raise DefinitionError(key, f'definition must be a JSON object, not {type(raw).__name__}')
     return check_fields(key, raw)
@@ -368,24 +424,18 @@ def encode_definition(fields: dict[str, Any]) -> str:
     })  # fmt: skip
 
 
-_META_DECODER = RedBeatJSONDecoder()  # stateless: one for every call
-
-
 def decode_meta(key: str, text: str | None) -> tuple[datetime | None, int]:
     """``(last_run_at, total_run_count)`` from a stored meta (absent: never run)."""
     if not text:
         return None, 0
-    try:
-        raw = _META_DECODER.decode(text)
-    except (ValueError, TypeError) as exc:
-        raise DefinitionError(key, f'meta is not valid: {exc}') from None
+    raw = parse(key, 'meta', text)
     if not isinstance(raw, dict):
         raise DefinitionError(key, 'meta must be a JSON object')
     last = raw.get('last_run_at')
     if last is not None and not isinstance(last, datetime):
         raise DefinitionError(key, f'meta last_run_at must be a datetime, got {last!r}')
     count = raw.get('total_run_count') or 0
-    if not isinstance(count, int):
+    if not isinstance(count, int) or isinstance(count, bool) or count < 0:
         raise DefinitionError(key, f'meta total_run_count must be an integer, got {count!r}')
     return last, count
 

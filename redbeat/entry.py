@@ -25,11 +25,19 @@ from . import timing
 from .client import redis_from_config
 from .compat import expose_conf
 from .config import RedBeatConfig
-from .decoder import check_fields, decode_definition, decode_meta, encode_definition, encode_meta
+from .decoder import (
+    check_fields,
+    decode_definition,
+    decode_meta,
+    dumps,
+    encode_definition,
+    encode_meta,
+)
 from .errors import DefinitionError, EntryNotFound, RedBeatError
 from .policy import DEFAULT as DEFAULT_POLICY
 from .policy import Policy
 from .store import GONE, Row, SaveItem, ScheduleStore
+from .validation import InvalidValue, check_document, check_schedule
 
 _SAVE_ATTEMPTS = 5
 _UNSET = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -324,11 +332,14 @@ def check_entry(entry: RedBeatSchedulerEntry) -> None:
         and isinstance(entry.options, dict)
         and isinstance(entry.enabled, bool)
     )
-    if plain:  # what check_fields accepts, told at a fraction of its cost
-        return
-    check_fields(label, entry.definition())
-    if not isinstance(entry.schedule, BaseSchedule):
-        raise DefinitionError(label, f'unsupported schedule {entry.schedule!r}')
+    if not plain:  # else what check_fields accepts, told at a fraction of its cost
+        check_fields(label, entry.definition())
+        if not isinstance(entry.schedule, BaseSchedule):
+            raise DefinitionError(label, f'unsupported schedule {entry.schedule!r}')
+    try:
+        check_schedule(entry.schedule)  # before any schedule math: an rrule interval of 0 hangs it
+    except InvalidValue as exc:
+        raise DefinitionError(label, str(exc)) from None
 
 
 def save_entries(
@@ -420,8 +431,9 @@ def _save_item(
     key = bound.keys.entry(entry.name)
     try:
         definition = encode_definition(entry.definition())
-    except TypeError as exc:  # a value JSON cannot hold (in args, kwargs or options)
-        raise DefinitionError(key, str(exc)) from None
+        check_document('definition', definition)  # what beat would refuse, refused here
+    except (TypeError, ValueError, RecursionError) as exc:  # a set, NaN, too big, too deep
+        raise DefinitionError(key, _unstorable(entry, exc)) from None
     new_meta = None
     last_run_at: datetime | None
     if meta is None:
@@ -442,6 +454,8 @@ def _save_item(
             due = timing.due_after_change(entry.schedule, last_run_at, now, bound.tz, policy)
         except TypeError as exc:  # a schedule type redbeat cannot compute
             raise DefinitionError(key, str(exc)) from None
+        except OverflowError:  # a run state or bound so late the next time is past year 9999
+            raise DefinitionError(key, 'the next run would be after the year 9999') from None
         score = timing.due_score(key, due, policy)
     else:
         score = timing.NEVER
@@ -466,6 +480,19 @@ def save_if_unchanged(entry: RedBeatSchedulerEntry, read: Row, now: datetime | N
     item = _save_item(bound, entry, read.definition, read.meta, read.policy, now or utcnow())
     (flag,) = bound.store.save([item._replace(read=(read.definition, read.policy))])
     return flag
+
+
+def _unstorable(entry: RedBeatSchedulerEntry, exc: BaseException) -> str:
+    """Why an entry cannot be stored, naming the field that JSON cannot hold."""
+    if isinstance(exc, InvalidValue):
+        return str(exc)
+    for name in ('args', 'kwargs', 'options'):
+        try:
+            check_document(name, dumps(getattr(entry, name)))
+        except (TypeError, ValueError, RecursionError) as inner:
+            reason = 'nests too deeply' if isinstance(inner, RecursionError) else str(inner)
+            return reason if isinstance(inner, InvalidValue) else f'{name}: {reason}'
+    return str(exc)
 
 
 def delete_entries(names: Iterable[str], app: Celery | None = None) -> int:

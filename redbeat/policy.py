@@ -8,7 +8,7 @@ construction with messages that name the field.
 
 from __future__ import annotations
 
-import json
+import math
 from dataclasses import dataclass, fields, replace
 from datetime import datetime, timezone, tzinfo
 from functools import cached_property
@@ -16,11 +16,14 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import DefinitionError
+from .validation import MAX_INTERVAL
 
 MISSED_POLICIES = ('once', 'skip', 'all')
 ON_FINISH = ('keep', 'disable', 'delete')
 #: With ``missed='skip'`` and no catch-up window, how late an occurrence may be sent.
 SKIP_GRACE = 60.0
+#: Largest count a policy holds (runs, records kept): what Redis's own integers hold.
+_MAX_WHOLE = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -96,13 +99,9 @@ class Policy:
         """The policy stored for ``key`` (DefinitionError if it cannot be read)."""
         if not text:
             return DEFAULT
-        from .decoder import RedBeatJSONDecoder
+        from .decoder import parse
 
-        try:
-            raw = json.loads(text, cls=RedBeatJSONDecoder)
-        except ValueError as exc:
-            raise DefinitionError(key, f'policy is not valid JSON ({exc})') from None
-        return cls.from_dict(key, raw)
+        return cls.from_dict(key, parse(key, 'policy', text))
 
     @classmethod
     def from_dict(cls, key: str, raw: Any) -> Policy:
@@ -127,7 +126,7 @@ def _problem(p: Policy) -> str | None:
     if p.timezone is not None:
         try:
             ZoneInfo(p.timezone)
-        except (ZoneInfoNotFoundError, ValueError, TypeError):
+        except (ZoneInfoNotFoundError, ValueError, TypeError, OSError):
             return f'timezone {p.timezone!r} is not an IANA time zone name'
     if p.missed is not None and p.missed not in MISSED_POLICIES:
         return f'missed must be one of {", ".join(MISSED_POLICIES)}, not {p.missed!r}'
@@ -136,16 +135,18 @@ def _problem(p: Policy) -> str | None:
     for name in ('missed_limit', 'max_runs', 'history'):
         value = getattr(p, name)
         if value is not None and (
-            not isinstance(value, int) or isinstance(value, bool) or value < 0
+            not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _MAX_WHOLE
         ):
-            return f'{name} must be a whole number >= 0, not {value!r}'
+            return f'{name} must be a whole number from 0 to {_MAX_WHOLE}, not {value!r}'
     for name in ('catchup_window', 'jitter'):
         value = getattr(p, name)
-        if value is not None and (not _number(value) or value < 0):
-            return f'{name} must be a number of seconds >= 0, not {value!r}'
+        if value is not None and (
+            not _number(value) or not math.isfinite(value) or not 0 <= value <= MAX_INTERVAL
+        ):
+            return f'{name} must be a number of seconds from 0 to {MAX_INTERVAL}, not {value!r}'
     for name in ('start_at', 'end_at', 'anchor'):
         value = getattr(p, name)
-        if value is not None and (not isinstance(value, datetime) or value.tzinfo is None):
+        if value is not None and (not isinstance(value, datetime) or value.utcoffset() is None):
             return f'{name} must be a datetime with a time zone, not {value!r}'
     if p.start_at and p.end_at and p.end_at <= p.start_at:
         return 'end_at must be after start_at'

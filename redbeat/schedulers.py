@@ -12,9 +12,11 @@ One tick, on the beat that holds the lock:
 4. send the claimed ones; roll back the claim of any that failed to send,
    so the occurrence is retried rather than lost.
 
-Entries that cannot be read are logged with their key and the reason, and
-looked at again after ``beat_max_loop_interval``; their data is never
-changed.  Redis errors are logged and retried with backoff; beat goes on.
+Whatever decoding or planning one entry raises, that entry alone is parked:
+logged with its key and the reason, and looked at again after
+``beat_max_loop_interval``; its data is never changed and the rest of its
+chunk runs on time.  Redis errors, and redbeat's own keys holding the wrong
+type of value, are logged and retried with backoff; beat goes on.
 """
 
 from __future__ import annotations
@@ -137,6 +139,16 @@ def _journal_message(text: str) -> Message:
     key = str(record['key'])
     occurrence = datetime.fromisoformat(record['occurrence'])
     return Message(key, decode_definition(key, record['definition']), occurrence)
+
+
+def _describe(exc: Exception) -> str:
+    """A one-line reason for an unexpected error planning an entry."""
+    return f'cannot be scheduled ({type(exc).__name__}: {exc})'[:500]
+
+
+def _shown(key: str) -> str:
+    """A key fit for a log line (bytes that were not UTF-8 shown as escapes)."""
+    return key.encode('utf-8', 'backslashreplace').decode('utf-8')
 
 
 def chunks(items: Sequence[Any], first: int, size: int) -> Iterator[Sequence[Any]]:
@@ -263,6 +275,8 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
                 type(exc).__name__,
                 exc,
             )
+        except redis.ResponseError as exc:  # a key of the wrong type: tick() retries
+            logger.error('beat: Could not start: %s; will keep trying.', self._refused(exc))
 
     def _setup(self) -> None:
         self._sync_statics()
@@ -313,7 +327,11 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         names = set(self.app.conf.beat_schedule or {}) | set(entries)
         listed = list(entries.values())
         now = datetime.now(timezone.utc)
-        items = save_items(self.binding, listed, now)
+        try:
+            items = save_items(self.binding, listed, now)
+        except DefinitionError:  # one cannot be stored (NaN in its args, say): leave it out
+            listed = [e for e in listed if self._storable(e, now)]
+            items = save_items(self.binding, listed, now)
         started = self.store.startup(items, self.orphan_scan)
         self._check_eviction(started.maxmemory_policy, started.maxmemory)
         settle_saves(self.binding, listed, started.flags, now)
@@ -326,6 +344,16 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
             self.store.forget_statics(removed)
         self._statics_written = len(entries)
         self._adopt_orphans(started)
+
+    def _storable(self, entry: RedBeatSchedulerEntry, now: datetime) -> bool:
+        try:
+            save_items(self.binding, [entry], now)
+        except DefinitionError as exc:
+            logger.error(
+                'beat: beat_schedule entry %r is invalid and was skipped: %s', entry.name, exc
+            )
+            return False
+        return True
 
     def _adopt_orphans(self, started: Startup) -> None:
         """Schedule hashes written without a ZADD (the RedBeat README promises it)."""
@@ -424,11 +452,7 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         except REDIS_ERRORS as exc:
             _survivable(exc)
             self.observer.redis_error(exc)
-            self._failures += 1
-            if (leader := self._leader_if_made()) is not None:
-                leader.expire_if_stale()
-            doublings = min(max(0, self._failures - self.quick_retries), 10)
-            delay: float = min(self.max_backoff, self.first_backoff * 2.0**doublings)
+            delay = self._back_off()
             logger.warning(
                 'beat: Redis error at %s (%s: %s); retrying in %.1fs.',
                 self.config.masked_url,
@@ -436,6 +460,11 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
                 exc,
                 delay,
             )
+            return delay
+        except redis.ResponseError as exc:  # Redis refused a command: wrong key type, ACL, OOM
+            reason = self._refused(exc)
+            delay = self._back_off()
+            logger.error('beat: Cannot dispatch: %s; retrying in %.1fs.', reason, delay)
             return delay
         if self._failures:
             logger.warning('beat: Redis is reachable again after %d failed ticks.', self._failures)
@@ -467,6 +496,30 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         due round trip to carry them."""
         if self._writes.events:
             self.store.write(self._writes)
+
+    def _back_off(self) -> float:
+        """Count a failed tick; the pause before the next (doubling, capped)."""
+        self._failures += 1
+        if (leader := self._leader_if_made()) is not None:
+            leader.expire_if_stale()
+        doublings = min(max(0, self._failures - self.quick_retries), 10)
+        return min(self.max_backoff, self.first_backoff * 2.0**doublings)
+
+    def _refused(self, exc: redis.ResponseError) -> str:
+        """What a Redis refusal means, naming redbeat's key of the wrong type if that is it."""
+        if 'WRONGTYPE' not in str(exc):
+            return f'Redis refused a command ({exc})'
+        try:
+            wrong = self.store.wrong_types(self.config.lock_key)
+        except (*REDIS_ERRORS, redis.ResponseError):
+            wrong = []
+        if not wrong:
+            return f'a key holds the wrong type of value ({exc})'
+        return '; '.join(
+            f'key {key} holds a {found}, not a {wanted} (beat cannot run until it is '
+            f'deleted or fixed: redis-cli TYPE {key})'
+            for key, found, wanted in wrong
+        )
 
     def _wait(self, following: float | None) -> float:
         """Sleep until ``following`` (capped), waking early when an entry changes.
@@ -825,20 +878,30 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
             raise error
 
     def _plan(self, member: str, score: str, row: Row, now: datetime) -> Plan:
+        """What to do with one due member; an entry that raises anything is parked.
+
+        Defence in depth: the codec refuses what beat cannot run, but whatever
+        one entry's data makes decoding or planning raise must not stop its
+        chunk-mates or beat; the entry is looked at again (and reported) once
+        per ``beat_max_loop_interval``.
+        """
         try:
-            fields = self._decode(row)
-            last_run_at, count = self._meta(row)
-            policy = self._policy(row)
-        except DefinitionError as exc:
-            retry_at = now.timestamp() + self.max_wait
+            return self._plan_entry(member, score, row, now)
+        except Exception as exc:
+            reason = exc.reason if isinstance(exc, DefinitionError) else _describe(exc)
             logger.error(
                 'beat: Entry %s skipped: %s. Its data is left as it is; looking again in %s.',
-                exc.key,
-                exc.reason,
+                _shown(row.key),
+                reason,
                 humanize_seconds(self.max_wait),
             )
-            self.observer.parked(exc.key, exc.reason, self.max_wait)
-            return self._park(member, score, row, retry_at)
+            self.observer.parked(row.key, reason, self.max_wait)
+            return self._park(member, score, row, now.timestamp() + self.max_wait)
+
+    def _plan_entry(self, member: str, score: str, row: Row, now: datetime) -> Plan:
+        fields = self._decode(row)
+        last_run_at, count = self._meta(row)
+        policy = self._policy(row)
         if not fields['enabled']:
             return self._park(member, score, row, timing.NEVER)
         sched, tz = fields['schedule'], self.binding.tz

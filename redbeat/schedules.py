@@ -6,11 +6,13 @@ celery-redbeat 2.x, so existing definitions and user code keep working.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import date, datetime, timedelta, timezone, tzinfo
 from typing import Any
 
 from celery.schedules import BaseSchedule, schedstate
 from dateutil import rrule as du
+
+from .validation import check_rule_numbers, check_set_positions
 
 FREQUENCIES = {
     'YEARLY': du.YEARLY,
@@ -21,6 +23,25 @@ FREQUENCIES = {
     'MINUTELY': du.MINUTELY,
     'SECONDLY': du.SECONDLY,
 }
+
+#: Length of one period of the frequencies whose periods are fixed (wall-clock) spans.
+_PERIOD = {
+    du.WEEKLY: timedelta(weeks=1),
+    du.DAILY: timedelta(days=1),
+    du.HOURLY: timedelta(hours=1),
+    du.MINUTELY: timedelta(minutes=1),
+    du.SECONDLY: timedelta(seconds=1),
+}
+#: A search starts at most this many periods before the moment it looks after.
+_SEARCH_SLACK = 1000
+
+#: The fields that narrow or expand a rule's occurrences within a period.
+_BY_FIELDS = (
+    'bysetpos', 'bymonth', 'bymonthday', 'byyearday', 'byeaster', 'byweekno', 'byweekday',
+    'byhour', 'byminute', 'bysecond',
+)  # fmt: skip
+#: The fields that filter days (the rest pick times within a day).
+_DAY_FIELDS = ('bymonth', 'bymonthday', 'byyearday', 'byweekno', 'byweekday', 'byeaster')
 
 #: The rule fields, in the order celery-redbeat 2.x writes them.
 RULE_FIELDS = (
@@ -74,6 +95,12 @@ class rrule(BaseSchedule):  # type: ignore[misc]
             freq = FREQUENCIES[freq.upper()]
         if not isinstance(freq, int) or not du.YEARLY <= freq <= du.SECONDLY:
             raise ValueError(f'freq: {freq!r} is not a dateutil frequency (0-6)')
+        check_rule_numbers(interval, count)  # interval 0 would make every search endless
+        check_set_positions(freq, {
+            'bysetpos': bysetpos, 'bymonth': bymonth, 'bymonthday': bymonthday,
+            'byyearday': byyearday, 'byeaster': byeaster, 'byweekno': byweekno,
+            'byweekday': byweekday, 'byhour': byhour, 'byminute': byminute, 'bysecond': bysecond,
+        })  # fmt: skip
         if dtstart is None:
             dtstart = datetime.now(timezone.utc).replace(microsecond=0)
         self.freq = freq
@@ -93,6 +120,8 @@ class rrule(BaseSchedule):  # type: ignore[misc]
         self.byminute = byminute
         self.bysecond = bysecond
         self._in_zone: dict[tzinfo, du.rrule] = {}
+        self._near: dict[tzinfo | None, tuple[datetime, du.rrule]] = {}
+        self._dayless_from: date | None = None
         self.rrule = du.rrule(
             freq,  # type: ignore[arg-type]
             dtstart=self.dtstart,
@@ -120,10 +149,85 @@ class rrule(BaseSchedule):  # type: ignore[misc]
         (the stored ``dtstart`` only keeps a fixed UTC offset).
         """
         rule = self.rrule if tz is None else self._zoned(tz)
-        found: datetime | None = rule.after(
-            _as_utc(moment).astimezone(tz) if tz else _as_utc(moment)
-        )
+        local = _as_utc(moment).astimezone(tz) if tz else _as_utc(moment)
+        if self._no_day_from(local.date()):
+            return None
+        near = self._near_start(rule, tz, local)
+        found: datetime | None = None if near is None else near.after(local)
         return found
+
+    def _no_day_from(self, day: date) -> bool:
+        """No day from ``day`` on passes the rule's day filters (``BYMONTH=2;BYMONTHDAY=30``).
+
+        python-dateutil would find that out walking every day to the year
+        9999 (seconds for an hourly rule); a yearly rule with the same day
+        filters walks years instead.  Rules of months and years already do.
+        """
+        if self.freq <= du.MONTHLY:
+            return False
+        given = {name: getattr(self, name) for name in _DAY_FIELDS}
+        given = {name: value for name, value in given.items() if value is not None}
+        if not given:
+            return False
+        if self._dayless_from is not None and day >= self._dayless_from:
+            return True
+        if 'byweekday' in given:  # below monthly, dateutil ignores a weekday's n (+1MO)
+            days = given['byweekday']
+            days = days if isinstance(days, (list, tuple, set, frozenset)) else [days]
+            given['byweekday'] = [getattr(d, 'weekday', d) for d in days]
+        first = datetime(day.year, day.month, 1)  # day 1: in every month BYMONTH names
+        try:
+            probe = du.rrule(du.YEARLY, dtstart=first, wkst=self.wkst, **given)
+            found = probe.after(datetime(day.year, day.month, day.day), inc=True)
+        except (ValueError, TypeError, OverflowError):
+            return False  # the rule itself will say what is wrong
+        if found is None:
+            self._dayless_from = day
+        return found is None
+
+    def _near_start(self, rule: du.rrule, tz: tzinfo | None, moment: datetime) -> du.rrule | None:
+        """``rule``, started at most ``_SEARCH_SLACK`` periods before ``moment``
+        (None: its ``count`` is used up before then).
+
+        python-dateutil walks every occurrence from ``dtstart``: a secondly
+        rule started a year ago takes 31 million steps to find the next one.
+        Moving the start forward by whole multiples of ``interval`` periods
+        yields the same occurrences after ``moment`` (the by-fields dateutil
+        takes from the start, such as the minute of an hourly rule, stay the
+        same) and bounds the walk.  A ``count`` is lowered by the periods
+        skipped, each of which holds exactly one occurrence when the rule has
+        no by-field; with by-fields it stays (its walk is bounded by the
+        count limit).  Not for monthly and yearly rules (uneven periods, and
+        at most 12 steps a year).
+        """
+        period = _PERIOD.get(self.freq)
+        count = self.count
+        counted = count is not None
+        if period is None or self.dtstart is None:
+            return rule
+        if counted and any(getattr(self, name) is not None for name in _BY_FIELDS):
+            return rule
+        wall = moment.replace(tzinfo=None)
+        step = period * self.interval
+        cached = self._near.get(tz)
+        if cached is not None and timedelta(0) <= wall - cached[0] <= step * 2 * _SEARCH_SLACK:
+            return cached[1]  # started before the moment, and close enough
+        start = self.dtstart if tz is None else self.dtstart.astimezone(tz)
+        steps = (wall - start.replace(tzinfo=None)) // step - _SEARCH_SLACK
+        if steps <= 0:
+            return rule
+        if count is not None and steps >= count:
+            return None  # every occurrence is before the moment
+        try:
+            begin = start + steps * step  # wall-clock arithmetic, as dateutil's own
+            if count is not None:
+                near = rule.replace(dtstart=begin, count=count - steps)
+            else:
+                near = rule.replace(dtstart=begin)
+        except OverflowError:
+            return rule
+        self._near[tz] = (begin.replace(tzinfo=None), near)
+        return near
 
     def _zoned(self, tz: tzinfo) -> du.rrule:
         cached = self._in_zone.get(tz)

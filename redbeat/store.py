@@ -22,6 +22,11 @@ from redis.exceptions import NoScriptError
 
 from .errors import LeadershipLost
 from .keys import Keys
+from .validation import InvalidValue, check_size
+
+#: redis-py's option to hand a reply over as bytes: entries are decoded one by one
+#: (see :func:`_text`), so one stored byte that is not UTF-8 spoils only its entry.
+_RAW: dict[str, Any] = {'NEVER_DECODE': []}
 
 logger = logging.getLogger('celery.beat')
 
@@ -177,7 +182,9 @@ class ScheduleStore:
         self._finish = _script(client, 'finish.lua')
         self._state = _script(client, 'state.lua')
 
-    def _evalsha(self, pipe: Any, sha: str, numkeys: int, *keys_and_args: Any) -> Any:
+    def _evalsha(
+        self, pipe: Any, sha: str, numkeys: int, *keys_and_args: Any, **options: Any
+    ) -> Any:
         """Queue EVALSHA on ``pipe`` (or, given the client, call it and return the reply).
 
         By name, because redis-py's cluster pipeline refuses ``.evalsha()``.  On
@@ -187,8 +194,10 @@ class ScheduleStore:
         """
         if self.cluster:
             node = self.client.get_node_from_key(self.keys.schedule)  # type: ignore[attr-defined]
-            return pipe.execute_command('EVALSHA', sha, numkeys, *keys_and_args, target_nodes=node)
-        return pipe.execute_command('EVALSHA', sha, numkeys, *keys_and_args)
+            return pipe.execute_command(
+                'EVALSHA', sha, numkeys, *keys_and_args, target_nodes=node, **options
+            )
+        return pipe.execute_command('EVALSHA', sha, numkeys, *keys_and_args, **options)
 
     # --- reading -----------------------------------------------------------
 
@@ -198,14 +207,14 @@ class ScheduleStore:
             return []
         with self.client.pipeline(transaction=False) as pipe:
             for key in keys:
-                pipe.hmget(key, *_FIELDS)
+                _hmget(pipe, key)
             replies = pipe.execute(raise_on_error=False)
         return [_row(key, reply) for key, reply in zip(keys, replies)]
 
     def read(self, key: str) -> tuple[Row, float | None]:
         """One entry and its score (None when it is not in the sorted set)."""
         with self.client.pipeline(transaction=False) as pipe:
-            pipe.hmget(key, *_FIELDS)
+            _hmget(pipe, key)
             pipe.zscore(self.keys.schedule, key)
             reply, score = pipe.execute(raise_on_error=False)
         return _row(key, reply), None if isinstance(score, Exception) else score
@@ -225,9 +234,9 @@ class ScheduleStore:
         cursor = 0
         while True:
             cursor, found = self.client.scan(
-                cursor, match=self.keys.scan_pattern(), count=count, _type='hash'
+                cursor, match=self.keys.scan_pattern(), count=count, _type='hash', **_RAW
             )
-            batch = self._entries_only([str(k) for k in found if not self.keys.is_internal(str(k))])
+            batch = self._entries_only([k for k in _names(found) if not self.keys.is_internal(k)])
             if batch:
                 yield batch
             if cursor == 0:
@@ -248,15 +257,36 @@ class ScheduleStore:
         # redis-py's cluster scan_iter walks each primary in turn (one round
         # trip per batch and node); with a hash-tagged prefix all hit one node.
         batch: list[str] = []
-        found = self.client.scan_iter(match=self.keys.scan_pattern(), count=count, _type='hash')
-        for key in found:
-            if not self.keys.is_internal(str(key)):
-                batch.append(str(key))
+        found = self.client.scan_iter(
+            match=self.keys.scan_pattern(), count=count, _type='hash', **_RAW
+        )
+        for raw in found:
+            key = _name(raw)
+            if key is not None and not self.keys.is_internal(key):
+                batch.append(key)
             if len(batch) >= count:
                 yield self._entries_only(batch)
                 batch = []
         if batch:
             yield self._entries_only(batch)
+
+    def wrong_types(self, lock_key: str | None) -> list[tuple[str, str, str]]:
+        """redbeat's own keys that hold another type of value: ``(key, found, wanted)``.
+
+        One round trip.  Told apart so beat can name the key a WRONGTYPE error is about.
+        """
+        wanted = {self.keys.schedule: 'zset', self.keys.statics: 'set'}
+        if lock_key:
+            wanted[lock_key] = 'string'
+        with self.client.pipeline(transaction=False) as pipe:
+            for key in wanted:
+                pipe.type(key)
+            found = pipe.execute()
+        return [
+            (key, str(kind), want)
+            for (key, want), kind in zip(wanted.items(), found)
+            if str(kind) not in ('none', want)
+        ]
 
     def statics(self) -> set[str]:
         return {str(name) for name in self.client.smembers(self.keys.statics)}
@@ -401,7 +431,7 @@ class ScheduleStore:
     def _queue_orphans(self, pipe: Any, cursor: int, scan: int) -> None:
         pattern = self.keys.scan_pattern()
         schedule, prefix = self.keys.schedule, self.keys.prefix
-        self._evalsha(pipe, self._orphans.sha, 1, schedule, cursor, pattern, scan, prefix)
+        self._evalsha(pipe, self._orphans.sha, 1, schedule, cursor, pattern, scan, prefix, **_RAW)
 
     def delete(self, names: Iterable[str], notify: bool = True) -> int:
         """Delete entries (hash, schedule member, history); returns how many existed."""
@@ -463,8 +493,9 @@ class ScheduleStore:
                     self._evalsha(pipe, *finish)
                 _queue_notes(pipe, notes)
                 self._evalsha(
-                    pipe, self._due.sha, 1, self.keys.schedule, repr(now), limit, self.keys.prefix
-                )
+                    pipe, self._due.sha, 1, self.keys.schedule, repr(now), limit, self.keys.prefix,
+                    **_RAW,
+                )  # fmt: skip
                 if peek:
                     self._peek(pipe, now)
                 replies = pipe.execute(raise_on_error=False)
@@ -497,11 +528,11 @@ class ScheduleStore:
         args: list[Any] = [token or '']
         for c in claims:
             journal = json.dumps([part for pair in c.journal for part in pair]) if c.journal else ''
-            args += [c.member, c.expected, _score_text(c.score), c.meta or '', c.missed, c.skipped,
-                     journal]  # fmt: skip
+            args += [_wire(c.member), c.expected, _score_text(c.score), c.meta or '', c.missed,
+                     c.skipped, journal]  # fmt: skip
         keys = [
             self.keys.schedule, lock_key or self.keys.schedule, self.keys.journal,
-            *(c.key for c in claims),
+            *(_wire(c.key) for c in claims),
         ]  # fmt: skip
         finish, notes = self._finish_call(writes), self._notes(writes)
         for attempt in (1, 2):
@@ -515,7 +546,9 @@ class ScheduleStore:
                 if then_due is not None:
                     now, limit = then_due
                     schedule, prefix = self.keys.schedule, self.keys.prefix
-                    self._evalsha(pipe, self._due.sha, 1, schedule, repr(now), limit, prefix)
+                    self._evalsha(
+                        pipe, self._due.sha, 1, schedule, repr(now), limit, prefix, **_RAW
+                    )
                 if peek_after is not None:
                     self._peek(pipe, peek_after)
                 replies = pipe.execute(raise_on_error=False)
@@ -616,19 +649,26 @@ class ScheduleStore:
             raise reply
         out = []
         for i in range(0, len(reply), 6):
-            member, score, definition, meta, policy, error = reply[i : i + 6]
-            key = self.keys.key_of(str(member))
+            member_bytes, score, definition, meta, policy, error = reply[i : i + 6]
+            # A member that is not UTF-8 keeps its bytes (surrogate escapes): the
+            # entry is reported and parked under the exact member, never sent.
+            member = member_bytes.decode('utf-8', 'surrogateescape')
+            key = self.keys.key_of(member)
             if error is not None:
-                row = _row(key, redis.ResponseError(str(error)))
+                row = _row(key, redis.ResponseError(error.decode('utf-8', 'replace')))
+            elif not member.isascii() and _escaped(member):
+                row = Row(key, error='the schedule member is not valid UTF-8')
             else:
-                row = Row(key, definition, meta, policy=policy)
-            out.append(Due(str(member), str(score), row))
+                row = _row(key, (definition, meta, policy))
+            out.append(Due(member, score.decode(), row))
         return out
 
     def _peek(self, pipe: Any, after: float) -> None:
-        pipe.zrangebyscore(
-            self.keys.schedule, f'({after!r}', '+inf', start=0, num=1, withscores=True
-        )
+        # Raw: the first member may be one whose bytes are not UTF-8 (only its score is read).
+        _raw(
+            pipe, 'ZRANGEBYSCORE', self.keys.schedule, f'({after!r}', '+inf', 'WITHSCORES',
+            'LIMIT', 0, 1,
+        )  # fmt: skip
 
     def prune_members(self, members: Sequence[str]) -> int:
         """Remove members whose hash does not exist (atomically); returns how many."""
@@ -685,11 +725,14 @@ class ScheduleStore:
         """
         cursor = 0
         while True:
-            cursor, found = self.client.zscan(
-                self.keys.schedule, cursor, count=count, score_cast_func=_exact
-            )
+            # Raw member names: one that is not UTF-8 is left out (see _name), not a crash.
+            cursor, found = _raw(
+                self.client, 'ZSCAN', self.keys.schedule, cursor, 'COUNT', count,
+                score_cast_func=_exact,
+            )  # fmt: skip
             if found:
-                yield [(str(member), str(score)) for member, score in found]
+                named = [(_name(member), str(score)) for member, score in found]
+                yield [(member, score) for member, score in named if member is not None]
             if cursor == 0:
                 return
 
@@ -703,7 +746,7 @@ class ScheduleStore:
             return []
         with self.client.pipeline(transaction=False) as pipe:
             for key in keys:
-                pipe.hmget(key, *_FIELDS)
+                _hmget(pipe, key)
                 pipe.exists(key)
             replies = pipe.execute(raise_on_error=False)
         pairs = zip(replies[::2], replies[1::2])
@@ -717,9 +760,10 @@ class ScheduleStore:
             pipe.zcard(self.keys.schedule)
             pipe.zcount(self.keys.schedule, 0, now)
             pipe.zcount(self.keys.schedule, '(0', overdue_before)  # 0: just marked due
-            pipe.zrangebyscore(
-                self.keys.schedule, 0, '+inf', start=0, num=upcoming, withscores=True
-            )
+            _raw(
+                pipe, 'ZRANGEBYSCORE', self.keys.schedule, 0, '+inf', 'WITHSCORES', 'LIMIT', 0,
+                upcoming,
+            )  # fmt: skip
             pipe.get(self.keys.heartbeat)
             if lock_key:
                 pipe.get(lock_key)
@@ -731,7 +775,10 @@ class ScheduleStore:
             entries=int(total),
             due=int(due),
             overdue=int(overdue),
-            upcoming=[(str(member), float(score)) for member, score in first],
+            upcoming=[
+                (member.decode('utf-8', 'backslashreplace'), float(score))
+                for member, score in _pairs(first)
+            ],
             lock_holder=None if holder is None else str(holder),
             lock_ttl=ttl / 1000 if isinstance(ttl, int) and ttl > 0 else None,
             heartbeat=None if heartbeat is None else str(heartbeat),
@@ -787,7 +834,23 @@ def _finished(reply: Any) -> None:
 def _orphans_page(reply: Any) -> tuple[int, list[str]]:
     if isinstance(reply, Exception):
         raise reply
-    return int(reply[0]), [str(key) for key in reply[1:]]
+    return int(reply[0]), _names(reply[1:])
+
+
+def _names(keys: Iterable[bytes | str]) -> list[str]:
+    """Key names read as bytes, but those that are not UTF-8 (see :func:`_name`)."""
+    return [name for name in map(_name, keys) if name is not None]
+
+
+def _name(key: bytes | str) -> str | None:
+    """A key name read as bytes; None if it is not UTF-8: it cannot be an entry anyone
+    wrote by name (redbeat's own writes are UTF-8), so it is left alone."""
+    if isinstance(key, str):
+        return key
+    try:
+        return key.decode('utf-8')
+    except UnicodeDecodeError:
+        return None
 
 
 def _save_values(items: Sequence[SaveItem]) -> str:
@@ -837,17 +900,68 @@ def _members(reply: Any) -> set[str]:
     return {str(name) for name in reply}
 
 
+def _pairs(reply: Sequence[Any]) -> list[tuple[Any, Any]]:
+    """``(member, score)`` pairs of a raw WITHSCORES reply (RESP3: pairs; RESP2: flat)."""
+    if reply and isinstance(reply[0], list):
+        return [(member, score) for member, score in reply]
+    return list(zip(reply[::2], reply[1::2]))
+
+
 def _first_score(reply: Any) -> float | None:
     if isinstance(reply, Exception):
         raise reply
-    return float(reply[0][1]) if reply else None
+    if not reply:
+        return None
+    first = reply[0]  # RESP3: [member, score] pairs; RESP2: member, score
+    return float(first[1] if isinstance(first, list) else reply[1])
 
 
 def _row(key: str, reply: Any) -> Row:
+    """The row of ``key`` from its HMGET reply (bytes); each field decoded on its own."""
     if isinstance(reply, Exception):
         reason = str(reply)
         if reason.startswith('WRONGTYPE'):
             reason = 'key holds a value of the wrong type (a hash is expected)'
         return Row(key, error=reason)
-    definition, meta, policy = reply
+    try:
+        definition, meta, policy = (_text(name, raw) for name, raw in zip(_FIELDS, reply))
+    except InvalidValue as exc:
+        return Row(key, error=str(exc))
     return Row(key, definition, meta, policy=policy)
+
+
+def _hmget(pipe: Any, key: str, fields: Sequence[str] = _FIELDS) -> None:
+    """Queue the read of an entry's fields, their values left as bytes (see :func:`_row`)."""
+    _raw(pipe, 'HMGET', key, *fields)
+
+
+def _raw(target: Any, *args: Any, **options: Any) -> Any:
+    """Run (or queue, on a pipeline) a command whose reply is left as bytes."""
+    return target.execute_command(*args, **options, **_RAW)
+
+
+def _text(field: str, raw: bytes | str | None) -> str | None:
+    """A stored field as text: within the size limit and valid UTF-8 (InvalidValue if not)."""
+    if raw is None or isinstance(raw, str):
+        return raw
+    check_size(field, len(raw))
+    try:
+        return raw.decode('utf-8')
+    except UnicodeDecodeError as exc:
+        raise InvalidValue(
+            f'{field} is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start})'
+        ) from None
+
+
+def _escaped(text: str) -> bool:
+    """``text`` holds bytes that were not UTF-8 (decoded with surrogate escapes)."""
+    try:
+        text.encode('utf-8')
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _wire(text: str) -> bytes | str:
+    """``text`` as sent to Redis: the original bytes of a surrogate-escaped member."""
+    return text if text.isascii() else text.encode('utf-8', 'surrogateescape')

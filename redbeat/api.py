@@ -37,7 +37,7 @@ from redis.retry import Retry
 
 from . import timing
 from .client import redis_from_config
-from .config import REDIS_SCHEMES, RedBeatConfig, masked_url
+from .config import REDIS_SCHEMES, RedBeatConfig, default_prefix, masked_url
 from .decoder import decode_definition, decode_meta, dumps, encode_definition
 from .entry import RedBeatSchedulerEntry, binding_for, save_entries, save_if_unchanged, zone
 from .errors import (
@@ -424,13 +424,19 @@ class Schedule:
     def from_url(
         cls,
         url: str,
-        prefix: str = 'redbeat:',
+        prefix: str | None = None,
         *,
         timezone: str = 'UTC',
         app: Celery | None = None,
     ) -> Schedule:
-        """The schedule at ``url`` under ``prefix``, without needing an app's settings."""
+        """The schedule at ``url`` under ``prefix``, without needing an app's settings.
+
+        Without ``prefix``, the one beat uses for that URL: ``{redbeat}:`` on
+        Redis Cluster (``redis-cluster://``), else ``redbeat:``.
+        """
         _check_url(url)
+        if prefix is None:
+            prefix = default_prefix(url)
         if not prefix:
             raise ConfigurationError('redbeat_key_prefix', 'must be a non-empty string')
         lock_key = Keys(prefix).default_lock
@@ -908,6 +914,10 @@ class Schedule:
 
     def disable(self, name: str) -> RedBeatSchedulerEntry:
         return self.set_enabled(name, False)
+
+    def statics(self) -> set[str]:
+        """Names of the entries beat wrote from ``beat_schedule`` (it restores them at start)."""
+        return self.store.statics()
 
     def run_now(self, name: str) -> str:
         """Send the entry's task once, now; its score and run state are untouched.

@@ -8,6 +8,7 @@ Each setting may be spelled ``redbeat_x`` (Celery 4+ style), ``REDBEAT_X``
 from __future__ import annotations
 
 import contextlib
+import difflib
 import math
 import os
 import re
@@ -45,6 +46,28 @@ ENV_PREFIX = 'REDBEAT_KEY_PREFIX'
 #: Values of ``redbeat_key_expiry_check`` (celery-redbeat 2.4.3's setting):
 #: what beat does at start when Redis may evict schedule keys.
 KEY_EXPIRY_CHECKS = ('ignore', 'warn', 'error', 'raise')
+
+#: redbeat_redis_options keys passed on to the redis-py client.
+CLIENT_OPTIONS = (
+    'socket_timeout',
+    'socket_connect_timeout',
+    'socket_keepalive',
+    'socket_keepalive_options',
+    'health_check_interval',
+    'username',
+    'password',
+    'client_name',
+    'max_connections',
+    'db',
+    'credential_provider',
+    'protocol',
+)
+#: Every key ``redbeat_redis_options`` may hold: the client's, Sentinel's and
+#: Cluster's (read in client.py), and 2.x's ``retry_period`` (accepted, ignored).
+REDIS_OPTIONS = frozenset(CLIENT_OPTIONS) | {
+    'sentinels', 'service_name', 'master_name', 'sentinel_kwargs', 'sentinel_check_interval',
+    'startup_nodes', 'retry_period',
+}  # fmt: skip
 
 REDIS_SCHEMES = ('redis', 'rediss', 'unix', 'redis-sentinel', 'sentinel', 'redis-cluster')
 _UNSET = object()
@@ -189,8 +212,9 @@ class RedBeatConfig:
             url = broker
         _check_url(url, ENV_URL if url == os.environ.get(ENV_URL) else 'redbeat_redis_url')
         cluster = urlsplit(url).scheme == 'redis-cluster'
-        if cluster and not prefix_given:
-            prefix, keys = CLUSTER_KEY_PREFIX, Keys(CLUSTER_KEY_PREFIX)
+        if not prefix_given:
+            prefix = default_prefix(url)
+            keys = Keys(prefix)
 
         lock_key = _lookup(conf, 'redbeat_lock_key')
         if lock_key is _UNSET:
@@ -221,9 +245,12 @@ class RedBeatConfig:
 
         options = _lookup(conf, 'redbeat_redis_options')
         if options is _UNSET or options is None:
+            # The broker's transport options hold kombu's own keys too: not checked.
             options = conf.broker_transport_options or {} if url == conf.broker_url else {}
-        if not isinstance(options, dict):
+        elif not isinstance(options, dict):
             raise ConfigurationError('redbeat_redis_options', f'must be a dict, got {options!r}')
+        else:
+            _check_redis_options(options)
 
         use_ssl = _lookup(conf, 'redbeat_redis_use_ssl')
         if use_ssl is _UNSET or use_ssl is None:
@@ -279,6 +306,27 @@ class RedBeatConfig:
         )
         object.__setattr__(config, '_app', app)  # for the 2.x attributes (app, schedule)
         return config
+
+
+def _check_redis_options(options: dict[str, Any]) -> None:
+    """A key redbeat would not read is a typo (or a kombu option): say so rather than ignore it."""
+    unknown = sorted(str(key) for key in options if key not in REDIS_OPTIONS)
+    if not unknown:
+        return
+    hints = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, sorted(REDIS_OPTIONS), n=1)
+        hints.append(f'{key!r}' + (f' (did you mean {close[0]!r}?)' if close else ''))
+    raise ConfigurationError(
+        'redbeat_redis_options',
+        f'unknown {"key" if len(unknown) == 1 else "keys"} {", ".join(hints)}; '
+        f'known: {", ".join(sorted(REDIS_OPTIONS))}',
+    )
+
+
+def default_prefix(url: str) -> str:
+    """The key prefix when none is set: hash-tagged on Redis Cluster (one slot), else plain."""
+    return CLUSTER_KEY_PREFIX if urlsplit(url).scheme == 'redis-cluster' else 'redbeat:'
 
 
 def _check_url(url: Any, setting: str = 'redbeat_redis_url') -> None:

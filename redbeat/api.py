@@ -938,11 +938,23 @@ class Schedule:
 
     # --- consistency ---------------------------------------------------------
 
-    def check(self, page_size: int = 1000) -> builtins.list[Problem]:
-        """Everything inconsistent in the stored schedule; nothing is changed."""
+    def check(self, page_size: int = 1000, now: datetime | None = None) -> builtins.list[Problem]:
+        """Everything inconsistent in the stored schedule; nothing is changed.
+
+        Besides malformed entries and hash/sorted-set mismatches: an enabled
+        entry whose score is later than its definition allows (its definition
+        was changed without its score, as ``HSET`` alone does) or -1 while
+        it has occurrences left (it would never run).
+        """
+        moment = now or datetime.now(timezone.utc)
+        # Without the app, its zone is unknown: crontabs without their own zone are not judged.
+        tz = zone(self.config.timezone) if self.app is not None else None
         problems: builtins.list[Problem] = []
         for info in self.list(page_size=page_size):
             problems.extend(_problems(info))
+            problem = _score_problem(info, moment, tz)
+            if problem is not None:
+                problems.append(problem)
         return problems
 
     def fix(self, problems: Sequence[Problem], now: datetime | None = None) -> int:
@@ -960,12 +972,24 @@ class Schedule:
         for name in by_kind.get('stale-disabled-score', []):
             info = self.get(name, history=None)
             fixed += self.store.set_state(info.key, info.meta, timing.NEVER)
+        for name in by_kind.get('stale-score', []) + by_kind.get('never-runs', []):
+            fixed += self._rescore(name, moment)
         dangling = by_kind.get('dangling-member', [])
         if dangling:
             # Both spellings of the member; each goes only if its hash is still missing.
             members = [*(self.config.keys.entry(n) for n in dangling), *dangling]
             fixed += self.store.prune_members(members)
         return fixed
+
+    def _rescore(self, name: str, now: datetime) -> int:
+        """Score an entry as its definition says (as saving it again would); 1 if done."""
+        info = self.get(name, history=None)
+        if info.error or info.schedule is None or not info.enabled:
+            return 0
+        tz = zone(self.config.timezone)
+        due = timing.due_after_change(info.schedule, info.last_run_at, now, tz, info.policy)
+        score = timing.due_score(info.key, due, info.policy)
+        return int(self.store.set_state(info.key, info.meta, score))
 
     def _schedule_orphans(self, names: Sequence[str], now: datetime) -> int:
         scores: dict[str, float] = {}
@@ -1002,6 +1026,40 @@ def _problems(info: EntryInfo) -> Iterator[Problem]:
     elif info.error is None and not info.enabled and info.score != timing.NEVER:
         detail = f'disabled but its score is {info.score!r}, not -1'
         yield Problem('stale-disabled-score', info.name, detail, True)
+
+
+def _score_problem(info: EntryInfo, now: datetime, tz: tzinfo | None) -> Problem | None:
+    """An enabled entry's score that its definition cannot explain (``tz``: the app's zone,
+    None if unknown).
+
+    A score is never later than the definition's next occurrence after the
+    last run or now, whichever is later (beat and every writer compute it
+    so), so a later one is left from an older definition: ``HSET`` without
+    ``ZADD``.  A score of -1 with occurrences left means the entry never runs.
+    """
+    sched = info.schedule
+    if info.error or sched is None or not info.enabled or info.score in (None, timing.NOW):
+        return None
+    if tz is None and isinstance(sched, crontab) and info.policy.tz is None:
+        return None  # read in the app's zone, unknown here
+    since = now if info.last_run_at is None else max(timing.utc(info.last_run_at), now)
+    upcoming = timing.occurrence_after(sched, info.policy, since, tz or timezone.utc)
+    if upcoming is None:
+        return None
+    if info.score == timing.NEVER:
+        detail = 'enabled but its score is -1, so beat never runs it'
+        return Problem('never-runs', info.name, detail, True)
+    latest = timing.due_score(info.key, upcoming, info.policy)
+    assert info.score is not None
+    if info.score > latest + 1.0:  # a second of slack for float rounding
+        due = timing.from_score(info.score)
+        detail = (
+            f'scheduled for {due:%Y-%m-%d %H:%M:%S} UTC, later than its definition allows '
+            f'({timing.utc(upcoming):%Y-%m-%d %H:%M:%S} UTC): the definition changed without '
+            'its score (HSET without ZADD)'
+        )
+        return Problem('stale-score', info.name, detail, True)
+    return None
 
 
 def _settings_app(config: RedBeatConfig) -> Celery:

@@ -99,6 +99,16 @@ def cluster_unreachable(exc: BaseException) -> bool:
     )
 
 
+def needs_operator(exc: BaseException) -> bool:
+    """True for a failure retrying cannot heal: Redis refused the credentials.
+
+    Beat goes on retrying (the password may be fixed on the server), but logs
+    these at ERROR: a WARNING repeated forever is what a wrong password looked
+    like before, and alerting rarely watches warnings.
+    """
+    return isinstance(exc, redis.AuthenticationError)
+
+
 def redis_from_config(config: RedBeatConfig) -> redis.Redis:
     """A client for the schedule's Redis, as the settings describe it.
 

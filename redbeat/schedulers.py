@@ -36,7 +36,7 @@ from celery.utils.time import humanize_seconds
 from redis.exceptions import ClusterDownError, RedisClusterException
 
 from . import checks, timing
-from .client import cluster_unreachable
+from .client import cluster_unreachable, needs_operator
 from .compat import (
     RetryingConnection,
     acquire_distributed_beat_lock,
@@ -347,7 +347,8 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
             if (leader := self._leader_if_made()) is not None:
                 leader.expire_if_stale()
             delay: float = min(self.max_backoff, 0.5 * 2.0 ** min(self._failures, 10))
-            logger.warning(
+            logger.log(
+                logging.ERROR if needs_operator(exc) else logging.WARNING,
                 'beat: Redis error at %s (%s: %s); retrying in %.1fs.',
                 self.config.masked_url,
                 type(exc).__name__,

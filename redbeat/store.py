@@ -687,6 +687,12 @@ def _finished(reply: Any) -> None:
     """Report a failed ``finish.lua`` call: bookkeeping lost, the tick goes on."""
     if isinstance(reply, Exception):
         logger.warning('beat: Could not write dispatch records and finish actions: %s', reply)
+    elif isinstance(reply, list) and len(reply) > 4 and int(reply[3]):
+        # Each record is written on its own (pcall), so one refusal (an ACL user
+        # without LPUSH/LTRIM, a key of the wrong type) costs records, not the tick.
+        logger.warning(
+            'beat: Could not write %d dispatch record(s) (history): %s', int(reply[3]), reply[4]
+        )
 
 
 def _orphans_page(reply: Any) -> tuple[int, list[str]]:

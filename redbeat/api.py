@@ -915,6 +915,19 @@ class Schedule:
     def disable(self, name: str) -> RedBeatSchedulerEntry:
         return self.set_enabled(name, False)
 
+    def redisbeat_members(self, key: str) -> builtins.list[str]:
+        """The members of redisbeat's sorted set ``key`` on this schedule's Redis, as text.
+
+        Only read, never decoded here: :mod:`redbeat.redisbeat_import` parses them as JSON.
+        DefinitionError if a member is not text (binary, as Python's pickle writes).
+        """
+        try:
+            return self.store.sorted_set_members(key)
+        except UnicodeDecodeError:
+            raise DefinitionError(
+                key, 'holds binary members (Python pickle?), which redbeat never reads: only JSON'
+            ) from None
+
     def statics(self) -> set[str]:
         """Names of the entries beat wrote from ``beat_schedule`` (it restores them at start)."""
         return self.store.statics()

@@ -1091,22 +1091,41 @@ def _redisbeat_document(path: str, text: str) -> dict[str, Any]:
 
 @main.command('import')
 @click.argument(
-    'path', metavar='FILE', type=click.Path(exists=True, dir_okay=False, allow_dash=True)
+    'path',
+    metavar='[FILE]',
+    required=False,
+    type=click.Path(exists=True, dir_okay=False, allow_dash=True),
 )
+@click.option('--redisbeat-key', metavar='KEY',
+              help="Instead of FILE: redisbeat's sorted set KEY on the schedule's Redis "
+                   '(its CELERY_REDIS_SCHEDULER_KEY, default celery:beat:order_tasks); '
+                   'read as JSON, never unpickled.')  # fmt: skip
 @click.option('--format', 'fmt', type=click.Choice(IMPORT_FORMATS), default='auto',
               show_default=True,
               help='json, yaml, or redisbeat: the members of a redisbeat sorted set, one a '
                    'line (redis-cli --raw ZRANGE celery:beat:order_tasks 0 -1).')  # fmt: skip
 @click.option('--prune', is_flag=True, help='Remove entries that are not in the file.')
 @click.option('--dry-run', is_flag=True, help='Print the plan; write nothing.')
-def import_command(path: str, fmt: str, prune: bool, dry_run: bool) -> None:
-    """Add or update the entries of an export file (JSON or YAML; FILE - reads stdin)."""
+def import_command(
+    path: str | None, redisbeat_key: str | None, fmt: str, prune: bool, dry_run: bool
+) -> None:
+    """Add or update the entries of an export file (JSON or YAML; FILE - reads stdin),
+    or of a redisbeat schedule (--format redisbeat FILE, or --redisbeat-key KEY)."""
+    if (path is None) == (redisbeat_key is None):
+        raise click.UsageError('give FILE or --redisbeat-key, one of them')
+    if redisbeat_key is not None and fmt not in ('auto', 'redisbeat'):
+        raise click.UsageError('--redisbeat-key reads the redisbeat format; leave out --format')
     schedule = _schedule()
-    text = _read_text(path)
-    if fmt == 'redisbeat':
-        document = _redisbeat_document(path, text)
+    if redisbeat_key is not None:
+        members = schedule.redisbeat_members(redisbeat_key)
+        path = redisbeat_key
+        document = _redisbeat_document(redisbeat_key, '\n'.join(members))
+    elif fmt == 'redisbeat':
+        assert path is not None
+        document = _redisbeat_document(path, _read_text(path))
     else:
-        document = _parse_document(path, text, fmt)
+        assert path is not None
+        document = _parse_document(path, _read_text(path), fmt)
     entries, errors = [], []
     for name, item in document.items():
         try:

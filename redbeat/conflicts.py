@@ -30,18 +30,18 @@ class InstallConflictWarning(RuntimeWarning):
 
 def _reinstall_command() -> str:
     """The pip command that puts this package's files back, as it was installed."""
-    try:
-        ours = metadata.distribution(DISTRIBUTION)
+    # A checkout also holds build metadata (*.egg-info) without an origin: look at each.
+    for ours in metadata.distributions(name=DISTRIBUTION):
         text = ours.read_text('direct_url.json')
-    except metadata.PackageNotFoundError:
-        text = None
-    if text:
+        if not text:
+            continue
         # PEP 610: an editable or local install records where it came from.
         origin = json.loads(text)
         url = str(origin.get('url', ''))
         if url.startswith('file://'):
             editable = '-e ' if origin.get('dir_info', {}).get('editable') else ''
             return f'pip install --force-reinstall --no-deps {editable}{url[len("file://") :]}'
+        break
     return f'pip install --force-reinstall --no-deps {DISTRIBUTION}'
 
 

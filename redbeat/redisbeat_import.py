@@ -95,7 +95,8 @@ def _reduced(value: Any, types: tuple[str, ...], what: str) -> list[Any]:
         raise Unreadable(f'{what} is {_describe(value)}, not a jsonpickled {" or ".join(types)}')
     kind = _type_name(reduce[0])
     if kind not in types:
-        raise Unreadable(f'{what} is a {kind or _describe(reduce[0])}, which redbeat does not read')
+        found = f'a pickled {kind}' if kind else _describe(reduce[0])
+        raise Unreadable(f'{what} is {found}, which redbeat does not read')
     return _tuple(reduce[1], what)
 
 

@@ -246,6 +246,10 @@ class ScheduleStore:
     def statics(self) -> set[str]:
         return {str(name) for name in self.client.smembers(self.keys.statics)}
 
+    def sorted_set_members(self, key: str) -> list[str]:
+        """Every member of the sorted set ``key`` (another scheduler's, for an import)."""
+        return [str(member) for member in self.client.zrange(key, 0, -1)]
+
     def rank(self, key: str) -> int | None:
         """The position of ``key`` in the schedule, soonest due first; None if absent."""
         found: Any = self.client.zrank(self.keys.schedule, key)

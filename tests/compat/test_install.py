@@ -1,0 +1,59 @@
+"""celery-redbeat installed beside this package is found at import and by the CLI,
+with the commands that fix it.
+
+The conflicting distribution is its installed metadata (a ``.dist-info``
+directory on ``sys.path``), which is what pip leaves behind; the tests put
+one on the path of a fresh interpreter.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _fake_celery_redbeat(where: Path) -> None:
+    info = where / 'celery_redbeat-2.4.2.dist-info'
+    info.mkdir(parents=True)
+    (info / 'METADATA').write_text('Metadata-Version: 2.1\nName: celery-redbeat\nVersion: 2.4.2\n')
+    (info / 'RECORD').write_text('redbeat/__init__.py,,\nredbeat/schedulers.py,,\n')
+
+
+def _python(code: str, path: Path | None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ('PYTHONWARNINGS', 'PYTHONPATH')}
+    env['PYTHONPATH'] = os.pathsep.join([str(path)] if path else []) + os.pathsep + str(REPO)
+    return subprocess.run(
+        [sys.executable, '-c', code],
+        capture_output=True, text=True, env=env, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def test_import_warns_with_the_fix(tmp_path: Path) -> None:
+    _fake_celery_redbeat(tmp_path)
+    done = _python('import redbeat', tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert 'InstallConflictWarning' in done.stderr
+    assert 'celery-redbeat 2.4.2 is installed' in done.stderr
+    assert f'{sys.executable} -m pip uninstall -y celery-redbeat' in done.stderr
+    # The editable install of this checkout is put back as it was made.
+    assert f'-m pip install --force-reinstall --no-deps -e {REPO}' in done.stderr
+
+
+def test_no_warning_without_celery_redbeat(tmp_path: Path) -> None:
+    done = _python('import redbeat', None)
+    assert done.returncode == 0, done.stderr
+    assert 'celery-redbeat' not in done.stderr
+
+
+def test_cli_version_reports_the_conflict(tmp_path: Path) -> None:
+    _fake_celery_redbeat(tmp_path)
+    code = 'import sys; from redbeat.cli import main; main(["--version"], prog_name="redbeat")'
+    done = _python(code, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith('redbeat ')
+    assert 'WARNING: celery-redbeat 2.4.2 is installed' in done.stdout
+    assert 'pip uninstall -y celery-redbeat' in done.stdout

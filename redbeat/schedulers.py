@@ -195,7 +195,8 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
             self._setup()
         except REDIS_ERRORS as exc:
             _survivable(exc)
-            logger.warning(
+            logger.log(
+                logging.ERROR if needs_operator(exc) else logging.WARNING,
                 'beat: Redis at %s unavailable at start (%s: %s); will keep trying with backoff.',
                 self.config.masked_url,
                 type(exc).__name__,

@@ -41,8 +41,11 @@ for _, h in ipairs(v.history or {}) do
       added = added + 1
     else
       failed = failed + 1
-      local err = type(trimmed) == 'table' and trimmed or pushed
-      if first_error == '' then first_error = name .. ': ' .. tostring(err.err) end
+      local command, err = 'LPUSH', pushed
+      if type(trimmed) == 'table' then command, err = 'LTRIM', trimmed end
+      if first_error == '' then
+        first_error = name .. ': ' .. command .. ' refused: ' .. tostring(err.err)
+      end
     end
   end
 end

@@ -361,7 +361,14 @@ def _app_zone(schedule: Schedule) -> str:
 
 
 def _zone_text(info: EntryInfo, app_zone: str) -> str:
-    return info.policy.timezone or app_zone
+    """The zone an entry's wall times are read in: its own, a rule's start's, the app's."""
+    if info.policy.timezone:
+        return info.policy.timezone
+    if isinstance(info.schedule, crontab):
+        return app_zone
+    if isinstance(info.schedule, rrule) and info.schedule.dtstart is not None:
+        return str(info.schedule.dtstart.tzinfo)
+    return '-'  # an interval or solar schedule has no wall time
 
 
 def _list_row(info: EntryInfo, now: datetime, app_zone: str) -> tuple[str, ...]:

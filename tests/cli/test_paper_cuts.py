@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import redis
 from celery import Celery
+from celery.schedules import crontab
 from click.testing import CliRunner, Result
 
 from redbeat import RedBeatScheduler, RedBeatSchedulerEntry
@@ -61,14 +62,14 @@ def test_cron_without_app_or_tz_is_pinned_to_utc_and_list_shows_the_zone(
     header, *rows = run('list').output.splitlines()
     zone_at = header.index('ZONE')
     zones = {row.split()[0]: row[zone_at:].split()[0] for row in rows}
-    assert zones == {'nine': 'UTC', 'paris': 'Europe/Paris', 'often': 'app'}
+    assert zones == {'nine': 'UTC', 'paris': 'Europe/Paris', 'often': '-'}  # '-': no wall time
 
 
 def test_list_with_an_app_names_the_app_zone(
     celery_app: Celery, redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     celery_app.conf.timezone = 'Asia/Tokyo'
-    RedBeatSchedulerEntry('often', 'proj.t', 60.0, app=celery_app).save()
+    RedBeatSchedulerEntry('cron', 'proj.t', crontab(minute='0'), app=celery_app).save()
     monkeypatch.setattr(cli_module, '_load_app', lambda name: celery_app)
     result = invoke('-A', 'proj', 'list')
     assert result.exit_code == 0, result.output

@@ -831,7 +831,7 @@ class Schedule:
         and run state: compared as stored text, so writers that keep no
         version, celery-redbeat 2.x and redis-cli, are seen too); otherwise it
         is read again and ``change`` called again, up to ``UPDATE_ATTEMPTS``
-        times with a short random backoff, then :class:`WriteConflict`.  Two
+        times with a short random backoff, then :class:`~redbeat.errors.WriteConflict`.  Two
         round trips when nothing interferes.  EntryNotFound when the entry does
         not exist or is deleted meanwhile (it is never created again);
         DefinitionError when it cannot be read.

@@ -1032,7 +1032,7 @@ def _yaml() -> Any:
     try:
         import yaml
     except ImportError:
-        fail('YAML needs PyYAML: pip install "redbeat[yaml]"')
+        fail('YAML needs PyYAML: pip install "redbeat-scheduler[yaml]"')
     return yaml
 
 

@@ -32,3 +32,14 @@ def acl_setuser(page: str = 'deployment.rst') -> list[str]:
 def acl_rules() -> list[str]:
     """The recipe's rules: what follows ``ACL SETUSER <user> on >password``."""
     return acl_setuser()[5:]
+
+
+def steps(block: str) -> list[tuple[str, list[str]]]:
+    """A console block as (command, the output lines shown after it)."""
+    found: list[tuple[str, list[str]]] = []
+    for line in block.splitlines():
+        if line.startswith('$ '):
+            found.append((line[2:], []))
+        elif found:
+            found[-1][1].append(line)
+    return found

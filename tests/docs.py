@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import textwrap
 from pathlib import Path
 
 DOCS = Path(__file__).resolve().parents[1] / 'docs'
@@ -11,10 +12,9 @@ DOCS = Path(__file__).resolve().parents[1] / 'docs'
 def blocks(page: str, language: str) -> list[str]:
     """The ``code-block:: <language>`` bodies of ``docs/<page>``, dedented, in order."""
     found = []
-    pattern = rf'^\.\. code-block:: {language}\n\n((?:    .*\n|\n)+)'
+    pattern = rf'^\.\. code-block:: {language}\n\n((?: +.*\n|\n)+)'
     for match in re.finditer(pattern, (DOCS / page).read_text(), flags=re.M):
-        lines = match.group(1).rstrip('\n').splitlines()
-        found.append('\n'.join(line[4:] for line in lines) + '\n')
+        found.append(textwrap.dedent(match.group(1).rstrip('\n')) + '\n')
     return found
 
 

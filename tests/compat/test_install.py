@@ -57,3 +57,24 @@ def test_cli_version_reports_the_conflict(tmp_path: Path) -> None:
     assert done.stdout.startswith('redbeat ')
     assert 'WARNING: celery-redbeat 2.4.2 is installed' in done.stdout
     assert 'pip uninstall -y celery-redbeat' in done.stdout
+
+
+def test_every_install_command_installs_this_package() -> None:
+    """Each ``$ pip install X`` and ``pip install "X"`` of the docs names this distribution."""
+    import re
+
+    toml = (REPO / 'pyproject.toml').read_text()
+    [name] = re.findall(r'^name = "([^"]+)"', toml, flags=re.M)
+    assert name == 'redbeat-scheduler'
+    pages = [
+        REPO / 'README.rst',
+        *sorted((REPO / 'docs').glob('*.rst')),
+        REPO / 'redbeat' / 'cli.py',
+    ]
+    pattern = r'\$ pip install ([^\s#]+)|pip install "([^"]+)"'
+    found = [(p.name, a or b) for p in pages for a, b in re.findall(pattern, p.read_text())]
+    assert len(found) >= 5, found
+    for page, spec in found:
+        dist, _, extra = spec.partition('[')
+        assert dist == name, (page, spec)  # never "redbeat": that is another project
+        assert not extra or f'\n{extra.rstrip("]")} = [' in toml, (page, spec)

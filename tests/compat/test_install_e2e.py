@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import redis
 
 from tests.docs import blocks, commands
+from tests.procs import CeleryProcess, wait_for
+from tests.redis_server import RedisServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
@@ -108,3 +112,34 @@ def test_the_documented_upgrade_steps(
     assert outputs[-1].startswith('redbeat 3.') and 'redbeat-scheduler' in outputs[-1]
     assert 'WARNING' not in outputs[-1]
     assert {'cli.py', 'conflicts.py'} <= _package_files(bin_dir)
+
+
+def test_quickstart_in_a_fresh_virtualenv(
+    wheel: Path, tmp_path: Path, redis_url: str, redis_server: RedisServer
+) -> None:
+    """The quick start as a new user runs it: its install line, its proj/celery.py and its
+    beat command, verbatim; the environment points them at the test server."""
+    home = tmp_path / 'venv'
+    subprocess.run([sys.executable, '-m', 'venv', str(home)], check=True, timeout=120)
+    env = {k: v for k, v in os.environ.items() if k not in ('PYTHONPATH', 'VIRTUAL_ENV')}
+    env.update(
+        PATH=f'{home / "bin"}{os.pathsep}{env["PATH"]}',
+        PIP_FIND_LINKS=str(wheel),
+        PIP_DISABLE_PIP_VERSION_CHECK='1',
+        REDBEAT_REDIS_URL=redis_url,  # wins over the file's redbeat_redis_url
+        CELERY_BROKER_URL=redis_server.url_for(1),  # wins over its broker
+    )
+    console = blocks('quickstart.rst', 'console')
+    [install] = commands(console[0])
+    _run(['bash', '-c', install], env, tmp_path)
+    (tmp_path / 'proj').mkdir()
+    (tmp_path / 'proj' / '__init__.py').write_text('')
+    (tmp_path / 'proj' / 'celery.py').write_text(blocks('quickstart.rst', 'python')[0])
+    [beat] = [c for c in commands(console[1]) if ' beat ' in c]
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    with CeleryProcess('beat', shlex.split(beat), cwd=tmp_path, env=env,
+                       log_dir=tmp_path / 'logs', repo_on_path=False) as proc:  # fmt: skip
+        wait_for(lambda: client.exists('redbeat:nightly-report') and client.get('redbeat::lock'),
+                 90, message='beat writes the static entry and holds the lock')  # fmt: skip
+        assert proc.alive, proc.log()
+    assert 'Traceback' not in proc.log(), proc.log()

@@ -201,6 +201,14 @@ class RedBeatConfig:
         keys = Keys(prefix)
 
         url = os.environ.get(ENV_URL) or _lookup(conf, 'redbeat_redis_url')
+        if (url is _UNSET or url is None) and conf.get('CELERY_REDIS_SCHEDULER_URL'):
+            # Coming from redisbeat: its URL is not ours to read, but falling back to
+            # the broker would quietly keep the schedule somewhere else.
+            raise ConfigurationError(
+                'redbeat_redis_url',
+                "is not set, and redisbeat's CELERY_REDIS_SCHEDULER_URL is, which redbeat "
+                'does not read: set redbeat_redis_url to the Redis the schedule should be in',
+            )
         if url is _UNSET or url is None:
             broker = conf.broker_url or ''
             if not isinstance(broker, str) or urlsplit(broker).scheme not in REDIS_SCHEMES:

@@ -323,3 +323,17 @@ def test_lock_timeout_as_a_string_is_accepted_as_in_2x() -> None:
     app = Celery('t', set_as_current=False)
     app.conf.update(redbeat_redis_url='redis://127.0.0.1:6379/0', redbeat_lock_timeout='30')
     assert RedBeatConfig.from_app(app).lock_timeout == 30.0
+
+
+def test_redisbeat_url_setting_left_behind_is_named() -> None:
+    app = Celery('t', set_as_current=False)
+    app.conf.update(
+        broker_url='redis://127.0.0.1:6379/0',
+        CELERY_REDIS_SCHEDULER_URL='redis://127.0.0.1:6379/5',
+    )
+    with pytest.raises(ConfigurationError) as caught:
+        RedBeatConfig.from_app(app)
+    assert caught.value.setting == 'redbeat_redis_url'
+    assert 'CELERY_REDIS_SCHEDULER_URL' in str(caught.value)
+    app.conf.redbeat_redis_url = 'redis://127.0.0.1:6379/5'
+    assert RedBeatConfig.from_app(app).redis_url.endswith('/5')

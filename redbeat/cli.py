@@ -34,6 +34,7 @@ from . import humanize
 from .api import EntryInfo, Problem, Schedule, check_task_name, make_policy, policy_item
 from .compat import unreadable_by_2x
 from .config import RedBeatConfig, masked_url
+from .conflicts import conflict
 from .decoder import dumps
 from .entry import RedBeatSchedulerEntry
 from .errors import ConfigurationError, DefinitionError, EntryNotFound, RedBeatError
@@ -172,7 +173,7 @@ def _load_app(name: str) -> Celery:
 def _version_message() -> str:
     """``--version``: this package's version, where it is imported from, any conflict."""
     from . import __version__
-    from .conflicts import DISTRIBUTION, conflict
+    from .conflicts import DISTRIBUTION
 
     where = Path(__file__).resolve().parent
     message = f'redbeat {__version__} ({DISTRIBUTION}, import package in {where})'
@@ -1258,6 +1259,9 @@ def check(fix: bool, for_2x: bool) -> None:
         _check_for_2x(schedule)
         return
     problems = schedule.check()
+    installed = conflict()
+    if installed is not None:  # not in the schedule, but what runs it: worth failing on
+        problems.append(Problem('install-conflict', 'celery-redbeat', installed, False))
     for problem in problems:
         _report(problem)
     fixed = schedule.fix(problems) if fix else 0

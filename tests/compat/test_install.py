@@ -23,12 +23,16 @@ def _fake_celery_redbeat(where: Path) -> None:
     (info / 'RECORD').write_text('redbeat/__init__.py,,\nredbeat/schedulers.py,,\n')
 
 
-def _python(code: str, path: Path | None) -> subprocess.CompletedProcess[str]:
+def _env(path: Path | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ('PYTHONWARNINGS', 'PYTHONPATH')}
     env['PYTHONPATH'] = os.pathsep.join([str(path)] if path else []) + os.pathsep + str(REPO)
+    return env
+
+
+def _python(code: str, path: Path | None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, '-c', code],
-        capture_output=True, text=True, env=env, timeout=60, check=False,
+        capture_output=True, text=True, env=_env(path), timeout=60, check=False,
     )  # fmt: skip
 
 
@@ -56,6 +60,16 @@ def test_cli_version_reports_the_conflict(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith('redbeat ')
     assert 'WARNING: celery-redbeat 2.4.2 is installed' in done.stdout
+    assert 'pip uninstall -y celery-redbeat' in done.stdout
+
+
+def test_check_fails_on_the_conflict(tmp_path: Path, redis_url: str) -> None:
+    _fake_celery_redbeat(tmp_path)
+    code = f'from redbeat.cli import main; main(["--url", "{redis_url}", "check"])'
+    done = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                          env=_env(tmp_path), timeout=60, check=False)  # fmt: skip
+    assert done.returncode == 1
+    assert done.stdout.startswith('install-conflict      celery-redbeat: celery-redbeat 2.4.2')
     assert 'pip uninstall -y celery-redbeat' in done.stdout
 
 

@@ -74,7 +74,8 @@ def test_check_fails_on_the_conflict(tmp_path: Path, redis_url: str) -> None:
 
 
 def test_every_install_command_installs_this_package() -> None:
-    """Each ``$ pip install X`` and ``pip install "X"`` of the docs names this distribution."""
+    """Each ``$ pip install X`` and ``pip install "X"`` of the docs and of redbeat's messages
+    names this distribution."""
     import re
 
     toml = (REPO / 'pyproject.toml').read_text()
@@ -85,8 +86,10 @@ def test_every_install_command_installs_this_package() -> None:
         *sorted((REPO / 'docs').glob('*.rst')),
         REPO / 'redbeat' / 'cli.py',
     ]
-    pattern = r'\$ pip install ([^\s#]+)|pip install "([^"]+)"'
-    found = [(p.name, a or b) for p in pages for a, b in re.findall(pattern, p.read_text())]
+    pages += sorted((REPO / 'redbeat').glob('*.py'))  # error messages that say what to install
+    pattern = r'\$ pip install ([^\s#]+)|pip install ["\']([^"\']+)["\']'
+    found = [(p.name, a or b) for p in dict.fromkeys(pages)
+             for a, b in re.findall(pattern, p.read_text())]  # fmt: skip
     assert len(found) >= 5, found
     for page, spec in found:
         dist, _, extra = spec.partition('[')

@@ -252,12 +252,12 @@ class RedBeatConfig:
             raise ConfigurationError('redbeat_lock_timeout', f'must be finite, got {timeout!r}')
 
         options = _lookup(conf, 'redbeat_redis_options')
-        if options is _UNSET or options is None:
-            # The broker's transport options hold kombu's own keys too: not checked.
+        given = options is not _UNSET and options is not None
+        if not given:
             options = conf.broker_transport_options or {} if url == conf.broker_url else {}
-        elif not isinstance(options, dict):
+        if not isinstance(options, dict):
             raise ConfigurationError('redbeat_redis_options', f'must be a dict, got {options!r}')
-        else:
+        if given:  # the broker's transport options hold kombu's own keys too: not checked
             _check_redis_options(options)
 
         use_ssl = _lookup(conf, 'redbeat_redis_use_ssl')

@@ -316,6 +316,12 @@ class RedBeatConfig:
         return config
 
 
+#: Keys celery-redbeat 2.x read that say something redbeat says another way.
+_REPLACED_OPTIONS = {
+    'cluster': "celery-redbeat 2.x's switch; here write the URL as redis-cluster://host:port",
+}
+
+
 def _check_redis_options(options: dict[str, Any]) -> None:
     """A key redbeat would not read is a typo (or a kombu option): say so rather than ignore it."""
     unknown = sorted(str(key) for key in options if key not in REDIS_OPTIONS)
@@ -324,7 +330,10 @@ def _check_redis_options(options: dict[str, Any]) -> None:
     hints = []
     for key in unknown:
         close = difflib.get_close_matches(key, sorted(REDIS_OPTIONS), n=1)
-        hints.append(f'{key!r}' + (f' (did you mean {close[0]!r}?)' if close else ''))
+        if key in _REPLACED_OPTIONS:
+            hints.append(f'{key!r} ({_REPLACED_OPTIONS[key]})')
+        else:
+            hints.append(f'{key!r}' + (f' (did you mean {close[0]!r}?)' if close else ''))
     raise ConfigurationError(
         'redbeat_redis_options',
         f'unknown {"key" if len(unknown) == 1 else "keys"} {", ".join(hints)}; '

@@ -310,6 +310,14 @@ def test_redis_options_typo_names_the_key_and_the_fix() -> None:
     assert "'socket_timeuot' (did you mean 'socket_timeout'?)" in str(caught.value)
 
 
+def test_2x_cluster_switch_says_what_to_write_instead() -> None:
+    app = Celery('t', set_as_current=False)
+    app.conf.update(redbeat_redis_url='redis://127.0.0.1:7000/0',
+                    redbeat_redis_options={'cluster': True})  # fmt: skip
+    with pytest.raises(ConfigurationError, match='redis-cluster://host:port'):
+        RedBeatConfig.from_app(app)
+
+
 def test_broker_transport_options_are_not_checked() -> None:
     app = Celery('t', set_as_current=False)
     app.conf.update(

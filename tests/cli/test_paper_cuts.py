@@ -65,6 +65,24 @@ def test_cron_without_app_or_tz_is_pinned_to_utc_and_list_shows_the_zone(
     assert zones == {'nine': 'UTC', 'paris': 'Europe/Paris', 'often': '-'}  # '-': no wall time
 
 
+def test_beat_of_a_paris_app_runs_a_pinned_cron_entry_at_the_utc_hour(
+    run: Callable[..., Result],
+    redis_client: redis.Redis,
+    celery_app: Celery,
+    make_scheduler: Callable[..., RedBeatScheduler],
+) -> None:
+    assert run('add', 'nine', 'proj.t', '--cron', '0 9 * * *').exit_code == 0
+    redis_client.zadd(SCHEDULE, {'redbeat:nine': 0})  # due now: beat computes the next run
+    celery_app.conf.timezone = 'Europe/Paris'
+    scheduler = make_scheduler(celery_app)
+    scheduler.tick()
+    scheduler.close()
+    score = redis_client.zscore(SCHEDULE, 'redbeat:nine')
+    assert score is not None and score > 0
+    due = datetime.fromtimestamp(score, timezone.utc)
+    assert (due.hour, due.minute) == (9, 0)  # 09:00 UTC, not 09:00 Paris
+
+
 def test_list_with_an_app_names_the_app_zone(
     celery_app: Celery, redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -63,6 +63,23 @@ def test_cli_version_reports_the_conflict(tmp_path: Path) -> None:
     assert 'pip uninstall -y celery-redbeat' in done.stdout
 
 
+def test_console_script_explains_a_shadowing_redbeat_package(tmp_path: Path) -> None:
+    """celery-redbeat's redbeat/ (no cli.py) first on the path, as when it shadows ours."""
+    shadow = tmp_path / 'redbeat'
+    shadow.mkdir()
+    (shadow / '__init__.py').write_text('')
+    (shadow / 'schedulers.py').write_text('')
+    # -S: no site-packages, so this checkout's editable finder cannot fill in redbeat.cli
+    # (the e2e test shows the real thing, celery-redbeat in site-packages).
+    code = 'import redbeat_launcher; redbeat_launcher.main()'
+    done = subprocess.run([sys.executable, '-S', '-c', code], capture_output=True, text=True,
+                          env=_env(tmp_path), cwd=tmp_path, timeout=60, check=False)  # fmt: skip
+    assert done.returncode == 1
+    assert f'imports ({shadow / "__init__.py"}) is not redbeat-scheduler' in done.stderr
+    assert 'pip uninstall -y celery-redbeat' in done.stderr
+    assert 'Traceback' not in done.stderr
+
+
 def test_check_fails_on_the_conflict(tmp_path: Path, redis_url: str) -> None:
     _fake_celery_redbeat(tmp_path)
     code = f'from redbeat.cli import main; main(["--url", "{redis_url}", "check"])'

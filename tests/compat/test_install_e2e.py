@@ -41,7 +41,7 @@ def _run(argv: list[str], env: dict[str, str], cwd: Path) -> subprocess.Complete
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """This package as a wheel, built from a copy (the checkout stays clean)."""
     src = tmp_path_factory.mktemp('src')
-    for name in ('pyproject.toml', 'README.rst'):
+    for name in ('pyproject.toml', 'README.rst', 'redbeat_launcher.py'):
         shutil.copy(REPO / name, src / name)
     shutil.copytree(REPO / 'redbeat', src / 'redbeat',
                     ignore=shutil.ignore_patterns('__pycache__'))  # fmt: skip
@@ -100,6 +100,26 @@ def test_over_celery_redbeat_warns_and_its_fix_works(
                  tmp_path)  # fmt: skip
     assert after.stderr == ''
     assert 'WARNING' not in _run([str(bin_dir / 'redbeat'), '--version'], env, tmp_path).stdout
+
+
+def test_an_editable_install_shadowed_by_celery_redbeat_is_explained(
+    venv: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    bin_dir, env = venv
+    src = tmp_path / 'src'
+    src.mkdir()
+    for name in ('pyproject.toml', 'README.rst', 'redbeat_launcher.py'):
+        shutil.copy(REPO / name, src / name)
+    shutil.copytree(REPO / 'redbeat', src / 'redbeat',
+                    ignore=shutil.ignore_patterns('__pycache__'))  # fmt: skip
+    _run([str(bin_dir / 'python'), '-m', 'pip', 'install', '-q', '--no-deps', '-e', str(src)],
+         env, tmp_path)  # fmt: skip
+    # celery-redbeat's copy in site-packages is found before the editable finder's.
+    done = subprocess.run([str(bin_dir / 'redbeat'), 'list'], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=60, check=False)  # fmt: skip
+    assert done.returncode == 1, done
+    assert 'is not redbeat-scheduler' in done.stderr and 'site-packages' in done.stderr
+    assert 'pip uninstall -y celery-redbeat' in done.stderr
 
 
 def test_the_documented_upgrade_steps(

@@ -155,11 +155,23 @@ def test_quickstart_in_a_fresh_virtualenv(
     (tmp_path / 'proj').mkdir()
     (tmp_path / 'proj' / '__init__.py').write_text('')
     (tmp_path / 'proj' / 'celery.py').write_text(blocks('quickstart.rst', 'python')[0])
-    [beat] = [c for c in commands(console[1]) if ' beat ' in c]
+    worker, beat = commands(console[1])
     client = redis.Redis.from_url(redis_url, decode_responses=True)
-    with CeleryProcess('beat', shlex.split(beat), cwd=tmp_path, env=env,
-                       log_dir=tmp_path / 'logs', repo_on_path=False) as proc:  # fmt: skip
+    logs = tmp_path / 'logs'
+    with CeleryProcess('worker', shlex.split(worker), cwd=tmp_path, env=env, log_dir=logs,
+                       repo_on_path=False) as work, \
+         CeleryProcess('beat', shlex.split(beat), cwd=tmp_path, env=env, log_dir=logs,
+                       repo_on_path=False) as proc:  # fmt: skip
         wait_for(lambda: client.exists('redbeat:nightly-report') and client.get('redbeat::lock'),
                  90, message='beat writes the static entry and holds the lock')  # fmt: skip
-        assert proc.alive, proc.log()
+        broker = redis.Redis.from_url(redis_server.url_for(1))
+        # The worker logs at WARNING without -l, so watch its queue binding appear instead.
+        wait_for(lambda: broker.exists('_kombu.binding.celery'), 90,
+                 message='the worker consumes from its queue')  # fmt: skip
+        # The page's next example, run as a script beside proj/: add an entry, delete it.
+        (tmp_path / 'example.py').write_text(blocks('quickstart.rst', 'python')[1])
+        _run([str(home / 'bin' / 'python'), 'example.py'], {**env, 'PYTHONPATH': str(tmp_path)},
+             tmp_path)  # fmt: skip
+        assert not client.exists('redbeat:ping-every-30s')  # saved, then deleted
+        assert proc.alive and work.alive, proc.log() + work.log()
     assert 'Traceback' not in proc.log(), proc.log()

@@ -1,12 +1,17 @@
 """redbeat: a Celery beat scheduler that keeps the schedule in Redis.
 
+Installed as the ``redbeat-scheduler`` distribution.
 ``celery -A proj beat -S redbeat.RedBeatScheduler`` (or the older name
 ``redbeat.RedisBeatScheduler``); entries are managed with
 :class:`RedBeatSchedulerEntry`, the CLI, or plain redis-cli.
 """
 
+from .conflicts import warn_on_conflict
 from .entry import RedBeatSchedulerEntry, delete_entries, save_entries
 from .schedulers import RedBeatScheduler, RedisBeatScheduler
+
+# celery-redbeat installs this import package too: say so before it bites.
+warn_on_conflict()
 
 __version__ = '3.0.0.dev0'
 

@@ -38,7 +38,7 @@ from redis.retry import Retry
 
 from . import timing
 from .client import redis_from_config
-from .config import REDIS_SCHEMES, RedBeatConfig, masked_url
+from .config import REDIS_SCHEMES, RedBeatConfig, default_prefix, masked_url
 from .decoder import decode_definition, decode_meta, dumps, encode_definition
 from .entry import RedBeatSchedulerEntry, binding_for, save_entries, save_if_unchanged, zone
 from .errors import (
@@ -462,13 +462,19 @@ class Schedule:
     def from_url(
         cls,
         url: str,
-        prefix: str = 'redbeat:',
+        prefix: str | None = None,
         *,
         timezone: str = 'UTC',
         app: Celery | None = None,
     ) -> Schedule:
-        """The schedule at ``url`` under ``prefix``, without needing an app's settings."""
+        """The schedule at ``url`` under ``prefix``, without needing an app's settings.
+
+        Without ``prefix``, the one beat uses for that URL: ``{redbeat}:`` on
+        Redis Cluster (``redis-cluster://``), else ``redbeat:``.
+        """
         _check_url(url)
+        if prefix is None:
+            prefix = default_prefix(url)
         if not prefix:
             raise ConfigurationError('redbeat_key_prefix', 'must be a non-empty string')
         lock_key = Keys(prefix).default_lock
@@ -913,7 +919,7 @@ class Schedule:
         and run state: compared as stored text, so writers that keep no
         version, celery-redbeat 2.x and redis-cli, are seen too); otherwise it
         is read again and ``change`` called again, up to ``UPDATE_ATTEMPTS``
-        times with a short random backoff, then :class:`WriteConflict`.  Two
+        times with a short random backoff, then :class:`~redbeat.errors.WriteConflict`.  Two
         round trips when nothing interferes.  EntryNotFound when the entry does
         not exist or is deleted meanwhile (it is never created again);
         DefinitionError when it cannot be read.
@@ -997,6 +1003,23 @@ class Schedule:
     def disable(self, name: str) -> RedBeatSchedulerEntry:
         return self.set_enabled(name, False)
 
+    def redisbeat_members(self, key: str) -> builtins.list[str]:
+        """The members of redisbeat's sorted set ``key`` on this schedule's Redis, as text.
+
+        Only read, never decoded here: :mod:`redbeat.redisbeat_import` parses them as JSON.
+        DefinitionError if a member is not text (binary, as Python's pickle writes).
+        """
+        try:
+            return self.store.sorted_set_members(key)
+        except UnicodeDecodeError:
+            raise DefinitionError(
+                key, 'holds binary members (Python pickle?), which redbeat never reads: only JSON'
+            ) from None
+
+    def statics(self) -> set[str]:
+        """Names of the entries beat wrote from ``beat_schedule`` (it restores them at start)."""
+        return self.store.statics()
+
     def run_now(self, name: str) -> str:
         """Send the entry's task once, now; its score and run state are untouched.
 
@@ -1016,11 +1039,23 @@ class Schedule:
 
     # --- consistency ---------------------------------------------------------
 
-    def check(self, page_size: int = 1000) -> builtins.list[Problem]:
-        """Everything inconsistent in the stored schedule; nothing is changed."""
+    def check(self, page_size: int = 1000, now: datetime | None = None) -> builtins.list[Problem]:
+        """Everything inconsistent in the stored schedule; nothing is changed.
+
+        Besides malformed entries and hash/sorted-set mismatches: an enabled
+        entry whose score is later than its definition allows (its definition
+        was changed without its score, as ``HSET`` alone does) or -1 while
+        it has occurrences left (it would never run).
+        """
+        moment = now or datetime.now(timezone.utc)
+        # Without the app, its zone is unknown: crontabs without their own zone are not judged.
+        tz = zone(self.config.timezone) if self.app is not None else None
         problems: builtins.list[Problem] = []
         for info in self.list(page_size=page_size):
             problems.extend(_problems(info))
+            problem = _score_problem(info, moment, tz)
+            if problem is not None:
+                problems.append(problem)
         return problems
 
     def fix(self, problems: Sequence[Problem], now: datetime | None = None) -> int:
@@ -1038,12 +1073,24 @@ class Schedule:
         for name in by_kind.get('stale-disabled-score', []):
             info = self.get(name, history=None)
             fixed += self.store.set_state(info.key, info.meta, timing.NEVER)
+        for name in by_kind.get('stale-score', []) + by_kind.get('never-runs', []):
+            fixed += self._rescore(name, moment)
         dangling = by_kind.get('dangling-member', [])
         if dangling:
             # Both spellings of the member; each goes only if its hash is still missing.
             members = [*(self.config.keys.entry(n) for n in dangling), *dangling]
             fixed += self.store.prune_members(members)
         return fixed
+
+    def _rescore(self, name: str, now: datetime) -> int:
+        """Score an entry as its definition says (as saving it again would); 1 if done."""
+        info = self.get(name, history=None)
+        if info.error or info.schedule is None or not info.enabled:
+            return 0
+        tz = zone(self.config.timezone)
+        due = timing.due_after_change(info.schedule, info.last_run_at, now, tz, info.policy)
+        score = timing.due_score(info.key, due, info.policy)
+        return int(self.store.set_state(info.key, info.meta, score))
 
     def _schedule_orphans(self, names: Sequence[str], now: datetime) -> int:
         scores: dict[str, float] = {}
@@ -1080,6 +1127,40 @@ def _problems(info: EntryInfo) -> Iterator[Problem]:
     elif info.error is None and not info.enabled and info.score != timing.NEVER:
         detail = f'disabled but its score is {info.score!r}, not -1'
         yield Problem('stale-disabled-score', info.name, detail, True)
+
+
+def _score_problem(info: EntryInfo, now: datetime, tz: tzinfo | None) -> Problem | None:
+    """An enabled entry's score that its definition cannot explain (``tz``: the app's zone,
+    None if unknown).
+
+    A score is never later than the definition's next occurrence after the
+    last run or now, whichever is later (beat and every writer compute it
+    so), so a later one is left from an older definition: ``HSET`` without
+    ``ZADD``.  A score of -1 with occurrences left means the entry never runs.
+    """
+    sched = info.schedule
+    if info.error or sched is None or not info.enabled or info.score in (None, timing.NOW):
+        return None
+    if tz is None and isinstance(sched, crontab) and info.policy.tz is None:
+        return None  # read in the app's zone, unknown here
+    since = now if info.last_run_at is None else max(timing.utc(info.last_run_at), now)
+    upcoming = timing.occurrence_after(sched, info.policy, since, tz or timezone.utc)
+    if upcoming is None:
+        return None
+    if info.score == timing.NEVER:
+        detail = 'enabled but its score is -1, so beat never runs it'
+        return Problem('never-runs', info.name, detail, True)
+    latest = timing.due_score(info.key, upcoming, info.policy)
+    assert info.score is not None
+    if info.score > latest + 1.0:  # a second of slack for float rounding
+        due = timing.from_score(info.score)
+        detail = (
+            f'scheduled for {due:%Y-%m-%d %H:%M:%S} UTC, later than its definition allows '
+            f'({timing.utc(upcoming):%Y-%m-%d %H:%M:%S} UTC): the definition changed without '
+            'its score (HSET without ZADD)'
+        )
+        return Problem('stale-score', info.name, detail, True)
+    return None
 
 
 def _settings_app(config: RedBeatConfig) -> Celery:

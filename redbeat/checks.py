@@ -73,7 +73,7 @@ def check_key_expiry(client: Any, mode: str = DEFAULT_KEY_EXPIRY_CHECK) -> list[
     """Report Redis settings that let the schedule's keys disappear (celery-redbeat 2.4.3).
 
     ``client`` is a redis-py client (a cluster client asks every node);
-    ``mode`` is one of :data:`KEY_EXPIRY_CHECK_MODES`.  Returns the findings
+    ``mode`` is one of ``ignore``, ``warn``, ``error``, ``raise``.  Returns the findings
     (empty when none, or with ``ignore``); raises
     :class:`RedBeatKeyExpiryError` with ``raise``.
     """

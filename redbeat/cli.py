@@ -15,8 +15,9 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import json
+import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone, tzinfo
 from pathlib import Path
@@ -33,10 +34,12 @@ from . import humanize
 from .api import EntryInfo, Problem, Schedule, check_task_name, make_policy, policy_item
 from .compat import unreadable_by_2x
 from .config import RedBeatConfig, masked_url
+from .conflicts import conflict
 from .decoder import dumps
 from .entry import RedBeatSchedulerEntry
 from .errors import ConfigurationError, DefinitionError, EntryNotFound, RedBeatError
 from .policy import MISSED_POLICIES, ON_FINISH, Policy
+from .redisbeat_import import read_members
 from .schedules import rrule
 
 FC = TypeVar('FC', bound=Callable[..., Any])
@@ -52,6 +55,10 @@ OPTION_OF = {
 }  # fmt: skip
 
 
+#: What ``show`` says of an entry from ``beat_schedule``.
+STATIC_NOTE = 'beat_schedule in the Celery config (beat restores it from there when it starts)'
+
+
 class Failure(click.ClickException):
     """Not found or invalid: a one-line error and exit code 1."""
 
@@ -60,6 +67,23 @@ class Failure(click.ClickException):
 
 def fail(message: str) -> NoReturn:
     raise Failure(message)
+
+
+def _note(message: str) -> None:
+    """A line on stderr that does not change the outcome (stdout stays parseable)."""
+    click.echo(f'note: {message}', err=True)
+
+
+def _warn_static(schedule: Schedule, names: Iterable[str]) -> None:
+    """Changing an entry from ``beat_schedule`` lasts only until beat restarts: say so."""
+    statics = schedule.statics()
+    for name in names:
+        if name in statics:
+            click.echo(
+                f'warning: {name} comes from beat_schedule in the Celery config; beat '
+                'restores it from there when it starts, so make this change there too',
+                err=True,
+            )
 
 
 @contextmanager
@@ -88,10 +112,14 @@ class _Group(click.Group):
 class State:
     """What the group options say; builds the :class:`Schedule` on first use."""
 
-    def __init__(self, url: str | None, prefix: str | None, app: Celery | None) -> None:
+    def __init__(
+        self, url: str | None, prefix: str | None, app: Celery | None, url_from: str = '--url'
+    ) -> None:
         self.url = url
         self.prefix = prefix
         self.app = app
+        #: Where the URL came from (``--url`` or the environment variable), for errors.
+        self.url_from = url_from
         self._schedule: Schedule | None = None
 
     @property
@@ -112,9 +140,13 @@ class State:
     def _make(self) -> Schedule:
         if self.url:
             base = self._app_config()
-            prefix = self.prefix or (base.key_prefix if base else 'redbeat:')
+            prefix = self.prefix or (base.key_prefix if base else None)
             tz = base.timezone if base else 'UTC'
-            return Schedule.from_url(self.url, prefix, timezone=tz, app=self.app)
+            try:
+                return Schedule.from_url(self.url, prefix, timezone=tz, app=self.app)
+            except ConfigurationError as exc:
+                # The user typed an option (or set a variable), not a Celery setting.
+                raise click.UsageError(f'{self.url_from}: {exc.problem}') from None
         if self.app is None:
             raise click.UsageError(
                 'say where the schedule is: --url (or REDBEAT_REDIS_URL), or -A/--app PROJ'
@@ -138,16 +170,46 @@ def _load_app(name: str) -> Celery:
     return app
 
 
+def _version_message() -> str:
+    """``--version``: this package's version, where it is imported from, any conflict."""
+    from . import __version__
+    from .conflicts import DISTRIBUTION
+
+    where = Path(__file__).resolve().parent
+    message = f'redbeat {__version__} ({DISTRIBUTION}, import package in {where})'
+    problem = conflict()
+    return message if problem is None else f'{message}\nWARNING: {problem}'
+
+
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(_version_message())
+        ctx.exit()
+
+
 @click.group('redbeat', cls=_Group)
 @click.option('--url', envvar='REDBEAT_REDIS_URL', help='Redis URL of the schedule.')
-@click.option('--prefix', envvar='REDBEAT_KEY_PREFIX', help="Key prefix (default 'redbeat:').")
+@click.option(
+    '--prefix',
+    envvar='REDBEAT_KEY_PREFIX',
+    help="Key prefix (default 'redbeat:', '{redbeat}:' on Redis Cluster).",
+)
 @click.option('-A', '--app', 'app_name', help='Celery app to read the settings from.')
+@click.option(
+    '--version',
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help='Show the version (and any install conflict).',
+)
 @click.pass_context
 def main(ctx: click.Context, url: str | None, prefix: str | None, app_name: str | None) -> None:
     """Manage the redbeat schedule stored in Redis."""
     # As a Celery sub-command, ctx.obj is Celery's CLIContext holding the -A app.
     app = _load_app(app_name) if app_name else getattr(ctx.obj, 'app', None)
-    ctx.obj = State(url, prefix, app)
+    from_env = ctx.get_parameter_source('url') == click.core.ParameterSource.ENVIRONMENT
+    ctx.obj = State(url, prefix, app, 'REDBEAT_REDIS_URL' if from_env else '--url')
 
 
 #: The same group, registered as ``celery redbeat`` (entry point ``celery.commands``).
@@ -164,9 +226,14 @@ def _schedule() -> Schedule:
 # --- output helpers ------------------------------------------------------------
 
 
+def _colour() -> bool:
+    """Colours only on a terminal, and never with ``NO_COLOR`` set (https://no-color.org)."""
+    return sys.stdout.isatty() and not os.environ.get('NO_COLOR')
+
+
 def _paint(text: str, **style: Any) -> str:
-    """``text`` styled only when stdout is a terminal."""
-    if sys.stdout.isatty():
+    """``text`` styled only when colours are on (:func:`_colour`)."""
+    if _colour():
         return click.style(text, **style)
     return text
 
@@ -228,17 +295,40 @@ def _echo_json(value: Any) -> None:
 # --- list / show ----------------------------------------------------------------
 
 
+def _enabled_options(enabled_help: str, disabled_help: str) -> Callable[[FC], FC]:
+    """``--enabled`` and ``--disabled`` as two flags, so giving both is an error, not the last."""
+
+    def decorate(func: FC) -> FC:
+        func = click.option('--disabled', 'disabled_flag', is_flag=True, help=disabled_help)(func)
+        return click.option('--enabled', 'enabled_flag', is_flag=True, help=enabled_help)(func)
+
+    return decorate
+
+
+def _enabled_choice(enabled: bool, disabled: bool) -> bool | None:
+    """True for --enabled, False for --disabled, None for neither; both is a usage error."""
+    if enabled and disabled:
+        raise click.UsageError('give --enabled or --disabled, not both')
+    return True if enabled else False if disabled else None
+
+
 @main.command('list')
 @click.option('--pattern', default='*', show_default=True, help='Glob on entry names.')
 @click.option('--task', help='Glob on task names.')
-@click.option('--enabled/--disabled', default=None, help='Only enabled / disabled entries.')
+@_enabled_options('Only enabled entries.', 'Only disabled entries.')
 @click.option('--json', 'as_json', is_flag=True, help='JSON for scripts.')
-def list_command(pattern: str, task: str | None, enabled: bool | None, as_json: bool) -> None:
-    """List entries: schedule in words, next and last run, run count.
+def list_command(
+    pattern: str, task: str | None, enabled_flag: bool, disabled_flag: bool, as_json: bool
+) -> None:
+    """List entries: schedule in words, zone, next and last run, run count.
 
     Times are in the entry's own time zone when it has one (--tz), else UTC.
+    ZONE is the zone its cron fields are read in: its own, else the Celery
+    app's ``timezone`` ("app": known only with -A).
     """
-    infos = sorted(_schedule().list(pattern, enabled=enabled, task=task), key=lambda i: i.name)
+    enabled = _enabled_choice(enabled_flag, disabled_flag)
+    schedule = _schedule()
+    infos = sorted(schedule.list(pattern, enabled=enabled, task=task), key=lambda i: i.name)
     if as_json:
         _echo_json([_json_of(i) for i in infos])
         return
@@ -247,11 +337,12 @@ def list_command(pattern: str, task: str | None, enabled: bool | None, as_json: 
         return
     now = _now()
     rows: list[tuple[str, ...]] = [
-        ('NAME', 'TASK', 'SCHEDULE', 'ENABLED', 'NEXT RUN', 'LAST RUN', 'RUNS')
+        ('NAME', 'TASK', 'SCHEDULE', 'ZONE', 'ENABLED', 'NEXT RUN', 'LAST RUN', 'RUNS')
     ]
     colours: list[str | None] = [None]
+    app_zone = _app_zone(schedule)
     for info in infos:
-        rows.append(_list_row(info, now))
+        rows.append(_list_row(info, now, app_zone))
         colours.append('red' if info.error else None if info.enabled else 'yellow')
     _table(rows, colours)
 
@@ -265,13 +356,30 @@ def _clip(text: str, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 3] + '...'
 
 
-def _list_row(info: EntryInfo, now: datetime) -> tuple[str, ...]:
+def _app_zone(schedule: Schedule) -> str:
+    """The zone beat reads an entry's cron fields in when it has none: the app's ``timezone``."""
+    return f'{schedule.config.timezone} (app)' if schedule.app is not None else 'app'
+
+
+def _zone_text(info: EntryInfo, app_zone: str) -> str:
+    """The zone an entry's wall times are read in: its own, a rule's start's, the app's."""
+    if info.policy.timezone:
+        return info.policy.timezone
+    if isinstance(info.schedule, crontab):
+        return app_zone
+    if isinstance(info.schedule, rrule) and info.schedule.dtstart is not None:
+        return str(info.schedule.dtstart.tzinfo)
+    return '-'  # an interval or solar schedule has no wall time
+
+
+def _list_row(info: EntryInfo, now: datetime, app_zone: str) -> tuple[str, ...]:
     if info.error:
-        return (info.name, '-', _clip('ERROR: ' + info.error), '-', '-', '-', '-')
+        return (info.name, '-', _clip('ERROR: ' + info.error), '-', '-', '-', '-', '-')
     return (
         info.name,
         info.task or '-',
         _words(info),
+        _zone_text(info, app_zone),
         'yes' if info.enabled else 'no',
         humanize.next_run(info.next_due, info.score, now, info.tz),
         humanize.relative(info.last_run_at, now) if _has_run(info) else '-',
@@ -284,12 +392,18 @@ def _list_row(info: EntryInfo, now: datetime) -> tuple[str, ...]:
 @click.option('--json', 'as_json', is_flag=True, help='JSON for scripts.')
 def show(name: str, as_json: bool) -> None:
     """Everything about one entry: policy, counters, latest dispatches, raw definition and meta."""
-    info = _schedule().get(name)
+    schedule = _schedule()
+    info = schedule.get(name)
+    static = name in schedule.statics()
     if as_json:
-        _echo_json(_json_of(info) | {'definition': info.definition, 'meta': info.meta})
+        _echo_json(
+            _json_of(info) | {'definition': info.definition, 'meta': info.meta, 'static': static}
+        )
         return
     now = _now()
     lines = [('name', info.name), ('key', info.key)]
+    if static:
+        lines.append(('source', _paint(STATIC_NOTE, fg='yellow')))
     if info.error:
         lines.append(('error', _paint(info.error, fg='red')))
     else:
@@ -310,8 +424,8 @@ def show(name: str, as_json: bool) -> None:
         ('next run', humanize.next_run(info.next_due, info.score, now, tz)),
         ('last run', _last_run(info.last_run_at, now, tz) if _has_run(info) else 'never'),
         ('runs', str(info.total_run_count)),
-        ('missed', f'{info.missed} (too late for the catch-up window)'),
-        ('skipped', f'{info.skipped} (left out by the missed-run policy)'),
+        ('missed', _counted(info.missed, 'too late for the catch-up window')),
+        ('skipped', _counted(info.skipped, 'left out by the missed-run policy')),
         ('definition', info.definition if info.definition is not None else '-'),
         ('meta', info.meta if info.meta is not None else '-'),
     ]
@@ -320,6 +434,11 @@ def show(name: str, as_json: bool) -> None:
     for label, value in lines:
         click.echo(f'{label + ":":<15}{value}'.rstrip())
     _history_table(info, tz)
+
+
+def _counted(count: int, why: str) -> str:
+    """A counter, with what it counts only when there is something to explain."""
+    return f'{count} ({why})' if count else '0'
 
 
 def _history_table(info: EntryInfo, tz: tzinfo | None) -> None:
@@ -438,7 +557,24 @@ def _time_option(option: str, text: str | None, tz: tzinfo) -> datetime | _Clear
         moment = datetime.fromisoformat(text)
     except ValueError:
         fail(f'{option} {text!r} is not a date and time like 2027-01-01T09:00')
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=tz)
+    return moment if moment.tzinfo is not None else _wall_time(option, moment, tz)
+
+
+def _wall_time(option: str, naive: datetime, zone: tzinfo) -> datetime:
+    """``naive`` read in ``zone``; a time the clocks skip (DST) becomes the moment it names.
+
+    ``02:30`` on the night Paris goes from CET to CEST does not exist; read
+    with the offset before the change it is 01:30 UTC, which is 03:30 CEST.
+    Normalising here means ``add`` prints the time ``list`` shows later.
+    """
+    moment = naive.replace(tzinfo=zone)
+    real = moment.astimezone(timezone.utc).astimezone(zone)
+    if real.replace(tzinfo=None) != naive:
+        _note(
+            f'{option} {naive.isoformat(timespec="minutes")} does not exist in {zone} '
+            f'(the clocks skip it); that moment is {real.strftime("%Y-%m-%d %H:%M %Z")}'
+        )
+    return real
 
 
 def policy_changes(
@@ -576,7 +712,7 @@ def _at(text: str, tz: str | None, now: datetime) -> rrule:
     except ValueError:
         fail(f'--at {text!r} is not a date and time like 2027-01-01T09:00')
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=_zone(tz))
+        moment = _wall_time('--at', moment, _zone(tz))
     elif tz is not None:
         raise click.UsageError('--tz: --at already carries a UTC offset')
     if moment <= now:
@@ -655,16 +791,20 @@ def add(name: str, task: str, every: str | None, cron: str | None, rrule_text: s
     ))  # fmt: skip
     if at is not None:
         _one_off(changes, delete_after)
+    schedule = _schedule()
+    pinned = cron is not None and _cron_zone(schedule, tz, changes)
     policy = _apply(name, Policy(), changes, sched)
     args = _json_arg('--args', args_json, list)
     kwargs = _json_arg('--kwargs', kwargs_json, dict)
     options = {'queue': queue} if queue else {}
-    schedule = _schedule()
     entry = schedule.entry(
         name, task, sched, args, kwargs, options, enabled=not disabled, policy=policy
     )
     schedule.save([entry])
     _saved(entry)
+    if pinned:
+        _note(PINNED_UTC)
+    _warn_static(schedule, [name])
 
 
 def _one_off(changes: dict[str, Any], delete_after: bool) -> None:
@@ -689,18 +829,20 @@ def _saved(entry: RedBeatSchedulerEntry) -> None:
 @_schedule_options
 @_entry_options
 @_policy_options
-@click.option('--enabled/--disabled', default=None, help='Enable or disable it.')
+@_enabled_options('Enable it.', 'Disable it.')
 def edit(name: str, task: str | None, every: str | None, cron: str | None,
          rrule_text: str | None, at: str | None, tz: str | None, delete_after: bool,
          args_json: str | None, kwargs_json: str | None, queue: str | None,
          missed: str | None, missed_limit: str | None, catchup_window: str | None,
          start_at: str | None, end_at: str | None, max_runs: str | None,
          on_finish: str | None, jitter: str | None, anchor: str | None, history: str | None,
-         enabled: bool | None) -> None:  # fmt: skip
+         enabled_flag: bool, disabled_flag: bool) -> None:  # fmt: skip
     """Change fields of an existing entry; the others keep their values.
 
     A policy option given as 'none' unsets it (the app settings apply again).
+    Nothing is written when the entry already is as given.
     """
+    enabled = _enabled_choice(enabled_flag, disabled_flag)
     if task is not None:
         _task(name, task)
     if delete_after and at is None:
@@ -714,6 +856,7 @@ def edit(name: str, task: str | None, every: str | None, cron: str | None,
     args = _json_arg('--args', args_json, list)
     kwargs = _json_arg('--kwargs', kwargs_json, dict)
     schedule = _schedule()
+    pinned: list[bool] = []
 
     def change(info: EntryInfo) -> RedBeatSchedulerEntry:
         """The edited entry from the stored one (again if it changed under the edit)."""
@@ -725,23 +868,63 @@ def edit(name: str, task: str | None, every: str | None, cron: str | None,
         changes = policy_changes(tz, stored_tz, values)
         if at is not None:
             _one_off(changes, delete_after)
+        if cron is not None and stored_tz is None and _cron_zone(schedule, tz, changes):
+            pinned.append(True)
         new_schedule = sched or info.schedule
         assert new_schedule is not None  # a readable entry has a schedule
         policy = _apply(name, info.policy, changes, new_schedule)
         options = dict(info.options) | ({'queue': queue} if queue else {})
-        return schedule.entry(
+        entry = schedule.entry(
             name, task or info.task or '', new_schedule,
             info.args if args is None else args, info.kwargs if kwargs is None else kwargs,
             options, info.enabled if enabled is None else enabled, policy=policy,
         )  # fmt: skip
+        try:
+            unchanged = _item_of(entry) == info.as_item()
+        except (TypeError, ValueError):  # not storable: the save refuses it, naming the field
+            unchanged = False
+        if unchanged:
+            raise _Unchanged
+        return entry
 
     try:
         entry = schedule.update(name, change)
+    except _Unchanged:
+        click.echo(f'unchanged {name}: it already is as given; nothing written')
+        return
     except DefinitionError as exc:
         if exc.key != schedule.config.keys.entry(name) or exc.reason.startswith('is redbeat'):
             raise
         fail(f'{exc}; fix it with add (which replaces the definition)')
     _saved(entry)
+    if pinned:
+        _note(PINNED_UTC)
+    _warn_static(schedule, [name])
+
+
+class _Unchanged(Exception):
+    """``edit`` would write the entry exactly as it is stored."""
+
+
+def _cron_zone(schedule: Schedule, tz: str | None, changes: dict[str, Any]) -> bool:
+    """Without -A, the app's zone is unknown here: pin the cron fields to UTC, and say so.
+
+    Beat reads the cron fields of an entry without a zone in the app's
+    ``timezone``; had the command computed the first run in UTC, a non-UTC
+    app would send that run at the wrong hour.  Storing UTC makes the entry
+    mean what was scheduled.
+    """
+    if tz is not None or schedule.app is not None:
+        return False
+    changes['timezone'] = 'UTC'
+    return True
+
+
+#: Said once an entry's cron fields were pinned to UTC (see :func:`_cron_zone`).
+PINNED_UTC = (
+    'the cron fields are read in UTC and the entry keeps that zone (no --tz, and without -A the '
+    "app's timezone is unknown); give --tz or -A PROJ to use another"
+)
 
 
 # --- rm / enable / disable / run --------------------------------------------------
@@ -751,7 +934,7 @@ def edit(name: str, task: str | None, every: str | None, cron: str | None,
 @click.argument('names', nargs=-1, required=True)
 @click.option('--yes', '-y', is_flag=True, help='Do not ask before removing several.')
 def rm(names: tuple[str, ...], yes: bool) -> None:
-    """Remove entries by name or glob ('reports.*'); asks first when several match.
+    """Remove entries by name or glob ('reports.*'); asks first when a glob matches several.
 
     Only entries are removed, never redbeat's own keys nor other data under
     the prefix.  Each name or glob that matches no entry is reported, and the
@@ -759,8 +942,10 @@ def rm(names: tuple[str, ...], yes: bool) -> None:
     """
     schedule = _schedule()
     found = schedule.expand(names)  # refuses redbeat's own key names before any delete
-    if len(found) > 1 and not yes:
+    # Names typed out one by one are what the user means; only a glob can surprise.
+    if len(found) > 1 and not yes and any(_is_glob(n) for n in names):
         _confirm_removal(found)
+    _warn_static(schedule, found)
     flags = schedule.delete_each(found)
     removed = [name for name, ok in zip(found, flags) if ok]
     if removed:
@@ -768,6 +953,10 @@ def rm(names: tuple[str, ...], yes: bool) -> None:
     unmatched = [n for n in names if not any(fnmatch.fnmatchcase(r, n) for r in removed)]
     if unmatched:
         fail('; '.join(f'no entry matches {n!r}' for n in dict.fromkeys(unmatched)))
+
+
+def _is_glob(name: str) -> bool:
+    return any(char in name for char in '*?[')
 
 
 def _confirm_removal(names: Sequence[str]) -> None:
@@ -781,7 +970,9 @@ def _confirm_removal(names: Sequence[str]) -> None:
 @click.argument('name')
 def enable(name: str) -> None:
     """Enable (resume) an entry."""
-    _schedule().enable(name)
+    schedule = _schedule()
+    schedule.enable(name)
+    _warn_static(schedule, [name])
     click.echo(f'enabled {name}')
 
 
@@ -789,7 +980,9 @@ def enable(name: str) -> None:
 @click.argument('name')
 def disable(name: str) -> None:
     """Disable (pause) an entry; it keeps its run state."""
-    _schedule().disable(name)
+    schedule = _schedule()
+    schedule.disable(name)
+    _warn_static(schedule, [name])
     click.echo(f'disabled {name}')
 
 
@@ -844,31 +1037,107 @@ def _yaml() -> Any:
     try:
         import yaml
     except ImportError:
-        fail('YAML needs PyYAML: pip install "redbeat[yaml]"')
+        fail('YAML needs PyYAML: pip install "redbeat-scheduler[yaml]"')
     return yaml
 
 
-def _load_document(path: str) -> dict[str, Any]:
-    stream = click.open_file(path, encoding='utf-8')
-    with stream:
-        text = stream.read()
+#: ``import --format`` values; ``auto`` goes by the file name, else tries JSON, then YAML.
+IMPORT_FORMATS = ('auto', 'json', 'yaml', 'redisbeat')
+
+
+def _read_text(path: str) -> str:
     try:
-        document = json.loads(text) if path.endswith('.json') else _yaml().safe_load(text)
-    except Exception as exc:  # json.JSONDecodeError, yaml.YAMLError
+        with click.open_file(path, encoding='utf-8') as stream:
+            text: str = stream.read()
+    except (OSError, UnicodeDecodeError) as exc:
         fail(f'{path}: cannot be read: {exc}')
+    return text
+
+
+def _parse_document(path: str, text: str, fmt: str) -> dict[str, Any]:
+    """An export document (JSON or YAML): {name: item}."""
+    if fmt == 'auto':
+        suffix = Path(path).suffix.lower()
+        fmt = 'json' if suffix == '.json' else 'yaml' if suffix in ('.yaml', '.yml') else ''
+    try:
+        if fmt == 'yaml':
+            document = _yaml().safe_load(text)
+        elif fmt == 'json':
+            document = json.loads(text)
+        else:  # stdin or another name: JSON needs no extra package, YAML is the fallback
+            try:
+                document = json.loads(text)
+            except ValueError:
+                document = _yaml().safe_load(text)
+    except Failure:
+        raise
+    except Exception as exc:  # json.JSONDecodeError, yaml.YAMLError
+        fail(f'{path}: cannot be read as {fmt or "JSON or YAML"}: {exc}')
     if not isinstance(document, dict):
         fail(f'{path}: must hold one mapping of entry name -> entry')
     return document
 
 
+def _redisbeat_document(path: str, text: str) -> dict[str, Any]:
+    """A redisbeat schedule (one member per line), read as JSON only; fails naming each
+    member it cannot read, and why."""
+    document: dict[str, Any] = {}
+    errors = []
+    for member in read_members(text.splitlines()):
+        label = f'member {member.number}' + (f' ({member.name})' if member.name else '')
+        if member.error is not None or member.item is None or member.name is None:
+            errors.append(f'{label}: {member.error}')
+        elif member.name in document:
+            errors.append(f'{label}: a second entry named {member.name!r}')
+        else:
+            document[member.name] = member.item
+    if errors:
+        fail(
+            f'{path}: nothing imported; {"; ".join(errors)}. Only JSON is read, never '
+            'pickle: re-create these entries with redbeat add (see docs/migrating.rst)'
+        )
+    if not document:
+        fail(f'{path}: no redisbeat entries (expected the members of its sorted set)')
+    return document
+
+
 @main.command('import')
-@click.argument('path', metavar='FILE')
+@click.argument(
+    'path',
+    metavar='[FILE]',
+    required=False,
+    type=click.Path(exists=True, dir_okay=False, allow_dash=True),
+)
+@click.option('--redisbeat-key', metavar='KEY',
+              help="Instead of FILE: redisbeat's sorted set KEY on the schedule's Redis "
+                   '(its CELERY_REDIS_SCHEDULER_KEY, default celery:beat:order_tasks); '
+                   'read as JSON, never unpickled.')  # fmt: skip
+@click.option('--format', 'fmt', type=click.Choice(IMPORT_FORMATS), default='auto',
+              show_default=True,
+              help='json, yaml, or redisbeat: the members of a redisbeat sorted set, one a '
+                   'line (redis-cli --raw ZRANGE celery:beat:order_tasks 0 -1).')  # fmt: skip
 @click.option('--prune', is_flag=True, help='Remove entries that are not in the file.')
 @click.option('--dry-run', is_flag=True, help='Print the plan; write nothing.')
-def import_command(path: str, prune: bool, dry_run: bool) -> None:
-    """Add or update the entries of an export file (JSON or YAML)."""
+def import_command(
+    path: str | None, redisbeat_key: str | None, fmt: str, prune: bool, dry_run: bool
+) -> None:
+    """Add or update the entries of an export file (JSON or YAML; FILE - reads stdin),
+    or of a redisbeat schedule (--format redisbeat FILE, or --redisbeat-key KEY)."""
+    if (path is None) == (redisbeat_key is None):
+        raise click.UsageError('give FILE or --redisbeat-key, one of them')
+    if redisbeat_key is not None and fmt not in ('auto', 'redisbeat'):
+        raise click.UsageError('--redisbeat-key reads the redisbeat format; leave out --format')
     schedule = _schedule()
-    document = _load_document(path)
+    if redisbeat_key is not None:
+        members = schedule.redisbeat_members(redisbeat_key)
+        path = redisbeat_key
+        document = _redisbeat_document(redisbeat_key, '\n'.join(members))
+    elif fmt == 'redisbeat':
+        assert path is not None
+        document = _redisbeat_document(path, _read_text(path))
+    else:
+        assert path is not None
+        document = _parse_document(path, _read_text(path), fmt)
     entries, errors = [], []
     for name, item in document.items():
         try:
@@ -889,6 +1158,7 @@ def import_command(path: str, prune: bool, dry_run: bool) -> None:
     schedule.save(changed)
     schedule.delete(removed)
     click.echo(f'imported: {len(changed)} written, {len(removed)} removed')
+    _warn_static(schedule, [e.name for e in changed] + removed)
 
 
 def _plan(
@@ -1045,6 +1315,9 @@ def check(fix: bool, for_2x: bool) -> None:
         _check_for_2x(schedule)
         return
     problems = schedule.check()
+    installed = conflict()
+    if installed is not None:  # not in the schedule, but what runs it: worth failing on
+        problems.append(Problem('install-conflict', 'celery-redbeat', installed, False))
     for problem in problems:
         _report(problem)
     fixed = schedule.fix(problems) if fix else 0

@@ -50,24 +50,9 @@ from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 from redis.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
 
-from .config import RedBeatConfig, masked_url
+from .config import CLIENT_OPTIONS, RedBeatConfig, masked_url
 from .errors import ConfigurationError
 
-#: redbeat_redis_options keys passed on to the redis-py client.
-CLIENT_OPTIONS = (
-    'socket_timeout',
-    'socket_connect_timeout',
-    'socket_keepalive',
-    'socket_keepalive_options',
-    'health_check_interval',
-    'username',
-    'password',
-    'client_name',
-    'max_connections',
-    'db',
-    'credential_provider',
-    'protocol',
-)
 #: TLS options redis-py takes (in redbeat_redis_use_ssl, or the URL query).
 SSL_OPTIONS = frozenset(
     {
@@ -112,6 +97,16 @@ def cluster_unreachable(exc: BaseException) -> bool:
     return isinstance(exc, RedisClusterException) and isinstance(
         exc.__cause__, (redis.ConnectionError, redis.TimeoutError)
     )
+
+
+def needs_operator(exc: BaseException) -> bool:
+    """True for a failure retrying cannot heal: Redis refused the credentials.
+
+    Beat goes on retrying (the password may be fixed on the server), but logs
+    these at ERROR: a WARNING repeated forever is what a wrong password looked
+    like before, and alerting rarely watches warnings.
+    """
+    return isinstance(exc, redis.AuthenticationError)
 
 
 def redis_from_config(config: RedBeatConfig) -> redis.Redis:

@@ -8,6 +8,7 @@ Each setting may be spelled ``redbeat_x`` (Celery 4+ style), ``REDBEAT_X``
 from __future__ import annotations
 
 import contextlib
+import difflib
 import math
 import os
 import re
@@ -59,6 +60,27 @@ METRICS_REGISTRY = 'registry'
 #: next leader re-sends what a crash left, with the same task id.
 Delivery = Literal['at-most-once', 'at-least-once']
 DELIVERY_MODES: tuple[Delivery, ...] = ('at-most-once', 'at-least-once')
+#: redbeat_redis_options keys passed on to the redis-py client.
+CLIENT_OPTIONS = (
+    'socket_timeout',
+    'socket_connect_timeout',
+    'socket_keepalive',
+    'socket_keepalive_options',
+    'health_check_interval',
+    'username',
+    'password',
+    'client_name',
+    'max_connections',
+    'db',
+    'credential_provider',
+    'protocol',
+)
+#: Every key ``redbeat_redis_options`` may hold: the client's, Sentinel's and
+#: Cluster's (read in client.py), and 2.x's ``retry_period`` (accepted, ignored).
+REDIS_OPTIONS = frozenset(CLIENT_OPTIONS) | {
+    'sentinels', 'service_name', 'master_name', 'sentinel_kwargs', 'sentinel_check_interval',
+    'startup_nodes', 'retry_period',
+}  # fmt: skip
 
 REDIS_SCHEMES = ('redis', 'rediss', 'unix', 'redis-sentinel', 'sentinel', 'redis-cluster')
 _UNSET = object()
@@ -204,6 +226,14 @@ class RedBeatConfig:
         keys = Keys(prefix)
 
         url = os.environ.get(ENV_URL) or _lookup(conf, 'redbeat_redis_url')
+        if (url is _UNSET or url is None) and conf.get('CELERY_REDIS_SCHEDULER_URL'):
+            # Coming from redisbeat: its URL is not ours to read, but falling back to
+            # the broker would quietly keep the schedule somewhere else.
+            raise ConfigurationError(
+                'redbeat_redis_url',
+                "is not set, and redisbeat's CELERY_REDIS_SCHEDULER_URL is, which redbeat "
+                'does not read: set redbeat_redis_url to the Redis the schedule should be in',
+            )
         if url is _UNSET or url is None:
             broker = conf.broker_url or ''
             if not isinstance(broker, str) or urlsplit(broker).scheme not in REDIS_SCHEMES:
@@ -215,8 +245,9 @@ class RedBeatConfig:
             url = broker
         _check_url(url, ENV_URL if url == os.environ.get(ENV_URL) else 'redbeat_redis_url')
         cluster = urlsplit(url).scheme == 'redis-cluster'
-        if cluster and not prefix_given:
-            prefix, keys = CLUSTER_KEY_PREFIX, Keys(CLUSTER_KEY_PREFIX)
+        if not prefix_given:
+            prefix = default_prefix(url)
+            keys = Keys(prefix)
 
         lock_key = _lookup(conf, 'redbeat_lock_key')
         if lock_key is _UNSET:
@@ -246,10 +277,13 @@ class RedBeatConfig:
             raise ConfigurationError('redbeat_lock_timeout', f'must be finite, got {timeout!r}')
 
         options = _lookup(conf, 'redbeat_redis_options')
-        if options is _UNSET or options is None:
+        given = options is not _UNSET and options is not None
+        if not given:
             options = conf.broker_transport_options or {} if url == conf.broker_url else {}
         if not isinstance(options, dict):
             raise ConfigurationError('redbeat_redis_options', f'must be a dict, got {options!r}')
+        if given:  # the broker's transport options hold kombu's own keys too: not checked
+            _check_redis_options(options)
 
         use_ssl = _lookup(conf, 'redbeat_redis_use_ssl')
         if use_ssl is _UNSET or use_ssl is None:
@@ -356,6 +390,36 @@ def _observability(conf: Any) -> dict[str, Any]:
         'metrics_per_entry': per_entry,
         'events_maxlen': maxlen if events else 0,
     }
+
+
+#: Keys celery-redbeat 2.x read that say something redbeat says another way.
+_REPLACED_OPTIONS = {
+    'cluster': "celery-redbeat 2.x's switch; here write the URL as redis-cluster://host:port",
+}
+
+
+def _check_redis_options(options: dict[str, Any]) -> None:
+    """A key redbeat would not read is a typo (or a kombu option): say so rather than ignore it."""
+    unknown = sorted(str(key) for key in options if key not in REDIS_OPTIONS)
+    if not unknown:
+        return
+    hints = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, sorted(REDIS_OPTIONS), n=1)
+        if key in _REPLACED_OPTIONS:
+            hints.append(f'{key!r} ({_REPLACED_OPTIONS[key]})')
+        else:
+            hints.append(f'{key!r}' + (f' (did you mean {close[0]!r}?)' if close else ''))
+    raise ConfigurationError(
+        'redbeat_redis_options',
+        f'unknown {"key" if len(unknown) == 1 else "keys"} {", ".join(hints)}; '
+        f'known: {", ".join(sorted(REDIS_OPTIONS))}',
+    )
+
+
+def default_prefix(url: str) -> str:
+    """The key prefix when none is set: hash-tagged on Redis Cluster (one slot), else plain."""
+    return CLUSTER_KEY_PREFIX if urlsplit(url).scheme == 'redis-cluster' else 'redbeat:'
 
 
 def _check_url(url: Any, setting: str = 'redbeat_redis_url') -> None:

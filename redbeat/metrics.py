@@ -5,7 +5,7 @@ The scheduler holds one :class:`Observer` and calls it at a handful of points
 base class does nothing, so with metrics and events off (the default) those
 calls cost a method call per tick or chunk, never a loop over entries.
 :class:`Watcher` is the real one: Prometheus metrics when ``redbeat_metrics``
-is set (prometheus_client, the ``redbeat[metrics]`` extra), events when
+is set (prometheus_client, the ``redbeat-scheduler[metrics]`` extra), events when
 ``redbeat_events`` is on.  Events are queued on the scheduler's
 :class:`~redbeat.store.Writes`, so they go to Redis with the next round trip
 beat makes anyway.  The metric names and their meaning are listed in
@@ -229,7 +229,7 @@ class Watcher(Observer):
         except ImportError:
             raise ConfigurationError(
                 'redbeat_metrics',
-                "needs prometheus_client: pip install 'redbeat[metrics]'",
+                "needs prometheus_client: pip install 'redbeat-scheduler[metrics]'",
             ) from None
         if self.config.metrics == METRICS_REGISTRY:
             return _shared_metrics(self.config.metrics_per_entry)

@@ -38,7 +38,7 @@ from celery.utils.time import humanize_seconds
 from redis.exceptions import ClusterDownError, NoScriptError, RedisClusterException
 
 from . import checks, timing
-from .client import cluster_unreachable
+from .client import cluster_unreachable, needs_operator
 from .compat import (
     RetryingConnection,
     acquire_distributed_beat_lock,
@@ -269,7 +269,8 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
             self._setup()
         except REDIS_ERRORS as exc:
             _survivable(exc)
-            logger.warning(
+            logger.log(
+                logging.ERROR if needs_operator(exc) else logging.WARNING,
                 'beat: Redis at %s unavailable at start (%s: %s); will keep trying with backoff.',
                 self.config.masked_url,
                 type(exc).__name__,
@@ -453,7 +454,8 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
             _survivable(exc)
             self.observer.redis_error(exc)
             delay = self._back_off()
-            logger.warning(
+            logger.log(
+                logging.ERROR if needs_operator(exc) else logging.WARNING,
                 'beat: Redis error at %s (%s: %s); retrying in %.1fs.',
                 self.config.masked_url,
                 type(exc).__name__,

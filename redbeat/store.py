@@ -291,6 +291,10 @@ class ScheduleStore:
     def statics(self) -> set[str]:
         return {str(name) for name in self.client.smembers(self.keys.statics)}
 
+    def sorted_set_members(self, key: str) -> list[str]:
+        """Every member of the sorted set ``key`` (another scheduler's, for an import)."""
+        return [str(member) for member in self.client.zrange(key, 0, -1)]
+
     def rank(self, key: str) -> int | None:
         """The position of ``key`` in the schedule, soonest due first; None if absent."""
         found: Any = self.client.zrank(self.keys.schedule, key)
@@ -829,6 +833,12 @@ def _finished(reply: Any) -> None:
     """Report a failed ``finish.lua`` call: bookkeeping lost, the tick goes on."""
     if isinstance(reply, Exception):
         logger.warning('beat: Could not write dispatch records and finish actions: %s', reply)
+    elif isinstance(reply, list) and len(reply) > 4 and int(reply[3]):
+        # Each record is written on its own (pcall), so one refusal (an ACL user
+        # without LPUSH/LTRIM, a key of the wrong type) costs records, not the tick.
+        logger.warning(
+            'beat: Could not write %d dispatch record(s) (history): %s', int(reply[3]), reply[4]
+        )
 
 
 def _orphans_page(reply: Any) -> tuple[int, list[str]]:

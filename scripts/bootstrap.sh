@@ -42,6 +42,11 @@ _rb_bootstrap() {
     if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
         _rb_log "pip install -e '.[dev]'"
         .venv/bin/python -m pip install -q --upgrade pip
+        # The distribution was called "redbeat" before 3.0 (now redbeat-scheduler):
+        # drop a stale install of that name, which would claim the same files.
+        if .venv/bin/python -m pip show -q redbeat >/dev/null 2>&1; then
+            .venv/bin/python -m pip uninstall -q -y redbeat
+        fi
         .venv/bin/python -m pip install -q -e '.[dev]'
         printf '%s' "$want" >"$stamp"
     fi

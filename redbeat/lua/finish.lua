@@ -18,7 +18,8 @@
 --   history  [[name, record JSON, records to keep], ...], oldest first
 --   disable  [[name, definition read, definition to store], ...]
 --   delete   [[name, definition read], ...]
--- Returns: {records added, entries disabled, entries deleted}
+-- Returns: {records added, entries disabled, entries deleted, records not written,
+--          the first error a record write met ("" if none)}
 local schedule, prefix = KEYS[1], ARGV[2]
 local v = cjson.decode(ARGV[3])
 local function defined(key)
@@ -27,15 +28,24 @@ end
 local function stored_is(key, read)
   return redis.pcall('HGET', key, 'definition') == read
 end
-local added, disabled, deleted = 0, 0, 0
+local added, disabled, deleted, failed, first_error = 0, 0, 0, 0, ''
 for _, h in ipairs(v.history or {}) do
   local name, record, keep = h[1], h[2], h[3]
   if defined(prefix .. name) then
     local list = prefix .. ':history:' .. name
-    -- pcall: a history key of the wrong type loses its record, not the others
-    if type(redis.pcall('LPUSH', list, record)) == 'number' then
-      redis.call('LTRIM', list, 0, keep - 1)
+    -- pcall: a history key of the wrong type, or an ACL user without LPUSH or
+    -- LTRIM, loses the record, not the other writes; the caller logs why
+    local pushed = redis.pcall('LPUSH', list, record)
+    local trimmed = type(pushed) == 'number' and redis.pcall('LTRIM', list, 0, keep - 1)
+    if type(trimmed) == 'table' and trimmed.ok then
       added = added + 1
+    else
+      failed = failed + 1
+      local command, err = 'LPUSH', pushed
+      if type(trimmed) == 'table' then command, err = 'LTRIM', trimmed end
+      if first_error == '' then
+        first_error = name .. ': ' .. command .. ' refused: ' .. tostring(err.err)
+      end
     end
   end
 end
@@ -58,4 +68,4 @@ end
 if disabled + deleted > 0 and ARGV[1] ~= '' then
   redis.call('PUBLISH', ARGV[1], 'finish')
 end
-return {added, disabled, deleted}
+return {added, disabled, deleted, failed, first_error}

@@ -58,6 +58,7 @@ def test_add_every_and_list(run: Invoke, redis_client: redis.Redis) -> None:
         'NAME',
         'TASK',
         'SCHEDULE',
+        'ZONE',
         'ENABLED',
         'NEXT',
         'RUN',
@@ -66,6 +67,7 @@ def test_add_every_and_list(run: Invoke, redis_client: redis.Redis) -> None:
         'RUNS',
     ]
     assert row.startswith('ping  ')
+    assert row.split()[5] == '-'  # an interval has no wall time: no zone
     assert 'every 5 min' in row and 'in 4 min' in row and 'UTC)' in row
     assert row.split()[-2:] == ['-', '0']
     assert '\x1b[' not in listing.output  # no colours off a terminal

@@ -46,7 +46,7 @@ def test_console_script_and_python_m(redis_url: str, redis_client: redis.Redis) 
     assert redis_client.zscore('redbeat::schedule', 'redbeat:ping') is not None
     listed = _run([sys.executable, '-m', 'redbeat', '--url', redis_url, 'list'])
     assert listed.returncode == 0, listed.stderr
-    assert listed.stdout.splitlines()[1].startswith('ping  proj.ping  every 5 min  yes')
+    assert listed.stdout.splitlines()[1].startswith('ping  proj.ping  every 5 min  -     yes')
     usage = _run([sys.executable, '-m', 'redbeat', 'list'])
     assert usage.returncode == 2 and 'say where the schedule is' in usage.stderr
 

@@ -16,6 +16,7 @@ from click.testing import CliRunner
 
 from redbeat import RedBeatSchedulerEntry
 from redbeat.cli import main
+from tests.docs import steps
 
 PAGE = Path(__file__).resolve().parents[2] / 'docs' / 'migrating.rst'
 
@@ -31,7 +32,9 @@ def blocks(language: str) -> list[str]:
 
 
 def test_page_examples_are_all_tested() -> None:
-    assert len(blocks('python')) == 2 and len(blocks('console')) == 1
+    # python: list every entry, the audited subclass.  console: installing (its pip
+    # lines run in tests/compat/test_install_e2e.py), check --for-2x, the redisbeat import.
+    assert len(blocks('python')) == 2 and len(blocks('console')) == 3
 
 
 def test_list_every_entry(celery_app: Celery) -> None:
@@ -65,9 +68,34 @@ def test_audited_subclass(celery_app: Celery, redis_client: redis.Redis) -> None
 def test_check_for_2x(celery_app: Celery, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     RedBeatSchedulerEntry('dawn', 'proj.tasks.t', solar('dawn_civil', 1, 2), app=celery_app).save()
     monkeypatch.setenv('REDBEAT_REDIS_URL', redis_url)
-    [command] = [line[2:] for line in blocks('console')[0].splitlines() if line.startswith('$ ')]
+    [command] = [line[2:] for line in blocks('console')[1].splitlines() if line.startswith('$ ')]
     argv = shlex.split(command)
     assert argv[0] == 'redbeat'
     result = CliRunner().invoke(main, argv[1:])
     assert result.exit_code == 1
     assert 'dawn: a solar schedule' in result.output
+
+
+def test_version_line_of_the_install_steps() -> None:
+    [(pip_uninstall, _), (pip_install, _), (version, _)] = steps(blocks('console')[0])
+    assert pip_uninstall == 'pip uninstall -y celery-redbeat'
+    assert pip_install == 'pip install redbeat-scheduler'
+    result = CliRunner().invoke(main, shlex.split(version)[1:])
+    assert result.exit_code == 0 and result.output.startswith('redbeat ')
+    assert 'WARNING' not in result.output  # no celery-redbeat in this environment
+
+
+def test_redisbeat_import(celery_app: Celery, redis_url: str, redis_client: redis.Redis,
+                          monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    from tests.compat.test_redisbeat import redisbeat_add
+
+    redisbeat_add(celery_app, redis_url, name='nightly', task='proj.tasks.report',
+                  schedule=crontab(hour=3, minute=0))  # fmt: skip
+    monkeypatch.setenv('REDBEAT_REDIS_URL', redis_url)
+    for command, shown in steps(blocks('console')[2]):
+        argv = shlex.split(command)
+        assert argv[0] == 'redbeat'
+        result = CliRunner().invoke(main, argv[1:])
+        assert result.exit_code == 0, result.output
+        assert result.output.splitlines() == shown
+    assert redis_client.exists('redbeat:nightly')

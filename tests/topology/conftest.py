@@ -17,26 +17,16 @@ import pytest
 from celery import Celery
 
 from tests.backends import Backend, backend_app, cluster_backend, started, valkey_backend
+from tests.docs import acl_rules
 from tests.redis_server import HOST, RedisServer
 from tests.topology.servers import Certs, TLSRedisServer, make_certs
 
 ADMIN_PASSWORD = 'admin-pw-Zq8'
 ACL_USER = 'beat'
 ACL_PASSWORD = 'beat-pw-7Hs'
-#: What an ACL user of redbeat needs with the default prefix: its keys, the
-#: changes channel, and these commands (CONFIG GET is optional: without it
-#: beat does not check maxmemory-policy).  docs/deployment.rst shows the same.
-ACL_RULES = [
-    '~redbeat:*', '&redbeat::changes', '-@all',
-    '+ping', '+hello', '+auth',
-    '+hget', '+hmget', '+hset', '+hdel', '+exists', '+del', '+scan',
-    '+zadd', '+zrem', '+zscore', '+zmscore', '+zrangebyscore', '+zcard', '+zcount', '+zscan',
-    '+sadd', '+srem', '+smembers',
-    '+get', '+set', '+pexpire', '+pttl',
-    '+eval', '+evalsha', '+script|load',
-    '+publish', '+subscribe', '+unsubscribe',
-    '+multi', '+exec', '+discard',
-]  # fmt: skip
+#: What an ACL user of redbeat needs with the default prefix, as
+#: docs/deployment.rst gives it: the rules after ``ACL SETUSER beat on >PASSWORD``.
+ACL_RULES = acl_rules()
 
 
 #: The deployment a topology test runs on (see tests/backends.py).

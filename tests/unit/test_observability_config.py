@@ -85,6 +85,6 @@ def test_metrics_without_prometheus_client_fail_at_start_saying_what_to_install(
     config = RedBeatConfig.from_app(app)
     monkeypatch.setitem(sys.modules, 'prometheus_client', None)  # as if not installed
     with pytest.raises(
-        ConfigurationError, match=r"redbeat_metrics: .*pip install 'redbeat\[metrics\]'"
+        ConfigurationError, match=r"redbeat_metrics: .*pip install 'redbeat-scheduler\[metrics\]'"
     ):
         make_observer(config, Writes())

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone, tzinfo
 from typing import Any
@@ -175,9 +176,6 @@ def first_due(
 
 # --- policies: bounds, anchors, missed runs, jitter --------------------------------
 
-#: The most due occurrences one run looks at (beat down a day, entry every second).
-_MAX_CATCH_UP = 1000
-
 
 def occurrence_after(
     sched: BaseSchedule, policy: Policy, moment: datetime, tz: tzinfo = timezone.utc
@@ -246,17 +244,193 @@ class RunPlan:
     skipped: int  # within the window but not sent, by the missed-run policy
 
 
+# --- catch-up: the due occurrences of an entry, without enumerating them ------------
+
+#: The most occurrences a catch-up looks at one by one: the older ones of a
+#: relative interval of a day or more (its next time depends on the previous
+#: one, in the local calendar), and those within a jitter of the catch-up
+#: window's edge.
+_MAX_CATCH_UP = 1000
+#: The most due crontab, solar or rrule occurrences counted one by one for the
+#: ``missed`` and ``skipped`` counters of one run (beyond, they count this many):
+#: their latest due occurrence is found by a search back from now, but counting
+#: every minute of a year-long outage would cost as much as sending it.
+COUNT_LIMIT = 100
+#: Steps of the search for the latest due occurrence (doubling back from now,
+#: then halving): 2**64 microseconds span any datetime.
+_SEARCH_STEPS = 256
+_TICK = timedelta(microseconds=1)
+#: The first occurrence strictly after a moment (None: no more).
+_After = Callable[[datetime], 'datetime | None']
+
+
+class _Due:
+    """The occurrences of one entry due from ``first`` to ``last`` (``first <= last <= now``).
+
+    Subclasses know how to count them and list them from a point on without
+    walking from ``first``: :class:`_Grid` (an interval: arithmetic),
+    :class:`_Walk` (a schedule whose occurrences are a fixed set: search) and
+    :class:`_Chain` (a relative interval of a day or more: walked, capped).
+    """
+
+    first: datetime
+    last: datetime
+
+    def count(self, lo: datetime | None, hi: datetime | None, past: int = 0) -> int:
+        """How many due occurrences ``o`` have ``lo <= o < hi`` (None: unbounded).
+
+        Exact, or at least ``COUNT_LIMIT + past`` when that many are counted one by one.
+        """
+        raise NotImplementedError
+
+    def from_(self, lo: datetime | None, hi: datetime | None, limit: int) -> list[datetime]:
+        """The first ``limit`` due occurrences ``o`` with ``lo <= o < hi``, oldest first."""
+        raise NotImplementedError
+
+    @property
+    def capped(self) -> bool:
+        """True if ``last`` may not be the latest due occurrence (a capped walk)."""
+        return False
+
+
+class _Grid(_Due):
+    """``heads``, then ``base + k * step`` for ``k < n``: an interval's due occurrences."""
+
+    def __init__(self, heads: list[datetime], base: datetime, step: timedelta, n: int) -> None:
+        self.heads, self.base, self.step, self.n = heads, base, step, n
+        self.first = heads[0]
+        self.last = base + (n - 1) * step if n else heads[-1]
+
+    def _index(self, moment: datetime) -> int:
+        """The first grid index ``k`` whose occurrence is ``>= moment`` (0..n)."""
+        k = -((self.base - moment) // self.step)  # ceil((moment - base) / step)
+        return min(max(k, 0), self.n)
+
+    def _span(self, lo: datetime | None, hi: datetime | None) -> tuple[list[datetime], int, int]:
+        heads = [o for o in self.heads if (lo is None or o >= lo) and (hi is None or o < hi)]
+        start = 0 if lo is None else self._index(lo)
+        stop = self.n if hi is None else self._index(hi)
+        return heads, start, max(start, stop)
+
+    def count(self, lo: datetime | None, hi: datetime | None, past: int = 0) -> int:
+        heads, start, stop = self._span(lo, hi)
+        return len(heads) + stop - start
+
+    def from_(self, lo: datetime | None, hi: datetime | None, limit: int) -> list[datetime]:
+        heads, start, stop = self._span(lo, hi)
+        stop = min(stop, start + max(0, limit - len(heads)))
+        return [*heads, *(self.base + k * self.step for k in range(start, stop))][:limit]
+
+
+class _Walk(_Due):
+    """A schedule whose occurrences form a fixed set (crontab, solar, rrule, anchored):
+    the first after any moment is the same whichever occurrence one walks from."""
+
+    def __init__(self, after: _After, first: datetime, now: datetime) -> None:
+        self.after, self.first = after, first
+        self.last = self._latest(now)
+
+    def _latest(self, now: datetime) -> datetime:
+        """The latest occurrence ``<= now``: back from now by doubling gaps, then halving."""
+        known, gap = self.first, timedelta(seconds=1)
+        floor = None  # no occurrence in (floor, now]
+        for _ in range(_SEARCH_STEPS):
+            following = self.after(known)
+            if following is None or following > now:
+                return known
+            if floor is None:
+                probe = now - gap
+                gap *= 2
+            else:
+                probe = known + (floor - known) / 2
+            if probe <= known:
+                known = following  # the window is down to the next occurrence
+                continue
+            found = self.after(probe)
+            if found is not None and found <= now:
+                known = found
+            elif floor is None or probe < floor:
+                floor = probe
+        return known  # pragma: no cover - 256 steps bisect any span of datetimes
+
+    def _start(self, lo: datetime | None) -> datetime | None:
+        if lo is None or lo <= self.first:
+            return self.first
+        return self.after(lo - _TICK)
+
+    def count(self, lo: datetime | None, hi: datetime | None, past: int = 0) -> int:
+        return len(self.from_(lo, hi, COUNT_LIMIT + past))
+
+    def from_(self, lo: datetime | None, hi: datetime | None, limit: int) -> list[datetime]:
+        found: list[datetime] = []
+        moment = self._start(lo)
+        while moment is not None and moment <= self.last and len(found) < limit:
+            if hi is not None and moment >= hi:
+                break
+            found.append(moment)
+            moment = self.after(moment)
+        return found
+
+
+class _Chain(_Due):
+    """A relative interval of a day or more, walked from ``first`` (at most _MAX_CATCH_UP)."""
+
+    def __init__(self, after: _After, first: datetime, now: datetime) -> None:
+        self.first, self.found = first, [first]
+        while len(self.found) < _MAX_CATCH_UP:
+            following = after(self.found[-1])
+            if following is None or following > now:
+                break
+            self.found.append(following)
+        self.last = self.found[-1]
+
+    @property
+    def capped(self) -> bool:
+        return len(self.found) == _MAX_CATCH_UP
+
+    def count(self, lo: datetime | None, hi: datetime | None, past: int = 0) -> int:
+        return len(self.from_(lo, hi, len(self.found)))
+
+    def from_(self, lo: datetime | None, hi: datetime | None, limit: int) -> list[datetime]:
+        within = [o for o in self.found if (lo is None or o >= lo) and (hi is None or o < hi)]
+        return within[:limit]
+
+
 def _due_occurrences(
     sched: BaseSchedule, policy: Policy, first: datetime, now: datetime, tz: tzinfo
-) -> list[datetime]:
-    """``first`` and the following occurrences up to ``now`` (at most _MAX_CATCH_UP)."""
-    found = [first]
-    while len(found) < _MAX_CATCH_UP:
-        following = occurrence_after(sched, policy, found[-1], tz)
-        if following is None or following > now:
-            break
-        found.append(following)
-    return found
+) -> _Due:
+    """The occurrences due from ``first`` (itself due) up to ``now``, not enumerated."""
+
+    def after(moment: datetime) -> datetime | None:
+        return occurrence_after(sched, policy, moment, tz)
+
+    if not isinstance(sched, schedule) or isinstance(sched, (crontab, solar)):
+        return _Walk(after, first, now)
+    if policy.anchor is not None:
+        return _Walk(after, first, now)
+    step = sched.run_every
+    heads = [first]
+    if sched.relative:
+        seconds = step.total_seconds()
+        resolution = 3600 if seconds >= 3600 else 60 if seconds >= 60 else 1
+        step = timedelta(seconds=seconds // resolution * resolution)
+        if seconds >= 86400 or not step:
+            return _Chain(after, first, now)
+        # Rounded down to the second, minute or hour: from the third occurrence on
+        # (the second may be ``start_at`` itself), each is on that grid and is the
+        # previous plus the interval rounded down, since UTC offsets differ by whole
+        # hours (or minutes, for an interval under an hour).
+        second = after(first)
+        if second is None or second > now:
+            return _Grid(heads, first, step, 0)
+        heads.append(second)
+    elif not step:
+        return _Chain(after, first, now)
+    base = after(heads[-1])
+    if base is None or base > now:
+        return _Grid(heads, heads[-1], step, 0)
+    hi = now if policy.end_at is None else min(now, utc(policy.end_at))
+    return _Grid(heads, base, step, (hi - base) // step + 1)
 
 
 def _late_interval(
@@ -292,32 +466,48 @@ def plan_run(
     ``once`` catch-up (several were due, or an interval run more than half a
     period late) is recorded at ``now``, as Celery does, so the next run is a
     whole period away and two runs are never bunched together.
+
+    The cost does not grow with the length of an outage: the occurrences are
+    counted by arithmetic (intervals) or up to :data:`COUNT_LIMIT` each
+    (crontab, solar, rrule), never listed (see :func:`_due_occurrences`).
     """
     now = utc(now)
     due = _due_occurrences(sched, policy, utc(first), now, tz)
     window = policy.catchup_window
     if window is None and policy.missed == 'skip':
         window = SKIP_GRACE
-    cutoff = now - timedelta(seconds=window) if window is not None else None
-    # Lateness counts from an occurrence's jittered due time, not the occurrence.
-    within = [
-        o
-        for o in due
-        if cutoff is None or o + timedelta(seconds=jitter_offset(key, o, policy.jitter)) >= cutoff
-    ]
-    missed = len(due) - len(within)
+    # Lateness counts from an occurrence's jittered due time, not the occurrence:
+    # one at or after the cutoff is within the window, one a whole jitter before
+    # it is not, and those between are looked at one by one.
+    fuzzy: list[datetime] = []
+    missed = 0
+    cutoff = None if window is None else now - timedelta(seconds=window)
+    if cutoff is not None:
+        edge = cutoff - timedelta(seconds=policy.jitter or 0)
+        missed = due.count(None, edge)
+        near = due.from_(edge, cutoff, _MAX_CATCH_UP)
+        if len(near) == _MAX_CATCH_UP:  # a jitter of over a thousand periods
+            missed += due.count(near[-1] + _TICK, cutoff)
+        fuzzy = [
+            o for o in near if o + timedelta(seconds=jitter_offset(key, o, policy.jitter)) >= cutoff
+        ]
+        missed += len(near) - len(fuzzy)
+    limit = policy.missed_limit if policy.missed_limit is not None else 100
+    # Due at or after the cutoff: all within (counted past what 'all' sends).
+    recent = due.count(cutoff, None, limit if policy.missed == 'all' else 0)
+    latest = [due.last] if recent else fuzzy[-1:]
     if policy.missed == 'all':
-        limit = policy.missed_limit if policy.missed_limit is not None else 100
-        sends = within[:limit] if limit else within[-1:]
+        oldest = fuzzy[:limit]
+        sends = [*oldest, *due.from_(cutoff, None, limit - len(oldest))] if limit else latest
     else:
-        sends = within[-1:]
+        sends = latest
     if policy.max_runs is not None:
         sends = sends[: max(0, policy.max_runs - runs)]
-    skipped = len(within) - len(sends)
-    last = due[-1]
+    skipped = len(fuzzy) + recent - len(sends)
+    last = due.last
     once = policy.missed in (None, 'once')
-    catching_up = once and (len(due) > 1 or _late_interval(sched, policy, sends, now, key))
-    if catching_up or len(due) == _MAX_CATCH_UP:
+    catching_up = once and (due.last > due.first or _late_interval(sched, policy, sends, now, key))
+    if catching_up or due.capped:
         # Celery's rule: a catch-up run counts as run now, so the next one is
         # a whole period later, not moments after (no burst after an outage).
         last = max(last, now)

@@ -433,13 +433,18 @@ def _due_occurrences(
     return _Grid(heads, base, step, (hi - base) // step + 1)
 
 
+def _free_interval(sched: BaseSchedule, policy: Policy) -> bool:
+    """An unanchored interval: its next run is "last run + interval", wherever that falls."""
+    if policy.anchor is not None or not isinstance(sched, schedule):
+        return False
+    return not isinstance(sched, (crontab, solar))
+
+
 def _late_interval(
     sched: BaseSchedule, policy: Policy, sends: list[datetime], now: datetime, key: str
 ) -> bool:
     """An (unanchored) interval run sent more than half a period after its (jittered) time."""
-    if not sends or policy.anchor is not None or not isinstance(sched, schedule):
-        return False
-    if isinstance(sched, (crontab, solar)):
+    if not sends or not _free_interval(sched, policy):
         return False
     period = sched.run_every.total_seconds()
     due = sends[-1] + timedelta(seconds=jitter_offset(key, sends[-1], policy.jitter))
@@ -454,6 +459,7 @@ def plan_run(
     runs: int,
     tz: tzinfo = timezone.utc,
     key: str = '',
+    send_at: datetime | None = None,
 ) -> RunPlan:
     """Decide what to send for an entry whose occurrence ``first`` is due (``first <= now``).
 
@@ -466,6 +472,10 @@ def plan_run(
     ``once`` catch-up (several were due, or an interval run more than half a
     period late) is recorded at ``now``, as Celery does, so the next run is a
     whole period away and two runs are never bunched together.
+
+    ``send_at`` is when the messages will leave (default ``now``; later in a
+    long tick): an interval's lateness counts to it, and its catch-up run is
+    recorded at it, so its next run is at least half a period after the send.
 
     The cost does not grow with the length of an outage: the occurrences are
     counted by arithmetic (intervals) or up to :data:`COUNT_LIMIT` each
@@ -506,11 +516,14 @@ def plan_run(
     skipped = len(fuzzy) + recent - len(sends)
     last = due.last
     once = policy.missed in (None, 'once')
-    catching_up = once and (due.last > due.first or _late_interval(sched, policy, sends, now, key))
+    # An interval's next run counts from when this one leaves; a crontab's (or an
+    # anchored interval's) occurrences are fixed, and the next is the first after now.
+    sent = max(now, utc(send_at)) if send_at is not None and _free_interval(sched, policy) else now
+    catching_up = once and (due.last > due.first or _late_interval(sched, policy, sends, sent, key))
     if catching_up or due.capped:
         # Celery's rule: a catch-up run counts as run now, so the next one is
         # a whole period later, not moments after (no burst after an outage).
-        last = max(last, now)
+        last = max(last, sent)
     total = runs + len(sends)
     finished = policy.max_runs is not None and total >= policy.max_runs
     following = None if finished else occurrence_after(sched, policy, last, tz)

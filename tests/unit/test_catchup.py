@@ -423,3 +423,63 @@ def test_anchored_interval_after_years_sends_the_latest_grid_point() -> None:
     assert plan.sends == (at(2026, 11, 28, 1, 30, 7) - timedelta(minutes=1),)
     assert plan.skipped == 9
     assert plan.next_occurrence == at(2026, 11, 28, 1, 30, 7)
+
+
+# --- send_at: runs sent late in a long tick ------------------------------------------
+
+D = at(2026, 1, 1, 10)
+
+
+@pytest.mark.parametrize(
+    ('sched', 'policy', 'now', 'send_at', 'last', 'following'),
+    [
+        # planned 0.8 s late, on time by the half-period rule: recorded at its time
+        (every(2), Policy(), D + timedelta(seconds=0.8), None, D, D + timedelta(seconds=2)),
+        # the same run leaving 0.8 s later is 1.6 s late: counts as made when it leaves
+        (every(2), Policy(), D + timedelta(seconds=0.8), D + timedelta(seconds=1.6),
+         D + timedelta(seconds=1.6), D + timedelta(seconds=3.6)),
+        # leaving a little later, still within half a period: keeps its phase
+        (every(2), Policy(), D + timedelta(seconds=0.2), D + timedelta(seconds=0.9),
+         D, D + timedelta(seconds=2)),
+        # a send time before now changes nothing
+        (every(2), Policy(), D + timedelta(seconds=0.8), D, D, D + timedelta(seconds=2)),
+        # crontab and anchored intervals keep fixed times: the next is the first after now
+        (crontab(minute='*'), Policy(), D + timedelta(seconds=50), D + timedelta(seconds=122),
+         D, D + timedelta(minutes=1)),
+        (every(60), Policy(anchor=D), D + timedelta(seconds=40), D + timedelta(seconds=70),
+         D, D + timedelta(minutes=1)),
+        # skip and all keep the phase of an interval
+        (every(2), Policy(missed='all'), D + timedelta(seconds=0.8), D + timedelta(seconds=1.6),
+         D, D + timedelta(seconds=2)),
+    ],
+)  # fmt: skip
+def test_send_at_lateness_and_recorded_run(
+    sched: BaseSchedule,
+    policy: Policy,
+    now: datetime,
+    send_at: datetime | None,
+    last: datetime,
+    following: datetime,
+) -> None:
+    plan = plan_run(sched, policy, D, now, 0, send_at=send_at)
+    assert plan.sends == (D,)
+    assert (plan.last_run_at, plan.next_occurrence) == (last, following)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    period=st.floats(0.5, 3600),
+    late=st.floats(0, 5),
+    delay=st.floats(0, 5),
+)
+def test_an_interval_run_is_never_bunched_with_its_next(
+    period: float, late: float, delay: float
+) -> None:
+    """For the default policy: the next run is at least half a period after the send."""
+    sched = every(round(period, 3))
+    now = D + timedelta(seconds=late * sched.run_every.total_seconds())
+    send_at = now + timedelta(seconds=delay)
+    plan = plan_run(sched, Policy(), D, now, 0, send_at=send_at)
+    assert plan.next_occurrence is not None
+    margin = (plan.next_occurrence - send_at).total_seconds()
+    assert margin >= sched.run_every.total_seconds() / 2 - 1e-6

@@ -262,6 +262,8 @@ _SEARCH_STEPS = 256
 _TICK = timedelta(microseconds=1)
 #: The first occurrence strictly after a moment (None: no more).
 _After = Callable[[datetime], 'datetime | None']
+#: How many occurrences lie in ``[lo, hi]`` (None: cannot tell without walking).
+_Counter = Callable[[datetime, datetime], 'int | None']
 
 
 class _Due:
@@ -324,33 +326,49 @@ class _Grid(_Due):
 
 class _Walk(_Due):
     """A schedule whose occurrences form a fixed set (crontab, solar, rrule, anchored):
-    the first after any moment is the same whichever occurrence one walks from."""
+    the first after any moment is the same whichever occurrence one walks from.
 
-    def __init__(self, after: _After, first: datetime, now: datetime) -> None:
-        self.after, self.first = after, first
+    ``counter``, if given, counts the occurrences in ``[lo, hi]`` without walking
+    (None when it cannot); otherwise they are walked, at most COUNT_LIMIT.
+    """
+
+    def __init__(
+        self, after: _After, first: datetime, now: datetime, counter: _Counter | None = None
+    ) -> None:
+        self.after, self.first, self.counter = after, first, counter
         self.last = self._latest(now)
 
     def _latest(self, now: datetime) -> datetime:
         """The latest occurrence ``<= now``: back from now by doubling gaps, then halving."""
-        known, gap = self.first, timedelta(seconds=1)
-        floor = None  # no occurrence in (floor, now]
+        known = self.first
+        following = self.after(known)
+        if following is None or following > now:
+            return known
+        # The first gap is one period (as the first two occurrences tell): for a
+        # regular schedule, the probe one period back from now finds the latest.
+        gap = max(following - known, timedelta(seconds=1))
+        floor = now  # no occurrence in (floor, now]
+        for _ in range(_SEARCH_STEPS):
+            probe = now - gap
+            if probe <= known:
+                break
+            found = self.after(probe)
+            if found is not None and found <= now:
+                known = found
+                break
+            floor, gap = probe, gap * 2
         for _ in range(_SEARCH_STEPS):
             following = self.after(known)
             if following is None or following > now:
                 return known
-            if floor is None:
-                probe = now - gap
-                gap *= 2
-            else:
+            known = following
+            if floor > known:
                 probe = known + (floor - known) / 2
-            if probe <= known:
-                known = following  # the window is down to the next occurrence
-                continue
-            found = self.after(probe)
-            if found is not None and found <= now:
-                known = found
-            elif floor is None or probe < floor:
-                floor = probe
+                found = self.after(probe)
+                if found is not None and found <= now:
+                    known = found
+                else:
+                    floor = probe
         return known  # pragma: no cover - 256 steps bisect any span of datetimes
 
     def _start(self, lo: datetime | None) -> datetime | None:
@@ -359,6 +377,12 @@ class _Walk(_Due):
         return self.after(lo - _TICK)
 
     def count(self, lo: datetime | None, hi: datetime | None, past: int = 0) -> int:
+        if self.counter is not None:
+            start = self.first if lo is None else max(lo, self.first)
+            stop = self.last if hi is None else min(hi - _TICK, self.last)
+            counted = self.counter(start, stop)
+            if counted is not None:
+                return counted
         return len(self.from_(lo, hi, COUNT_LIMIT + past))
 
     def from_(self, lo: datetime | None, hi: datetime | None, limit: int) -> list[datetime]:
@@ -370,6 +394,48 @@ class _Walk(_Due):
             found.append(moment)
             moment = self.after(moment)
         return found
+
+
+#: The longest span crontab matches are counted over by arithmetic (per day); it is
+#: also shorter than the time between two UTC offset changes of any zone.
+_CRON_COUNT_DAYS = 14
+
+
+def cron_count(c: crontab, lo: datetime, hi: datetime, tz: tzinfo) -> int | None:
+    """How many matches of ``c`` fall in ``[lo, hi]``, by arithmetic; None if the span
+    is longer than two weeks or a UTC offset changes near it (then walk)."""
+    if hi < lo:
+        return 0
+    if hi - lo > timedelta(days=_CRON_COUNT_DAYS):
+        return None
+    offset = lo.astimezone(tz).utcoffset()
+    margin = timedelta(days=1)  # a wall time a change made ambiguous or skipped
+    for moment in (lo - margin, hi, hi + margin):
+        if moment.astimezone(tz).utcoffset() != offset:
+            return None
+    assert offset is not None
+    # With one offset throughout, walls and instants correspond one to one.
+    start = (lo + offset).replace(tzinfo=None)
+    if start.second or start.microsecond:
+        start = start.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    end = (hi + offset).replace(tzinfo=None)
+    hours, minutes = sorted(c.hour), sorted(c.minute)
+    total, day = 0, start.date()
+    while day <= end.date():
+        if (
+            day.month in c.month_of_year
+            and day.day in c.day_of_month
+            and day.isoweekday() % 7 in c.day_of_week
+        ):
+            if start.date() < day < end.date():
+                total += len(hours) * len(minutes)
+            else:
+                for hour in hours:
+                    for minute in minutes:
+                        wall = datetime(day.year, day.month, day.day, hour, minute)
+                        total += start <= wall <= end
+        day += timedelta(days=1)
+    return total
 
 
 class _Chain(_Due):
@@ -404,7 +470,14 @@ def _due_occurrences(
     def after(moment: datetime) -> datetime | None:
         return occurrence_after(sched, policy, moment, tz)
 
-    if not isinstance(sched, schedule) or isinstance(sched, (crontab, solar)):
+    if isinstance(sched, crontab):
+        zone = policy.tz or tz
+
+        def counter(lo: datetime, hi: datetime) -> int | None:
+            return cron_count(sched, lo, hi, zone)
+
+        return _Walk(after, first, now, counter)
+    if not isinstance(sched, schedule) or isinstance(sched, solar):
         return _Walk(after, first, now)
     if policy.anchor is not None:
         return _Walk(after, first, now)

@@ -262,8 +262,9 @@ _SEARCH_STEPS = 256
 _TICK = timedelta(microseconds=1)
 #: The first occurrence strictly after a moment (None: no more).
 _After = Callable[[datetime], 'datetime | None']
-#: How many occurrences lie in ``[lo, hi]`` (None: cannot tell without walking).
-_Counter = Callable[[datetime, datetime], 'int | None']
+#: How many occurrences lie in ``[lo, hi]``, exact or at least the third argument
+#: (None: cannot tell without walking).
+_Counter = Callable[[datetime, datetime, int], 'int | None']
 
 
 class _Due:
@@ -380,7 +381,7 @@ class _Walk(_Due):
         if self.counter is not None:
             start = self.first if lo is None else max(lo, self.first)
             stop = self.last if hi is None else min(hi - _TICK, self.last)
-            counted = self.counter(start, stop)
+            counted = self.counter(start, stop, COUNT_LIMIT + past)
             if counted is not None:
                 return counted
         return len(self.from_(lo, hi, COUNT_LIMIT + past))
@@ -473,10 +474,23 @@ def _due_occurrences(
     if isinstance(sched, crontab):
         zone = policy.tz or tz
 
-        def counter(lo: datetime, hi: datetime) -> int | None:
+        def counter(lo: datetime, hi: datetime, most: int) -> int | None:
             return cron_count(sched, lo, hi, zone)
 
         return _Walk(after, first, now, counter)
+    if isinstance(sched, rrule):
+        rule = sched.rrule if policy.tz is None else sched._zoned(policy.tz)
+
+        def rule_counter(lo: datetime, hi: datetime, most: int) -> int:
+            # One pass of dateutil's iterator (each ``after`` starts again at dtstart).
+            found = 0
+            for moment in rule.xafter(lo, inc=True):
+                if moment > hi or found == most:
+                    break
+                found += 1
+            return found
+
+        return _Walk(after, first, now, rule_counter)
     if not isinstance(sched, schedule) or isinstance(sched, solar):
         return _Walk(after, first, now)
     if policy.anchor is not None:

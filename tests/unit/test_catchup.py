@@ -490,3 +490,26 @@ def test_an_interval_run_is_never_bunched_with_its_next(
     assert plan.next_occurrence is not None
     margin = (plan.next_occurrence - send_at).total_seconds()
     assert margin >= sched.run_every.total_seconds() / 2 - 1e-6
+
+
+@pytest.mark.parametrize(
+    'sched',
+    [
+        rrule(du.MINUTELY, dtstart=at(2026, 1, 1, 9)),
+        crontab(minute='*'),
+        crontab(minute='*/2', hour='*', day_of_week='1-5'),
+    ],
+    ids=['rrule minutely', 'crontab *', 'crontab weekdays'],
+)
+@pytest.mark.parametrize('limit', [99, 100, 150, 400])
+def test_all_past_the_count_limit_counts_what_it_did_not_send(
+    sched: BaseSchedule, limit: int
+) -> None:
+    """With ``missed_limit`` above COUNT_LIMIT, skipped still counts what was left out."""
+    policy = Policy(missed='all', missed_limit=limit)
+    expected = check(sched, policy, at(2026, 1, 1, 10), at(2026, 1, 1, 15))
+    first = occurrence_after(sched, policy, at(2026, 1, 1, 10))
+    assert first is not None
+    plan = plan_run(sched, policy, first, at(2026, 1, 1, 15), 0, key='redbeat:k')
+    assert plan.sends == expected.sends
+    assert (plan.skipped > 0) == (expected.skipped > 0)

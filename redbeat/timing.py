@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone, tzinfo
@@ -428,14 +429,24 @@ def cron_count(c: crontab, lo: datetime, hi: datetime, tz: tzinfo) -> int | None
             and day.day in c.day_of_month
             and day.isoweekday() % 7 in c.day_of_week
         ):
-            if start.date() < day < end.date():
-                total += len(hours) * len(minutes)
-            else:
-                for hour in hours:
-                    for minute in minutes:
-                        wall = datetime(day.year, day.month, day.day, hour, minute)
-                        total += start <= wall <= end
+            first = (start.hour, start.minute) if day == start.date() else (0, 0)
+            last = (end.hour, end.minute) if day == end.date() else (23, 59)
+            total += _matches_between(hours, minutes, first, last)
         day += timedelta(days=1)
+    return total
+
+
+def _matches_between(
+    hours: list[int], minutes: list[int], first: tuple[int, int], last: tuple[int, int]
+) -> int:
+    """How many (hour, minute) of sorted ``hours`` x ``minutes`` lie in ``[first, last]``."""
+    total = 0
+    for hour in hours:
+        if not first[0] <= hour <= last[0]:
+            continue
+        low = bisect_left(minutes, first[1]) if hour == first[0] else 0
+        high = bisect_right(minutes, last[1]) if hour == last[0] else len(minutes)
+        total += max(0, high - low)
     return total
 
 

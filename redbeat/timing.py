@@ -505,7 +505,18 @@ def _due_occurrences(
     if not isinstance(sched, schedule) or isinstance(sched, solar):
         return _Walk(after, first, now)
     if policy.anchor is not None:
-        return _Walk(after, first, now)
+        anchor, step = utc(policy.anchor), timedelta(seconds=sched.run_every.total_seconds())
+
+        def grid_counter(lo: datetime, hi: datetime, most: int) -> int | None:
+            # Anchored times are anchor + k * every: count the k in [lo, hi].
+            if not step:
+                return None
+            if hi < lo:
+                return 0
+            below: int = (hi - anchor) // step
+            return max(0, below + (anchor - lo) // step + 1)
+
+        return _Walk(after, first, now, grid_counter)
     step = sched.run_every
     heads = [first]
     if sched.relative:

@@ -96,9 +96,8 @@ def reference_plan_run(
 
 
 def counted_one_by_one(sched: BaseSchedule, policy: Policy) -> bool:
-    """Crontab, solar, rrule and anchored intervals: counters stop at COUNT_LIMIT."""
-    interval = isinstance(sched, schedule) and not isinstance(sched, (crontab, solar))
-    return not interval or policy.anchor is not None
+    """Crontab, solar, rrule: counters may stop at COUNT_LIMIT."""
+    return not isinstance(sched, schedule) or isinstance(sched, (crontab, solar))
 
 
 def period(sched: BaseSchedule) -> float:
@@ -513,3 +512,14 @@ def test_all_past_the_count_limit_counts_what_it_did_not_send(
     plan = plan_run(sched, policy, first, at(2026, 1, 1, 15), 0, key='redbeat:k')
     assert plan.sends == expected.sends
     assert (plan.skipped > 0) == (expected.skipped > 0)
+
+
+def test_anchored_interval_counts_are_exact_after_years() -> None:
+    policy = Policy(anchor=at(2020, 1, 1, 0, 0, 7))
+    first = occurrence_after(every(60), policy, at(2000, 1, 1))
+    assert first == at(2000, 1, 1, 0, 0, 7)
+    plan = plan_run(every(60), policy, first, NOW, 0)
+    latest = at(2026, 11, 28, 1, 29, 7)
+    assert plan.sends == (latest,)
+    assert plan.skipped == (latest - first) // timedelta(minutes=1)  # all due but one
+    assert plan.next_occurrence == at(2026, 11, 28, 1, 30, 7)

@@ -474,6 +474,23 @@ class _Chain(_Due):
         return within[:limit]
 
 
+def _whole_hour_shifts(tz: tzinfo, first: datetime, now: datetime) -> bool:
+    """True if local hours stay on one UTC grid from ``first`` to ``now``: a fixed
+    zone, or a span short enough for one offset change (two weeks), of whole hours.
+
+    (Lord Howe Island's 30-minute daylight saving moves them.)
+    """
+    if isinstance(tz, timezone):
+        return True
+    if now - first > timedelta(days=_CRON_COUNT_DAYS):
+        return False
+    before, after = first.astimezone(tz).utcoffset(), now.astimezone(tz).utcoffset()
+    return before is not None and after is not None and not (after - before) % _HOUR
+
+
+_HOUR = timedelta(hours=1)
+
+
 def _due_occurrences(
     sched: BaseSchedule, policy: Policy, first: datetime, now: datetime, tz: tzinfo
 ) -> _Due:
@@ -525,10 +542,12 @@ def _due_occurrences(
         step = timedelta(seconds=seconds // resolution * resolution)
         if seconds >= 86400 or not step:
             return _Chain(after, first, now)
+        if resolution == 3600 and not _whole_hour_shifts(policy.tz or tz, first, now):
+            return _Chain(after, first, now)
         # Rounded down to the second, minute or hour: from the third occurrence on
         # (the second may be ``start_at`` itself), each is on that grid and is the
         # previous plus the interval rounded down, since UTC offsets differ by whole
-        # hours (or minutes, for an interval under an hour).
+        # minutes (and, checked above, by whole hours for an hour or more).
         second = after(first)
         if second is None or second > now:
             return _Grid(heads, first, step, 0)

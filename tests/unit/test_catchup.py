@@ -523,3 +523,24 @@ def test_anchored_interval_counts_are_exact_after_years() -> None:
     assert plan.sends == (latest,)
     assert plan.skipped == (latest - first) // timedelta(minutes=1)  # all due but one
     assert plan.next_occurrence == at(2026, 11, 28, 1, 30, 7)
+
+
+LORD_HOWE = ZoneInfo('Australia/Lord_Howe')
+
+
+@pytest.mark.parametrize('seconds', [5400, 7200, 9000, 60, 90, 150])
+@pytest.mark.parametrize(
+    'start',
+    [at(2026, 4, 4, 10), at(2026, 10, 3, 10), at(2026, 6, 1), at(2026, 3, 1)],
+    ids=['dst ends', 'dst starts', 'winter', 'weeks across the end'],
+)
+def test_relative_intervals_across_a_half_hour_dst_change(start: datetime, seconds: int) -> None:
+    """Lord Howe Island moves its clocks by 30 minutes: local hours change UTC grid."""
+    sched = every(seconds, relative=True)
+    days = 40 if start.month == 3 else 1
+    for policy in (Policy(), Policy(missed='all'), Policy(missed='skip', catchup_window=7200)):
+        first = occurrence_after(sched, policy, start, LORD_HOWE)
+        assert first is not None
+        now = start + timedelta(days=days)
+        expected = reference_plan_run(sched, policy, first, now, 0, LORD_HOWE)
+        assert plan_run(sched, policy, first, now, 0, LORD_HOWE) == expected

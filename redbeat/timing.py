@@ -451,15 +451,27 @@ def _matches_between(
 
 
 class _Chain(_Due):
-    """A relative interval of a day or more, walked from ``first`` (at most _MAX_CATCH_UP)."""
+    """A relative interval whose times are rounded to local days or hours, each from
+    the one before: walked from ``first``, at most _MAX_CATCH_UP.
 
-    def __init__(self, after: _After, first: datetime, now: datetime) -> None:
+    Past that, the latest is taken from a walk started two intervals before now
+    (rounded as the chain would be), so a catch-up still sends a recent time.
+    """
+
+    def __init__(self, after: _After, first: datetime, now: datetime, every: timedelta) -> None:
         self.first, self.found = first, [first]
         while len(self.found) < _MAX_CATCH_UP:
             following = after(self.found[-1])
             if following is None or following > now:
                 break
             self.found.append(following)
+        if self.capped and every > timedelta(0):
+            moment = after(now - 2 * every)
+            for _ in range(4):  # two intervals back: three steps reach now
+                if moment is None or moment > now or moment <= self.found[-1]:
+                    break
+                self.found[-1] = moment
+                moment = after(moment)
         self.last = self.found[-1]
 
     @property
@@ -541,9 +553,9 @@ def _due_occurrences(
         resolution = 3600 if seconds >= 3600 else 60 if seconds >= 60 else 1
         step = timedelta(seconds=seconds // resolution * resolution)
         if seconds >= 86400 or not step:
-            return _Chain(after, first, now)
+            return _Chain(after, first, now, step)
         if resolution == 3600 and not _whole_hour_shifts(policy.tz or tz, first, now):
-            return _Chain(after, first, now)
+            return _Chain(after, first, now, step)
         # Rounded down to the second, minute or hour: from the third occurrence on
         # (the second may be ``start_at`` itself), each is on that grid and is the
         # previous plus the interval rounded down, since UTC offsets differ by whole
@@ -553,7 +565,7 @@ def _due_occurrences(
             return _Grid(heads, first, step, 0)
         heads.append(second)
     elif not step:
-        return _Chain(after, first, now)
+        return _Chain(after, first, now, step)
     base = after(heads[-1])
     if base is None or base > now:
         return _Grid(heads, heads[-1], step, 0)

@@ -518,19 +518,6 @@ def _due_occurrences(
             return cron_count(sched, lo, hi, zone)
 
         return _Walk(after, first, now, counter)
-    if isinstance(sched, rrule):
-        rule = sched.rrule if policy.tz is None else sched._zoned(policy.tz)
-
-        def rule_counter(lo: datetime, hi: datetime, most: int) -> int:
-            # One pass of dateutil's iterator (each ``after`` starts again at dtstart).
-            found = 0
-            for moment in rule.xafter(lo, inc=True):
-                if moment > hi or found == most:
-                    break
-                found += 1
-            return found
-
-        return _Walk(after, first, now, rule_counter)
     if not isinstance(sched, schedule) or isinstance(sched, solar):
         return _Walk(after, first, now)
     if policy.anchor is not None:

@@ -26,7 +26,7 @@ import logging
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from typing import Any
 
@@ -91,6 +91,17 @@ class Plan:
     finish: str | None = None  # 'disable' or 'delete' once these are sent
     fields: dict[str, Any] | None = None  # the decoded definition (for finish actions)
     definition: str | None = None  # its text as read: a finish action is conditional on it
+
+
+class _Pace:
+    """How long a chunk takes, per entry, from planning to its last message leaving."""
+
+    def __init__(self, per_entry: float) -> None:
+        self.per_entry = per_entry
+
+    def measured(self, seconds: float, entries: int) -> None:
+        if entries:
+            self.per_entry = seconds / entries
 
 
 def _survivable(exc: Exception) -> None:
@@ -182,6 +193,9 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
     publish_group = 20
     #: Wait on the changes channel so a saved entry is seen at once, not at the next poll.
     listen_for_changes = True
+    #: Seconds from planning an entry to its message leaving, per entry of the chunk,
+    #: assumed for a tick's first chunk (later chunks use what the earlier ones took).
+    send_estimate = 0.0002
     #: Keys per SCAN page when looking for orphan hashes at start: one round trip,
     #: and about 50 ms of Redis time, a page.
     orphan_scan = 20_000
@@ -562,11 +576,11 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         entries: 4 round trips.
         """
         now_ts = time.time()
-        now = datetime.fromtimestamp(now_ts, tz=timezone.utc)
         due, following = self.store.due(now_ts, self.first_chunk, peek=True, writes=self._writes)
         if not due:
             return following if following is not None else self._after_empty(now_ts)
-        claimed = self._claim_and_send(due, now, then_due=None)
+        pace = _Pace(self.send_estimate)
+        claimed = self._claim_and_send(due, pace, then_due=None)
         if claimed is None:
             return now_ts + 1.0
         following = claimed.next_due  # peeked after the claims: includes their new scores
@@ -578,7 +592,7 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
                 break
             more = len(due) >= self.chunk_size
             claimed = self._claim_and_send(
-                due, now, then_due=(now_ts, self.chunk_size) if more else None
+                due, pace, then_due=(now_ts, self.chunk_size) if more else None
             )
             if claimed is None:
                 return now_ts + 1.0
@@ -599,7 +613,7 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         return None
 
     def _claim_and_send(
-        self, due: Sequence[Due], now: datetime, then_due: tuple[float, int] | None
+        self, due: Sequence[Due], pace: _Pace, then_due: tuple[float, int] | None
     ) -> Claimed | None:
         """Claim one chunk and send it, ``publish_group`` occurrences at a time.
 
@@ -607,10 +621,22 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         a crash loses at most one group.  The last group's claim loads the
         next chunk in the same round trip.  None when the broker did not take
         everything: the rest was handed back.
+
+        The chunk is planned at the time it is planned, not at the tick's
+        start, and with the time its messages will leave (estimated from the
+        chunks before it): a run sent late in a long tick counts as late, and
+        its next run is not bunched with it.  The lock is kept (renewed as its
+        timeout requires) while planning, before each claim and between
+        publish groups, however long each takes.
         """
-        if not self.leader.ensure():
-            raise LeadershipLost(self.config.lock_key or '')
-        plans = [self._plan(d.member, d.score, d.row, now) for d in due]
+        self._keep_lock()
+        started = time.time()
+        now = datetime.fromtimestamp(started, tz=timezone.utc)
+        send_at = now + timedelta(seconds=pace.per_entry * len(due))
+        plans = []
+        for d in due:
+            self._keep_lock()
+            plans.append(self._plan(d.member, d.score, d.row, now, send_at))
         self._tick_due += len(plans)
         if self.config.delivery == 'at-least-once':
             plans = [_journaled(plan, d.row) for plan, d in zip(plans, due)]
@@ -618,6 +644,7 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         claimed: Claimed | None = None
         for i, group in enumerate(groups):
             last = i == len(groups) - 1
+            self._keep_lock()
             try:
                 claimed = self.store.claim(
                     [p.claim for p in group],
@@ -640,7 +667,16 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
                     self._queue_finish(plan)
             if not self._send([p for p in ready if p.messages]):
                 return None
+        pace.measured(time.time() - started, len(due))
         return claimed
+
+    def _keep_lock(self) -> None:
+        """Renew the lock if a third of its timeout has passed; raise if it was lost.
+
+        Cheap when no renewal is due (a clock read), so long loops call it per item.
+        """
+        if not self.leader.ensure():
+            raise LeadershipLost(self.config.lock_key or '')
 
     def _send(self, plans: Sequence[Plan]) -> bool:
         """Send claimed occurrences; hand back the claims of those the broker did not take.
@@ -879,7 +915,9 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         if error is not None:
             raise error
 
-    def _plan(self, member: str, score: str, row: Row, now: datetime) -> Plan:
+    def _plan(
+        self, member: str, score: str, row: Row, now: datetime, send_at: datetime | None = None
+    ) -> Plan:
         """What to do with one due member; an entry that raises anything is parked.
 
         Defence in depth: the codec refuses what beat cannot run, but whatever
@@ -888,7 +926,7 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         per ``beat_max_loop_interval``.
         """
         try:
-            return self._plan_entry(member, score, row, now)
+            return self._plan_entry(member, score, row, now, send_at)
         except Exception as exc:
             reason = exc.reason if isinstance(exc, DefinitionError) else _describe(exc)
             logger.error(
@@ -900,7 +938,9 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
             self.observer.parked(row.key, reason, self.max_wait)
             return self._park(member, score, row, now.timestamp() + self.max_wait)
 
-    def _plan_entry(self, member: str, score: str, row: Row, now: datetime) -> Plan:
+    def _plan_entry(
+        self, member: str, score: str, row: Row, now: datetime, send_at: datetime | None
+    ) -> Plan:
         fields = self._decode(row)
         last_run_at, count = self._meta(row)
         policy = self._policy(row)
@@ -915,7 +955,7 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
             return replace(parked, finish=finish, fields=fields, definition=row.definition)
         if first > now:  # not due yet (its definition changed by hand): move to its time
             return self._park(member, score, row, timing.due_score(row.key, first, policy))
-        run = timing.plan_run(sched, policy, first, now, count, tz, key=row.key)
+        run = timing.plan_run(sched, policy, first, now, count, tz, key=row.key, send_at=send_at)
         meta = encode_meta(run.last_run_at, run.total_run_count)
         self._remember_meta(meta, run.last_run_at, run.total_run_count)
         claim = Claim(row.key, member, score, run.score, meta, run.missed, run.skipped)

@@ -380,11 +380,14 @@ class _Walk(_Due):
 
     def count(self, lo: datetime | None, hi: datetime | None, past: int = 0) -> int:
         if self.counter is not None:
-            start = self.first if lo is None else max(lo, self.first)
             stop = self.last if hi is None else min(hi - _TICK, self.last)
+            # ``first`` is due even off the schedule's grid (score 0: "due now"),
+            # so it is counted apart and the counter asked only about what follows.
+            with_first = (lo is None or lo <= self.first) and self.first <= stop
+            start = self.first + _TICK if with_first or lo is None else max(lo, self.first)
             counted = self.counter(start, stop, COUNT_LIMIT + past)
             if counted is not None:
-                return counted
+                return counted + with_first
         return len(self.from_(lo, hi, COUNT_LIMIT + past))
 
     def from_(self, lo: datetime | None, hi: datetime | None, limit: int) -> list[datetime]:

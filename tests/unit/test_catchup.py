@@ -211,6 +211,20 @@ def test_plan_run_decides_as_the_enumeration(
         assert_same(plan, expected, sched, policy)
 
 
+@pytest.mark.parametrize('policy', POLICIES.values(), ids=POLICIES)
+@pytest.mark.parametrize('sched', SCHEDULES.values(), ids=SCHEDULES)
+def test_due_now_off_the_schedule_is_sent_as_the_enumeration_does(
+    sched: BaseSchedule, policy: Policy
+) -> None:
+    """Score 0 ("due now": written by hand, or run now on request): the moment itself
+    is the due occurrence, on the schedule's grid or not, and it is sent."""
+    for now in (T0 + timedelta(minutes=7, seconds=13, microseconds=5), FALL):
+        expected = reference_plan_run(sched, policy, now, now, 0, UTC, 'redbeat:t')
+        plan = plan_run(sched, policy, now, now, 0, UTC, 'redbeat:t')
+        assert_same(plan, expected, sched, policy)
+        assert plan.sends == (now,)
+
+
 def test_worked_example_of_the_docs() -> None:
     """docs/missed-runs.rst: every 10 min, last run 10:00, back at 10:45."""
     start, now = at(2026, 1, 1, 10), at(2026, 1, 1, 10, 45)

@@ -38,9 +38,16 @@ from redis.retry import Retry
 
 from . import timing
 from .client import redis_from_config
+from .compat import context_for
 from .config import REDIS_SCHEMES, RedBeatConfig, default_prefix, masked_url
 from .decoder import decode_definition, decode_meta, dumps, encode_definition
-from .entry import RedBeatSchedulerEntry, binding_for, save_entries, save_if_unchanged, zone
+from .entry import (
+    RedBeatSchedulerEntry,
+    StoreContext,
+    save_entries,
+    save_if_unchanged,
+    zone,
+)
 from .errors import (
     ConfigurationError,
     DefinitionError,
@@ -432,8 +439,8 @@ def check_task_name(name: str, task: Any) -> str:
 class Schedule:
     """The entries stored under one prefix of one Redis.  Constructing it does no I/O.
 
-    ``app`` is the Celery app tasks are sent with (``run_now``); without one,
-    entries are bound to a private app carrying only the redbeat settings.
+    ``app`` is the Celery app tasks are sent with (``run_now``).  Entries it
+    makes carry this schedule's store (:attr:`context`): they save where it reads.
     """
 
     def __init__(
@@ -447,11 +454,12 @@ class Schedule:
             raise TypeError('Schedule needs a Celery app or a RedBeatConfig')
         self.app = app
         if config is None:  # the app's own settings and client, as beat uses them
-            bound = binding_for(app)
+            bound = context_for(app)
             config, store = bound.config, store or bound.store
         self.config = config
         self.store = store or ScheduleStore(redis_from_config(config), config.keys)
-        self._entry_app: Celery | None = None
+        #: The store and settings entries are saved with.
+        self.context = StoreContext(config, self.store)
 
     @classmethod
     def from_app(cls, app: Celery) -> Schedule:
@@ -650,21 +658,6 @@ class Schedule:
 
     # --- writing -----------------------------------------------------------
 
-    @property
-    def entry_app(self) -> Celery:
-        """The app entries are bound to: one whose redbeat settings are this schedule's."""
-        if self.app is not None and self._app_config() == self.config:
-            return self.app
-        if self._entry_app is None:
-            self._entry_app = _settings_app(self.config)
-        return self._entry_app
-
-    def _app_config(self) -> RedBeatConfig | None:
-        try:
-            return binding_for(self.app).config
-        except ConfigurationError:  # an app used only to send tasks
-            return None
-
     def entry(
         self,
         name: str,
@@ -715,8 +708,9 @@ class Schedule:
             kwargs=dict(kwargs or {}),
             options=dict(options or {}),
             enabled=enabled,
-            app=self.entry_app,
+            app=self.app,
             policy=chosen,
+            context=self.context,
         )
 
     def entry_from_dict(self, name: str, item: Mapping[str, Any]) -> RedBeatSchedulerEntry:
@@ -791,7 +785,7 @@ class Schedule:
             max_runs=max_runs, on_finish=on_finish, jitter=jitter, anchor=anchor,
             history=history,
         )  # fmt: skip
-        save_entries([entry])
+        save_entries([entry], context=self.context)
         return entry
 
     def once_entry(
@@ -853,13 +847,13 @@ class Schedule:
             name, task, at, args, kwargs, options, delete_after=delete_after, policy=policy,
             **policy_fields,
         )  # fmt: skip
-        save_entries([entry])
+        save_entries([entry], context=self.context)
         return entry
 
     def add_from_dict(self, name: str, item: Mapping[str, Any]) -> RedBeatSchedulerEntry:
         """:meth:`add` from a ``beat_schedule`` item."""
         entry = self.entry_from_dict(name, item)
-        save_entries([entry])
+        save_entries([entry], context=self.context)
         return entry
 
     def add_many(
@@ -867,12 +861,12 @@ class Schedule:
     ) -> builtins.list[RedBeatSchedulerEntry]:
         """Add or replace many entries in one batch; all are checked before any is written."""
         entries = [self.entry_from_dict(name, item) for name, item in items.items()]
-        save_entries(entries)
+        save_entries(entries, context=self.context)
         return entries
 
     def save(self, entries: Sequence[RedBeatSchedulerEntry]) -> None:
         """Store entries built with :meth:`entry` (one batch)."""
-        save_entries(list(entries))
+        save_entries(list(entries), context=self.context)
 
     def remove(self, *names_or_globs: str) -> int:
         """Delete entries by name or glob, in one round trip; returns how many existed."""
@@ -936,7 +930,7 @@ class Schedule:
             entry = change(info)
             if entry.name != name:
                 raise DefinitionError(key, f'an update may not rename the entry to {entry.name!r}')
-            flag = save_if_unchanged(entry, row)
+            flag = save_if_unchanged(entry, row, context=self.context)
             if flag in (CHANGED, STALE_META):
                 raise _Changed
             if flag == GONE:
@@ -1161,19 +1155,3 @@ def _score_problem(info: EntryInfo, now: datetime, tz: tzinfo | None) -> Problem
         )
         return Problem('stale-score', info.name, detail, True)
     return None
-
-
-def _settings_app(config: RedBeatConfig) -> Celery:
-    """A Celery app carrying only ``config``, so entries bound to it write where we read."""
-    app = Celery('redbeat-api', set_as_current=False)
-    app.conf.update(
-        redbeat_redis_url=config.redis_url,
-        redbeat_key_prefix=config.key_prefix,
-        redbeat_lock_key=config.lock_key,
-        redbeat_lock_timeout=config.lock_timeout,
-        redbeat_redis_options=config.redis_options,
-        redbeat_redis_use_ssl=config.use_ssl,
-        timezone=config.timezone,
-        beat_max_loop_interval=config.max_loop_interval,
-    )
-    return app

@@ -49,8 +49,8 @@ from .compat import (
 from .config import RedBeatConfig
 from .decoder import decode_definition, decode_meta, encode_definition, encode_meta
 from .entry import (
-    Binding,
     RedBeatSchedulerEntry,
+    StoreContext,
     check_entry,
     save_entries,
     save_items,
@@ -201,7 +201,7 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
             config = config.but(lock_key=lock_key)
         if lock_timeout is not None:
             config = config.but(lock_timeout=float(lock_timeout))
-        self.binding = Binding(app, config)
+        self.context = StoreContext(config)
         expose_conf(app, config)  # app.redbeat_conf, which code written for 2.x reads
         self._ready = False
         self._failures = 0
@@ -233,7 +233,7 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
 
     @property
     def config(self) -> RedBeatConfig:
-        return self.binding.config
+        return self.context.config
 
     @property
     def lock_key(self) -> str | None:
@@ -247,8 +247,8 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
 
     @property
     def store(self) -> ScheduleStore:
-        """The schedule's store (its first use connects: see :class:`~redbeat.entry.Binding`)."""
-        return self.binding.store
+        """The schedule's store (its first use connects: see ``StoreContext.store``)."""
+        return self.context.store
 
     @cached_property
     def leader(self) -> Leadership:
@@ -329,13 +329,13 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         listed = list(entries.values())
         now = datetime.now(timezone.utc)
         try:
-            items = save_items(self.binding, listed, now)
+            items = save_items(self.context, listed, now)
         except DefinitionError:  # one cannot be stored (NaN in its args, say): leave it out
             listed = [e for e in listed if self._storable(e, now)]
-            items = save_items(self.binding, listed, now)
+            items = save_items(self.context, listed, now)
         started = self.store.startup(items, self.orphan_scan)
         self._check_eviction(started.maxmemory_policy, started.maxmemory)
-        settle_saves(self.binding, listed, started.flags, now)
+        settle_saves(self.context, listed, started.flags, now)
         removed = started.statics - names
         if removed:
             logger.info(
@@ -348,7 +348,7 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
 
     def _storable(self, entry: RedBeatSchedulerEntry, now: datetime) -> bool:
         try:
-            save_items(self.binding, [entry], now)
+            save_items(self.context, [entry], now)
         except DefinitionError as exc:
             logger.error(
                 'beat: beat_schedule entry %r is invalid and was skipped: %s', entry.name, exc
@@ -393,7 +393,7 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
             return timing.NEVER
         if last_run_at is None:
             return timing.NOW
-        sched, tz = fields['schedule'], self.binding.tz
+        sched, tz = fields['schedule'], self.context.tz
         following = timing.occurrence_after(sched, policy, last_run_at, tz)
         return timing.due_score(row.key, following, policy)
 
@@ -906,7 +906,7 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         policy = self._policy(row)
         if not fields['enabled']:
             return self._park(member, score, row, timing.NEVER)
-        sched, tz = fields['schedule'], self.binding.tz
+        sched, tz = fields['schedule'], self.context.tz
         first = timing.first_occurrence(sched, policy, last_run_at, float(score), now, tz)
         finish = policy.on_finish if policy.on_finish in ('disable', 'delete') else None
         done = policy.max_runs is not None and count >= policy.max_runs
@@ -934,7 +934,7 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         """The entry's policy over the app's defaults (cached by its text)."""
         cached = self._policies.get(row.policy or '')
         if cached is None:
-            cached = Policy.from_json(row.key, row.policy).merged(self.binding.defaults)
+            cached = Policy.from_json(row.key, row.policy).merged(self.context.defaults)
             self._policies[row.policy or ''] = cached
         return cached
 

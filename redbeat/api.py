@@ -592,7 +592,7 @@ class Schedule:
         moment = (now or datetime.now(timezone.utc)).timestamp()
         lock_key = self.config.lock_key
         raw = self.store.overview(
-            lock_key, moment, moment - self.config.max_loop_interval, upcoming
+            lock_key, moment, moment - self.config.max_loop_interval, upcoming, memory=True
         )
         return Overview(
             lock_key=lock_key,
@@ -602,8 +602,8 @@ class Schedule:
             due=raw.due,
             overdue=raw.overdue,
             upcoming=[(self.config.keys.name_of(m), timing.from_score(s)) for m, s in raw.upcoming],
-            eviction_policy=self.store.config_get('maxmemory-policy'),
-            maxmemory=self.store.config_get('maxmemory'),
+            eviction_policy=raw.maxmemory_policy,
+            maxmemory=raw.maxmemory,
             last_tick=_heartbeat(raw.heartbeat)[0],
             ticked_by=_heartbeat(raw.heartbeat)[1],
         )
@@ -1081,22 +1081,21 @@ class Schedule:
         info = self.get(name, history=None)
         if info.error or info.schedule is None or not info.enabled:
             return 0
-        tz = zone(self.config.timezone)
-        due = timing.due_after_change(info.schedule, info.last_run_at, now, tz, info.policy)
-        score = timing.due_score(info.key, due, info.policy)
+        score = timing.score_after_change(
+            info.key, info.schedule, True, info.last_run_at, now, self.context.tz, info.policy
+        )
         return int(self.store.set_state(info.key, info.meta, score))
 
     def _schedule_orphans(self, names: Sequence[str], now: datetime) -> int:
         scores: dict[str, float] = {}
-        tz = zone(self.config.timezone)
         for name in names:
             info = self.get(name, history=None)
             if info.error or info.schedule is None:
                 continue
-            due = timing.due_after_change(info.schedule, info.last_run_at, now, tz, info.policy)
-            scores[info.key] = (
-                timing.due_score(info.key, due, info.policy) if info.enabled else timing.NEVER
-            )
+            scores[info.key] = timing.score_after_change(
+                info.key, info.schedule, info.enabled, info.last_run_at, now, self.context.tz,
+                info.policy,
+            )  # fmt: skip
         return self.store.add_missing(scores)
 
 

@@ -447,17 +447,15 @@ def _save_item(
     else:
         last_run_at, count = decode_meta(key, meta)
     entry.last_run_at, entry.total_run_count = last_run_at, count
-    if entry.enabled:
-        policy = entry.policy.merged(bound.defaults)
-        try:
-            due = timing.due_after_change(entry.schedule, last_run_at, now, bound.tz, policy)
-        except TypeError as exc:  # a schedule type redbeat cannot compute
-            raise DefinitionError(key, str(exc)) from None
-        except OverflowError:  # a run state or bound so late the next time is past year 9999
-            raise DefinitionError(key, 'the next run would be after the year 9999') from None
-        score = timing.due_score(key, due, policy)
-    else:
-        score = timing.NEVER
+    policy = entry.policy.merged(bound.defaults)
+    try:
+        score = timing.score_after_change(
+            key, entry.schedule, entry.enabled, last_run_at, now, bound.tz, policy
+        )
+    except TypeError as exc:  # a schedule type redbeat cannot compute
+        raise DefinitionError(key, str(exc)) from None
+    except OverflowError:  # a run state or bound so late the next time is past year 9999
+        raise DefinitionError(key, 'the next run would be after the year 9999') from None
     policy_json = entry.policy.to_json()
     keep = stored_definition == definition and stored_policy == policy_json and meta is not None
     return SaveItem(entry.name, definition, meta, new_meta, score, keep, policy_json)

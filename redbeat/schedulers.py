@@ -389,13 +389,13 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         fields = decode_definition(row.key, row.definition)
         last_run_at, _ = decode_meta(row.key, row.meta)
         policy = self._policy(row)
-        if not fields['enabled']:
-            return timing.NEVER
-        if last_run_at is None:
-            return timing.NOW
-        sched, tz = fields['schedule'], self.context.tz
-        following = timing.occurrence_after(sched, policy, last_run_at, tz)
-        return timing.due_score(row.key, following, policy)
+        if last_run_at is None and fields['enabled']:
+            return timing.NOW  # a hash written by hand, never run: due at once
+        now = datetime.now(timezone.utc)  # not read: a run state is given
+        return timing.score_after_change(
+            row.key, fields['schedule'], fields['enabled'], last_run_at, now, self.context.tz,
+            policy,
+        )  # fmt: skip
 
     # --- compat API: adding entries through a scheduler object --------------
 

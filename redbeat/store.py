@@ -720,6 +720,8 @@ class ScheduleStore:
         lock_holder: str | None
         lock_ttl: float | None  # seconds; None when free or without expiry
         heartbeat: str | None = None  # JSON the leader wrote at its last tick
+        maxmemory_policy: str | None = None  # None: not asked, or the server does not tell
+        maxmemory: str | None = None
 
     def scan_schedule(self, count: int = 1000) -> Iterator[list[tuple[str, str]]]:
         """Batches of ``(member, exact score)`` from the sorted set (ZSCAN: one round trip a batch).
@@ -757,9 +759,17 @@ class ScheduleStore:
         return [(_row(key, row), exists == 1) for key, (row, exists) in zip(keys, pairs)]
 
     def overview(
-        self, lock_key: str | None, now: float, overdue_before: float, upcoming: int
+        self,
+        lock_key: str | None,
+        now: float,
+        overdue_before: float,
+        upcoming: int,
+        memory: bool = False,
     ) -> ScheduleStore.Overview:
-        """Counts, the first ``upcoming`` due times and the lock, in one round trip."""
+        """Counts, the first ``upcoming`` due times and the lock, in one round trip;
+        with ``memory``, the eviction settings too (two more on Redis Cluster,
+        whose pipelines route by key: CONFIG has none)."""
+        config = memory and not self.cluster
         with self.client.pipeline(transaction=False) as pipe:
             pipe.zcard(self.keys.schedule)
             pipe.zcount(self.keys.schedule, 0, now)
@@ -772,7 +782,25 @@ class ScheduleStore:
             if lock_key:
                 pipe.get(lock_key)
                 pipe.pttl(lock_key)
-            replies = pipe.execute()
+            if config:
+                pipe.config_get('maxmemory-policy')
+                pipe.config_get('maxmemory')
+            replies = pipe.execute(raise_on_error=False)
+        settings: tuple[str | None, str | None]
+        if config:
+            policy, maxmemory = replies[-2:]
+            del replies[-2:]
+            settings = (
+                _config_value(policy, 'maxmemory-policy'),
+                _config_value(maxmemory, 'maxmemory'),
+            )
+        elif memory:
+            settings = (self.config_get('maxmemory-policy'), self.config_get('maxmemory'))
+        else:
+            settings = (None, None)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
         total, due, overdue, first, heartbeat = replies[:5]
         holder, ttl = replies[5:] if lock_key else (None, None)
         return ScheduleStore.Overview(
@@ -786,6 +814,8 @@ class ScheduleStore:
             lock_holder=None if holder is None else str(holder),
             lock_ttl=ttl / 1000 if isinstance(ttl, int) and ttl > 0 else None,
             heartbeat=None if heartbeat is None else str(heartbeat),
+            maxmemory_policy=settings[0],
+            maxmemory=settings[1],
         )
 
 

@@ -386,3 +386,24 @@ def due_after_change(
     """
     policy = policy or DEFAULT_POLICY
     return occurrence_after(sched, policy, now if last_run_at is None else last_run_at, tz)
+
+
+def score_after_change(
+    key: str,
+    sched: BaseSchedule,
+    enabled: bool,
+    last_run_at: datetime | None,
+    now: datetime,
+    tz: tzinfo,
+    policy: Policy,
+) -> float:
+    """The score an entry is written with when its definition is saved at ``now``.
+
+    The one rule every writer follows (a save, ``redbeat check --fix``, beat
+    adopting a hash without a member): -1 when disabled, else the due time of
+    :func:`due_after_change` with the entry's jitter.  TypeError for a schedule
+    type redbeat cannot compute, OverflowError past the year 9999.
+    """
+    if not enabled:
+        return NEVER
+    return due_score(key, due_after_change(sched, last_run_at, now, tz, policy), policy)

@@ -59,7 +59,7 @@ from .keys import Keys
 from .policy import DEFAULT as DEFAULT_POLICY
 from .policy import Policy
 from .schedules import rrule
-from .store import CHANGED, GONE, STALE_META, WRONG_TYPE, Row, ScheduleStore, _hmget, _row
+from .store import CHANGED, GONE, STALE_META, WRONG_TYPE, Inspected, ScheduleStore
 
 __all__ = ['POLICY_FIELDS', 'TASK_NAME', 'Dispatch', 'EntryInfo', 'Overview', 'Problem',
            'Schedule', 'make_policy']  # fmt: skip
@@ -68,7 +68,6 @@ __all__ = ['POLICY_FIELDS', 'TASK_NAME', 'Dispatch', 'EntryInfo', 'Overview', 'P
 POLICY_FIELDS = tuple(f.name for f in fields(Policy))
 _DATETIME_FIELDS = ('start_at', 'end_at', 'anchor')
 #: The entry hash fields the API reads: beat's three, then the two counters.
-_INFO_FIELDS = ('definition', 'meta', 'policy', 'missed', 'skipped')
 #: Attempts of a read-modify-write (enable, disable, edit) before WriteConflict.
 UPDATE_ATTEMPTS = 20
 
@@ -262,44 +261,7 @@ def policy_item(policy: Policy) -> dict[str, Any]:
     return {} if text is None else {'policy': json.loads(text)}
 
 
-@dataclass(frozen=True)
-class _Read:
-    """What :func:`_inspect` read for one key."""
-
-    row: Row
-    exists: bool
-    missed: int = 0
-    skipped: int = 0
-
-
-def _counter(value: Any) -> int:
-    try:
-        return int(value or 0)
-    except (TypeError, ValueError):
-        return 0
-
-
-def _inspect(store: ScheduleStore, keys: Sequence[str]) -> builtins.list[_Read]:
-    """Each key's fields (counters too) and whether it exists, in one pipeline."""
-    if not keys:
-        return []
-    with store.client.pipeline(transaction=False) as pipe:
-        for key in keys:
-            # bytes: _row decodes each field alone (one that is not UTF-8 is that entry's error)
-            _hmget(pipe, key, _INFO_FIELDS)
-            pipe.exists(key)
-        replies = pipe.execute(raise_on_error=False)
-    out = []
-    for key, reply, exists in zip(keys, replies[::2], replies[1::2]):
-        if isinstance(reply, Exception):
-            out.append(_Read(_row(key, reply), exists == 1))
-        else:
-            row = _row(key, reply[:3])
-            out.append(_Read(row, exists == 1, _counter(reply[3]), _counter(reply[4])))
-    return out
-
-
-def _info(store: ScheduleStore, read: _Read, score: float | None) -> EntryInfo:
+def _info(store: ScheduleStore, read: Inspected, score: float | None) -> EntryInfo:
     """Decode what was read for one key; a decoding problem becomes ``error``."""
     row, exists = read.row, read.exists
     base = EntryInfo(
@@ -524,25 +486,15 @@ class Schedule:
                 if key not in seen and fnmatch.fnmatchcase(keys.name_of(key), pattern):
                     seen.add(key)
                     wanted[key] = float(score)
-            for read in _inspect(self.store, list(wanted)):
+            for read in self.store.inspect(list(wanted)):
                 yield _info(self.store, read, wanted[read.row.key])
-        for batch in self._unscheduled(pattern, page_size):
-            for read in _inspect(self.store, batch):
-                yield _info(self.store, read, None)
 
-    def _unscheduled(self, pattern: str, page_size: int) -> Iterator[builtins.list[str]]:
-        """Batches of entry hashes that are not in the sorted set (under any member form)."""
-        keys = self.config.keys
-        for batch in self.store.scan_entry_keys(page_size):
-            batch = [k for k in batch if fnmatch.fnmatchcase(keys.name_of(k), pattern)]
-            found = self.store.scores([*batch, *(keys.name_of(k) for k in batch)])
-            missing = [
-                k
-                for k, full, bare in zip(batch, found, found[len(batch) :])
-                if full is None and bare is None
-            ]
-            if missing:
-                yield missing
+        def matches(key: str) -> bool:
+            return fnmatch.fnmatchcase(keys.name_of(key), pattern)
+
+        for batch in self.store.unscheduled(matches, page_size):
+            for read in self.store.inspect(batch):
+                yield _info(self.store, read, None)
 
     def names(self, pattern: str = '*', page_size: int = 1000) -> builtins.list[str]:
         """Names of the entries matching ``pattern`` (members and hashes), sorted."""
@@ -567,15 +519,13 @@ class Schedule:
         EntryNotFound when there is neither a hash nor a member.
         """
         key = self.config.keys.entry_checked(name)
-        (read,) = _inspect(self.store, [key])
-        full, bare = self.store.scores([key, name])
-        score = full if full is not None else bare
+        read, score, records = self.store.entry(name, history)
         if not read.exists and score is None:
             raise EntryNotFound(key)
         info = _info(self.store, read, score)
-        if history is None:
+        if records is None:
             return info
-        return replace(info, history=self.history(name, history))
+        return replace(info, history=tuple(Dispatch.from_json(r) for r in records))
 
     def history(self, name: str, limit: int = 100) -> tuple[Dispatch, ...]:
         """The entry's latest dispatches, newest first (one round trip)."""
@@ -924,7 +874,7 @@ class Schedule:
             row, score = self.store.read(key)
             if row.definition is None and row.error is None:
                 raise EntryNotFound(key)
-            info = _info(self.store, _Read(row, exists=True), score)
+            info = _info(self.store, Inspected(row, exists=True), score)
             if info.error:
                 raise DefinitionError(key, info.error)
             entry = change(info)

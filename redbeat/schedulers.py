@@ -359,11 +359,8 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
     def _adopt_orphans(self, started: Startup) -> None:
         """Schedule hashes written without a ZADD (the RedBeat README promises it)."""
         if started.cursor is None:  # Redis Cluster: the client scans each node
-            keys = self.config.keys
-            for batch in self.store.scan_entry_keys():
-                found = self.store.scores([*batch, *(keys.name_of(k) for k in batch)])
-                bare = found[len(batch) :]
-                self._adopt([k for k, s, b in zip(batch, found, bare) if s is None and b is None])
+            for orphans in self.store.unscheduled(lambda _key: True, count=10_000):
+                self._adopt(orphans)
             return
         self._adopt(started.orphans)
         cursor = started.cursor

@@ -28,41 +28,36 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta, timezone, tzinfo
 from functools import partial
 from typing import Any
-from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from celery import Celery
 from celery.schedules import BaseSchedule, crontab, schedule
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
-from . import timing
+from . import converters, timing
 from .client import redis_from_config
 from .compat import context_for
-from .config import REDIS_SCHEMES, RedBeatConfig, default_prefix, masked_url
+from .config import RedBeatConfig
 from .decoder import decode_definition, decode_meta, dumps, encode_definition
 from .entry import (
     RedBeatSchedulerEntry,
     StoreContext,
     save_entries,
     save_if_unchanged,
-    zone,
 )
 from .errors import (
-    ConfigurationError,
     DefinitionError,
     EntryNotFound,
     RedBeatError,
     WriteConflict,
 )
-from .keys import Keys
 from .policy import DEFAULT as DEFAULT_POLICY
 from .policy import Policy
 from .schedules import rrule
 from .store import CHANGED, GONE, STALE_META, WRONG_TYPE, Inspected, ScheduleStore
 
-__all__ = ['POLICY_FIELDS', 'TASK_NAME', 'Dispatch', 'EntryInfo', 'Overview', 'Problem',
-           'Schedule', 'make_policy']  # fmt: skip
+__all__ = ['POLICY_FIELDS', 'TASK_NAME', 'Dispatch', 'EntryInfo', 'ImportPlan', 'Overview',
+           'Problem', 'Schedule', 'make_policy']  # fmt: skip
 
 #: The names of the policy fields, accepted as keywords and in ``beat_schedule`` items.
 POLICY_FIELDS = tuple(f.name for f in fields(Policy))
@@ -292,11 +287,9 @@ def _moment(name: str, label: str, value: Any, tz: tzinfo) -> datetime:
     """A datetime for a policy field: ISO text or a datetime; naive ones are read in ``tz``."""
     if isinstance(value, str):
         try:
-            value = datetime.fromisoformat(value)
-        except ValueError:
-            raise DefinitionError(
-                name, f'{label} {value!r} is not a date and time like 2027-01-01T09:00'
-            ) from None
+            value = converters.parse_datetime(label, value)
+        except converters.ConversionError as exc:
+            raise DefinitionError(name, str(exc)) from None
     if isinstance(value, datetime) and value.tzinfo is None:
         value = value.replace(tzinfo=tz)
     if not isinstance(value, datetime):
@@ -305,11 +298,9 @@ def _moment(name: str, label: str, value: Any, tz: tzinfo) -> datetime:
 
 
 def _zone_of(name: str, zone_name: Any) -> tzinfo:
-    if zone_name is None:
-        return timezone.utc
     try:
-        return ZoneInfo(str(zone_name))
-    except (ZoneInfoNotFoundError, ValueError):
+        return converters.zone(zone_name)
+    except converters.UnknownZone:
         raise DefinitionError(
             name, f'policy: timezone {zone_name!r} is not an IANA time zone name'
         ) from None
@@ -364,15 +355,6 @@ def check_policy(name: str, sched: BaseSchedule, policy: Policy) -> None:
     if policy.anchor is not None and (not isinstance(sched, schedule) or isinstance(
             sched, crontab)):  # fmt: skip
         raise DefinitionError(name, 'anchor applies only to interval schedules (every ...)')
-
-
-def _check_url(url: str) -> None:
-    scheme = urlsplit(url.split(';')[0]).scheme
-    if scheme not in REDIS_SCHEMES:
-        raise ConfigurationError(
-            'redbeat_redis_url',
-            f'{masked_url(url)!r} is not a Redis URL (schemes: {", ".join(REDIS_SCHEMES)})',
-        )
 
 
 def coerce_schedule(name: str, value: Any) -> BaseSchedule:
@@ -442,14 +424,7 @@ class Schedule:
         Without ``prefix``, the one beat uses for that URL: ``{redbeat}:`` on
         Redis Cluster (``redis-cluster://``), else ``redbeat:``.
         """
-        _check_url(url)
-        if prefix is None:
-            prefix = default_prefix(url)
-        if not prefix:
-            raise ConfigurationError('redbeat_key_prefix', 'must be a non-empty string')
-        lock_key = Keys(prefix).default_lock
-        config = RedBeatConfig(url, key_prefix=prefix, lock_key=lock_key, timezone=timezone)
-        return cls(app, config=config)
+        return cls(app, config=RedBeatConfig.from_url(url, prefix, timezone=timezone))
 
     # --- reading -----------------------------------------------------------
 
@@ -767,7 +742,7 @@ class Schedule:
         if given is None and policy is not None:
             given = (policy.get('on_finish') if isinstance(policy, Mapping)
                      else getattr(policy, 'on_finish', None))  # fmt: skip
-        on_finish = 'delete' if delete_after else given or 'disable'
+        on_finish = one_off_finish(given, delete_after)
         sched = rrule('DAILY', dtstart=moment, count=1)
         return self.entry(name, task, sched, args, kwargs, options, policy=policy,
                           on_finish=on_finish, **policy_fields)  # fmt: skip
@@ -813,6 +788,39 @@ class Schedule:
         entries = [self.entry_from_dict(name, item) for name, item in items.items()]
         save_entries(entries, context=self.context)
         return entries
+
+    def plan_import(
+        self, entries: Sequence[RedBeatSchedulerEntry], prune: bool = False
+    ) -> ImportPlan:
+        """What importing ``entries`` would do to the stored schedule (reads, writes nothing).
+
+        ``+`` add, ``~`` update, ``=`` unchanged, and with ``prune`` ``-`` remove
+        each stored entry that is not among ``entries``.
+        """
+        stored = {info.name: info for info in self.list()}
+        steps = []
+        for entry in entries:
+            info = stored.get(entry.name)
+            if info is None:
+                steps.append(('+', entry.name))
+            elif info.error is None and info.as_item() == entry_item(entry):
+                steps.append(('=', entry.name))
+            else:
+                steps.append(('~', entry.name))
+        if prune:
+            wanted = {e.name for e in entries}
+            steps += [('-', name) for name in sorted(stored) if name not in wanted]
+        writes = {name for sign, name in steps if sign in '+~'}
+        return ImportPlan(
+            steps,
+            [e for e in entries if e.name in writes],
+            [name for sign, name in steps if sign == '-'],
+        )
+
+    def apply_import(self, plan: ImportPlan) -> None:
+        """Write what :meth:`plan_import` planned: one batch of saves, one of deletes."""
+        self.save(plan.changed)
+        self.delete(plan.removed)
 
     def save(self, entries: Sequence[RedBeatSchedulerEntry]) -> None:
         """Store entries built with :meth:`entry` (one batch)."""
@@ -993,7 +1001,7 @@ class Schedule:
         """
         moment = now or datetime.now(timezone.utc)
         # Without the app, its zone is unknown: crontabs without their own zone are not judged.
-        tz = zone(self.config.timezone) if self.app is not None else None
+        tz = self.context.tz if self.app is not None else None
         problems: builtins.list[Problem] = []
         for info in self.list(page_size=page_size):
             problems.extend(_problems(info))
@@ -1047,6 +1055,28 @@ class Schedule:
                 info.policy,
             )  # fmt: skip
         return self.store.add_missing(scores)
+
+
+@dataclass(frozen=True)
+class ImportPlan:
+    """What :meth:`Schedule.plan_import` found: a step per entry, what to write and remove."""
+
+    steps: builtins.list[tuple[str, str]]  # (sign, name): + add, ~ update, = same, - remove
+    changed: builtins.list[RedBeatSchedulerEntry]
+    removed: builtins.list[str]
+
+
+def entry_item(entry: RedBeatSchedulerEntry) -> dict[str, Any]:
+    """``entry`` as :meth:`EntryInfo.as_item` shows a stored one (to tell them apart)."""
+    item: dict[str, Any] = json.loads(dumps(entry.definition()))
+    del item['name']
+    return item | policy_item(entry.policy)
+
+
+def one_off_finish(on_finish: str | None, delete_after: bool) -> str:
+    """A one-off entry's finish action: it cleans up after itself once it ran,
+    deleted with ``delete_after``, else as ``on_finish`` says, else disabled."""
+    return 'delete' if delete_after else on_finish or 'disable'
 
 
 def _fields_of(info: EntryInfo) -> dict[str, Any]:

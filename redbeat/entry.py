@@ -13,7 +13,6 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone, tzinfo
 from functools import cached_property
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from celery import Celery
 from celery.app import app_or_default
@@ -24,6 +23,7 @@ from . import timing
 from .client import redis_from_config
 from .compat import context_for
 from .config import RedBeatConfig
+from .converters import zone
 from .decoder import (
     check_fields,
     decode_definition,
@@ -71,15 +71,6 @@ class StoreContext:
         this raises :class:`redis.ConnectionError` and the next use tries again.
         """
         return ScheduleStore(redis_from_config(self.config), self.config.keys)
-
-
-def zone(name: str | tzinfo | None) -> tzinfo:
-    """A tzinfo for a zone name (UTC for None)."""
-    if name is None or name == 'UTC':
-        return timezone.utc
-    if isinstance(name, tzinfo):
-        return name
-    return ZoneInfo(str(name))
 
 
 def utcnow() -> datetime:

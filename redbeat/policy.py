@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields, replace
-from datetime import datetime, timezone, tzinfo
+from datetime import datetime, tzinfo
 from functools import cached_property
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -155,7 +155,3 @@ def _problem(p: Policy) -> str | None:
 
 
 DEFAULT = Policy()
-
-
-def utc(dt: datetime) -> datetime:
-    return dt.astimezone(timezone.utc)

@@ -151,14 +151,6 @@ def _shown(key: str) -> str:
     return key.encode('utf-8', 'backslashreplace').decode('utf-8')
 
 
-def chunks(items: Sequence[Any], first: int, size: int) -> Iterator[Sequence[Any]]:
-    """``items`` in a first chunk of ``first``, then chunks of ``size``."""
-    start, step = 0, first
-    while start < len(items):
-        yield items[start : start + step]
-        start, step = start + step, size
-
-
 class RedBeatScheduler(Scheduler):  # type: ignore[misc]
     """Celery beat scheduler that keeps the schedule in Redis."""
 

@@ -24,8 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from functools import cached_property
 from typing import Any
@@ -47,7 +46,7 @@ from .compat import (
     get_redis,
 )
 from .config import RedBeatConfig
-from .decoder import decode_definition, decode_meta, encode_definition, encode_meta
+from .decoder import decode_definition, decode_meta
 from .entry import (
     RedBeatSchedulerEntry,
     StoreContext,
@@ -59,9 +58,9 @@ from .entry import (
 from .errors import DefinitionError, LeadershipLost
 from .leader import Leadership
 from .metrics import Observer, make_observer
-from .policy import Policy
-from .publish import Message, Outcome, Publisher, task_id_of
-from .store import Claim, Claimed, Due, Restore, Row, ScheduleStore, Startup, Writes
+from .planner import Plan, Planner, claim_groups, journaled, queue_finish, record
+from .publish import Message, Outcome, Publisher
+from .store import Claimed, Due, Row, ScheduleStore, Startup, Writes
 
 logger = logging.getLogger('celery.beat')
 
@@ -75,22 +74,8 @@ REDIS_ERRORS = (
     ClusterDownError,  # Redis Cluster nodes restarting, before they agree the cluster is up
     RedisClusterException,  # only when no node answers: see _survivable
 )
-_DECODED_CACHE_MAX = 200_000
 #: Bound on the chunks one tick handles (a tick never loops forever).
 _MAX_CHUNKS_PER_TICK = 1000
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What one tick does with one due member: claim it, and send its occurrences."""
-
-    claim: Claim
-    restore: Restore
-    messages: tuple[Message, ...] = ()  # empty: nothing to send (parked)
-    history: int = 0  # dispatch records to keep
-    finish: str | None = None  # 'disable' or 'delete' once these are sent
-    fields: dict[str, Any] | None = None  # the decoded definition (for finish actions)
-    definition: str | None = None  # its text as read: a finish action is conditional on it
 
 
 def _survivable(exc: Exception) -> None:
@@ -101,49 +86,12 @@ def _survivable(exc: Exception) -> None:
         raise exc
 
 
-def _claim_groups(plans: Sequence[Plan], size: int) -> Iterator[list[Plan]]:
-    """``plans`` in consecutive groups of at most ``size`` messages (at least one plan)."""
-    group: list[Plan] = []
-    count = 0
-    for plan in plans:
-        if group and count + len(plan.messages) > size:
-            yield group
-            group, count = [], 0
-        group.append(plan)
-        count += len(plan.messages)
-    if group:
-        yield group
-
-
-def _journaled(plan: Plan, row: Row) -> Plan:
-    """``plan`` with a journal record per occurrence (at-least-once delivery).
-
-    The record holds the definition the message is built from, so a next
-    leader re-sends exactly this message even if the entry changed since.
-    """
-    if not plan.messages:
-        return plan
-    journal = tuple(
-        (m.task_id, json.dumps({'key': m.key, 'occurrence': m.occurrence.isoformat(),
-                                'definition': row.definition}, separators=(',', ':')))
-        for m in plan.messages
-    )  # fmt: skip
-    ids = tuple(task_id for task_id, _ in journal)
-    return replace(plan, claim=replace(plan.claim, journal=journal),
-                   restore=replace(plan.restore, journal=ids))  # fmt: skip
-
-
 def _journal_message(text: str) -> Message:
     """The message a journal record stands for (ValueError/KeyError/TypeError if unreadable)."""
-    record = json.loads(text)
-    key = str(record['key'])
-    occurrence = datetime.fromisoformat(record['occurrence'])
-    return Message(key, decode_definition(key, record['definition']), occurrence)
-
-
-def _describe(exc: Exception) -> str:
-    """A one-line reason for an unexpected error planning an entry."""
-    return f'cannot be scheduled ({type(exc).__name__}: {exc})'[:500]
+    stored = json.loads(text)
+    key = str(stored['key'])
+    occurrence = datetime.fromisoformat(stored['occurrence'])
+    return Message(key, decode_definition(key, stored['definition']), occurrence)
 
 
 def _shown(key: str) -> str:
@@ -197,12 +145,9 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         expose_conf(app, config)  # app.redbeat_conf, which code written for 2.x reads
         self._ready = False
         self._failures = 0
-        self._decoded: dict[str, dict[str, Any]] = {}  # definition text -> fields
-        self._metas: dict[str, tuple[datetime | None, int]] = {}  # meta text -> run state
         self._changes: redis.client.PubSub | None = None
         self._waiting = False
         self._statics_written = 0
-        self._policies: dict[str, Policy] = {}
         #: History records and finish actions, written with the next round trip.
         self._writes = Writes()
         #: What the last apply_async raised (see :meth:`apply_async`).
@@ -377,7 +322,7 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
             raise DefinitionError(row.key, row.error)
         fields = decode_definition(row.key, row.definition)
         last_run_at, _ = decode_meta(row.key, row.meta)
-        policy = self._policy(row)
+        policy = self.planner.policy(row)
         if last_run_at is None and fields['enabled']:
             return timing.NOW  # a hash written by hand, never run: due at once
         now = datetime.now(timezone.utc)  # not read: a run state is given
@@ -602,8 +547,8 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         plans = [self._plan(d.member, d.score, d.row, now) for d in due]
         self._tick_due += len(plans)
         if self.config.delivery == 'at-least-once':
-            plans = [_journaled(plan, d.row) for plan, d in zip(plans, due)]
-        groups = list(_claim_groups(plans, self.publish_group))
+            plans = [journaled(plan, d.row) for plan, d in zip(plans, due)]
+        groups = list(claim_groups(plans, self.publish_group))
         claimed: Claimed | None = None
         for i, group in enumerate(groups):
             last = i == len(groups) - 1
@@ -718,44 +663,11 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
 
     def _record(self, messages: Sequence[Message], owner: Sequence[Plan], outcome: Outcome) -> None:
         """Queue history records and finish actions for the next round trip."""
-        sent_at = datetime.now(timezone.utc).isoformat()
-        retry, skipped, uncertain = set(outcome.retry), set(outcome.skipped), set(outcome.uncertain)
-        finished: dict[int, Plan] = {}
-        for i, (message, plan) in enumerate(zip(messages, owner)):
-            result = (
-                'handed back' if i in retry
-                else 'error' if i in skipped
-                else 'uncertain' if i in uncertain
-                else 'sent'
-            )  # fmt: skip
-            if plan.history:
-                record = {
-                    'scheduled': message.occurrence.isoformat(),
-                    'sent': sent_at,
-                    'task_id': task_id_of(message),
-                    'outcome': result,
-                }
-                name = self.config.keys.name_of(message.key)
-                self._writes.history.append((name, json.dumps(record), plan.history))
-            if plan.finish and result == 'sent':
-                finished[id(plan)] = plan
-        for plan in finished.values():
-            self._queue_finish(plan)
+        sent_at = datetime.now(timezone.utc)
+        record(messages, owner, outcome, sent_at, self.config.keys, self._writes)
 
     def _queue_finish(self, plan: Plan) -> None:
-        """Disable or delete an entry that has no occurrence left (with the next round trip).
-
-        Only if its definition is still the text this plan read: an edit made
-        since wins, and a deleted entry is not written again (``finish.lua``).
-        """
-        if plan.definition is None:
-            return
-        name = self.config.keys.name_of(plan.claim.key)
-        if plan.finish == 'delete':
-            self._writes.deletes.append((name, plan.definition))
-        elif plan.finish == 'disable' and plan.fields is not None:
-            disabled = encode_definition({**plan.fields, 'enabled': False})
-            self._writes.disables.append((name, plan.definition, disabled))
+        queue_finish(plan, self.config.keys, self._writes)
 
     def _renew(self) -> None:
         """Keep the lock during a long dispatch (a no-op until a renewal is due)."""
@@ -868,95 +780,23 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         if error is not None:
             raise error
 
-    def _plan(self, member: str, score: str, row: Row, now: datetime) -> Plan:
-        """What to do with one due member; an entry that raises anything is parked.
+    @cached_property
+    def planner(self) -> Planner:
+        """Plans the due rows this scheduler reads (pure; see :mod:`redbeat.planner`)."""
+        return Planner(self.context.tz, self.context.defaults, park_for=self.max_wait)
 
-        Defence in depth: the codec refuses what beat cannot run, but whatever
-        one entry's data makes decoding or planning raise must not stop its
-        chunk-mates or beat; the entry is looked at again (and reported) once
-        per ``beat_max_loop_interval``.
-        """
-        try:
-            return self._plan_entry(member, score, row, now)
-        except Exception as exc:
-            reason = exc.reason if isinstance(exc, DefinitionError) else _describe(exc)
+    def _plan(self, member: str, score: str, row: Row, now: datetime) -> Plan:
+        """The planner's plan for one due member; a parked entry is reported."""
+        plan = self.planner.plan(member, score, row, now)
+        if plan.problem is not None:
             logger.error(
                 'beat: Entry %s skipped: %s. Its data is left as it is; looking again in %s.',
                 _shown(row.key),
-                reason,
+                plan.problem,
                 humanize_seconds(self.max_wait),
             )
-            self.observer.parked(row.key, reason, self.max_wait)
-            return self._park(member, score, row, now.timestamp() + self.max_wait)
-
-    def _plan_entry(self, member: str, score: str, row: Row, now: datetime) -> Plan:
-        fields = self._decode(row)
-        last_run_at, count = self._meta(row)
-        policy = self._policy(row)
-        if not fields['enabled']:
-            return self._park(member, score, row, timing.NEVER)
-        sched, tz = fields['schedule'], self.context.tz
-        first = timing.first_occurrence(sched, policy, last_run_at, float(score), now, tz)
-        finish = policy.on_finish if policy.on_finish in ('disable', 'delete') else None
-        done = policy.max_runs is not None and count >= policy.max_runs
-        if first is None or done:  # no occurrence left
-            parked = self._park(member, score, row, timing.NEVER)
-            return replace(parked, finish=finish, fields=fields, definition=row.definition)
-        if first > now:  # not due yet (its definition changed by hand): move to its time
-            return self._park(member, score, row, timing.due_score(row.key, first, policy))
-        run = timing.plan_run(sched, policy, first, now, count, tz, key=row.key)
-        meta = encode_meta(run.last_run_at, run.total_run_count)
-        self._remember_meta(meta, run.last_run_at, run.total_run_count)
-        claim = Claim(row.key, member, score, run.score, meta, run.missed, run.skipped)
-        restore = Restore(row.key, run.score, score, row.meta)
-        return Plan(
-            claim,
-            restore,
-            tuple(Message(row.key, fields, occurrence) for occurrence in run.sends),
-            history=policy.history or 0,
-            finish=finish if run.next_occurrence is None else None,
-            fields=fields,
-            definition=row.definition,
-        )
-
-    def _policy(self, row: Row) -> Policy:
-        """The entry's policy over the app's defaults (cached by its text)."""
-        cached = self._policies.get(row.policy or '')
-        if cached is None:
-            cached = Policy.from_json(row.key, row.policy).merged(self.context.defaults)
-            self._policies[row.policy or ''] = cached
-        return cached
-
-    def _park(self, member: str, score: str, row: Row, until: float) -> Plan:
-        """Move an entry that will not be sent out of the due range; its data is untouched."""
-        return Plan(
-            Claim(row.key, member, score, until, None), Restore(row.key, until, score, row.meta)
-        )
-
-    def _meta(self, row: Row) -> tuple[datetime | None, int]:
-        """The entry's run state; the meta this beat wrote last tick is not parsed again."""
-        known = self._metas.get(row.meta) if row.meta else None
-        return known if known is not None else decode_meta(row.key, row.meta)
-
-    def _remember_meta(self, meta: str, last_run_at: datetime | None, count: int) -> None:
-        if len(self._metas) >= _DECODED_CACHE_MAX:
-            self._metas.clear()
-        self._metas[meta] = (last_run_at, count)
-
-    def _decode(self, row: Row) -> dict[str, Any]:
-        if row.error:
-            raise DefinitionError(row.key, row.error)
-        if row.definition is None:
-            raise DefinitionError(
-                row.key, 'is in the schedule but has no definition (no such hash)'
-            )
-        fields = self._decoded.get(row.definition)
-        if fields is None:
-            fields = decode_definition(row.key, row.definition)
-            if len(self._decoded) >= _DECODED_CACHE_MAX:
-                self._decoded.clear()
-            self._decoded[row.definition] = fields
-        return fields
+            self.observer.parked(row.key, plan.problem, self.max_wait)
+        return plan
 
     # --- shutdown and banner -----------------------------------------------
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from functools import cached_property
 from typing import Any
@@ -134,8 +134,12 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         app: Celery,
         lock_key: str | None = None,
         lock_timeout: float | None = None,
+        clock: Callable[[], float] = time.time,
         **kwargs: Any,
     ) -> None:
+        #: UNIX seconds now: every moment the scheduler plans with is read from it,
+        #: so tests drive it (the leader lock's renewal and Redis' TTLs keep real time).
+        self.clock = clock
         config = RedBeatConfig.from_app(app)
         if lock_key is not None:
             config = config.but(lock_key=lock_key)
@@ -264,7 +268,7 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         entries = self._static_entries()
         names = set(self.app.conf.beat_schedule or {}) | set(entries)
         listed = list(entries.values())
-        now = datetime.now(timezone.utc)
+        now = self._now()
         try:
             items = save_items(self.context, listed, now)
         except DefinitionError:  # one cannot be stored (NaN in its args, say): leave it out
@@ -325,7 +329,7 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         policy = self.planner.policy(row)
         if last_run_at is None and fields['enabled']:
             return timing.NOW  # a hash written by hand, never run: due at once
-        now = datetime.now(timezone.utc)  # not read: a run state is given
+        now = self._now()  # not read: a run state is given
         return timing.score_after_change(
             row.key, fields['schedule'], fields['enabled'], last_run_at, now, self.context.tz,
             policy,
@@ -415,14 +419,14 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         """
         self.observer.tick_started()
         self._tick_due = 0
-        now = time.time()
+        now = self.clock()
         if now - self._heartbeat_at >= self.heartbeat_every:
             self._heartbeat_at = now
             self._writes.heartbeat = json.dumps({'at': now, 'beat': self.leader.token})
 
     def _tick_finished(self) -> None:
         self.observer.tick_finished(self._tick_due)
-        now = time.time()
+        now = self.clock()
         if self.observer.census_due(now):
             total, enabled = self.store.census()
             self.observer.census(total, enabled, now)
@@ -463,7 +467,7 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         With a change subscription the wait happens here and 0 is returned, so
         beat ticks again at once; without one, beat's own loop sleeps.
         """
-        wait = self.max_wait if following is None else max(0.0, following - time.time())
+        wait = self.max_wait if following is None else max(0.0, following - self.clock())
         if self.leader.fence is not None:
             wait = min(wait, self.leader.renew_every)
         wait = min(wait, self.max_wait)
@@ -592,7 +596,7 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         owner = [p for p in plans for _ in p.messages]
         hooked = self._hooked_send if self.hooked() else None
         outcome = self.publisher.send(messages, between_groups=self._renew, send_one=hooked)
-        self.observer.published(messages, outcome, time.time())
+        self.observer.published(messages, outcome, self.clock())
         retry = outcome.retry
         if self.config.delivery == 'at-least-once':
             # Confirmed out of the journal; the uncertain stay in it and are
@@ -663,7 +667,7 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
 
     def _record(self, messages: Sequence[Message], owner: Sequence[Plan], outcome: Outcome) -> None:
         """Queue history records and finish actions for the next round trip."""
-        sent_at = datetime.now(timezone.utc)
+        sent_at = self._now()
         record(messages, owner, outcome, sent_at, self.config.keys, self._writes)
 
     def _queue_finish(self, plan: Plan) -> None:
@@ -779,6 +783,9 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         error, self._hook_error = self._hook_error, None
         if error is not None:
             raise error
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), tz=timezone.utc)
 
     @cached_property
     def planner(self) -> Planner:

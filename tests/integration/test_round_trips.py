@@ -255,3 +255,16 @@ def test_overview_is_one_round_trip_and_health_too(celery_app: Celery, redis_cli
     assert view.entries == 3
     assert [name for name, _ in view.upcoming] == ['job0', 'job1']  # saved in that order
     assert view.eviction_policy == 'noeviction'  # the test servers' setting, read in the pipeline
+
+
+def test_show_is_one_round_trip(celery_app: Celery) -> None:
+    """``redbeat show``: the fields, the score under either member form and the history."""
+    api = Schedule(celery_app)
+    api.add('shown', 'proj.tasks.job', 3600)
+    api.get('shown', history=None)  # a connection is open
+
+    with counted_round_trips() as trips:
+        info = api.get('shown')
+
+    assert trips[0] == 1
+    assert info.task == 'proj.tasks.job' and info.history == ()

@@ -26,13 +26,14 @@ from typing import Any, NoReturn, TypeVar
 import click
 import redis
 from celery import Celery
-from celery.schedules import BaseSchedule, crontab, schedule
+from celery.schedules import BaseSchedule, crontab
 
 from . import converters, humanize
 from .api import (
     EntryInfo,
     Problem,
     Schedule,
+    check_policy,
     check_task_name,
     entry_item,
     make_policy,
@@ -601,19 +602,18 @@ def _apply(name: str, stored: Policy, changes: dict[str, Any], sched: BaseSchedu
             fields.pop(key, None)
         else:
             fields[key] = value
-    start, end = fields.get('start_at'), fields.get('end_at')
-    if start is not None and end is not None and end <= start:
-        fail('--end-at must be after --start-at')
-    anchored = isinstance(sched, schedule) and not isinstance(sched, crontab)
-    if fields.get('anchor') is not None and not anchored:
-        fail('--anchor applies only to --every schedules (intervals)')
     try:
-        return make_policy(name, fields)
+        policy = make_policy(name, fields)  # the API's checks (end after start, ...)
     except DefinitionError as exc:
         reason = exc.reason
         for field, option in OPTION_OF.items():
             reason = reason.replace(field, option)
         fail(reason)
+    try:
+        check_policy(name, sched, policy)
+    except DefinitionError:  # the one policy that must fit the schedule: said with options
+        fail('--anchor applies only to --every schedules (intervals)')
+    return policy
 
 
 def _entry_options(func: FC) -> FC:

@@ -34,7 +34,7 @@ logger = logging.getLogger('celery.beat')
 _FIELDS = ('definition', 'meta', 'policy')
 #: What management reads show beside them: the counters of occurrences not sent.
 _INFO_FIELDS = (*_FIELDS, 'missed', 'skipped')
-#: Entries per ``save.lua`` call: one call holds Redis for about 60 ms at most.
+#: Entries per ``save.lua`` call: bounds how long one call holds Redis.
 SAVE_CHUNK = 10_000
 #: Seconds the heartbeat key outlives the last tick that wrote it.
 HEARTBEAT_TTL = 86_400

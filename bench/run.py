@@ -44,6 +44,10 @@ Results = dict[tuple[str, str, int], dict[str, Any]]
 # --- private redis-servers ----------------------------------------------------
 
 
+#: Scenarios of one tick after an outage (bench/scenarios.py), 100k only on request.
+CATCH_UP = ('day', 'years', 'mix')
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(('127.0.0.1', 0))
@@ -197,6 +201,12 @@ FIGURES: list[tuple[str, str, str, Any, bool]] = [
     ('Redis round trips, tick (schedule)', 'tick', 'tick_rt', fmt_num, False),
     ('Redis commands, tick (schedule)', 'tick', 'tick_ncmds', fmt_num, False),
     ('Redis busy in scripts, tick', 'tick', 'tick_script_s', fmt_time, False),
+    ('overdue by a day (every minute): one tick', 'day', 'tick_s', fmt_time, False),
+    ('  first message: after_task_publish', 'day', 'first_signal_s', fmt_time, False),
+    ('overdue since 2000 (every minute): one tick', 'years', 'tick_s', fmt_time, False),
+    ('  first message: after_task_publish', 'years', 'first_signal_s', fmt_time, False),
+    ('mix interval/crontab/rrule, zones, a day overdue', 'mix', 'tick_s', fmt_time, False),
+    ('  first message: after_task_publish', 'mix', 'first_signal_s', fmt_time, False),
     ('idle tick', 'tick', 'idle_s', fmt_time, False),
     ('Redis round trips, idle tick', 'tick', 'idle_rt', fmt_num, False),
     ('Redis commands, idle tick', 'tick', 'idle_ncmds', fmt_num, False),
@@ -407,7 +417,12 @@ def main() -> None:
     parser.add_argument('--quick', action='store_true', help='N = 1000,10000 only')
     parser.add_argument('--json', help='also write all results to this file')
     parser.add_argument('--report', metavar='JSON', help='print the tables of an earlier --json')
-    parser.add_argument('--scenarios', default='tick,start,save,publish')
+    parser.add_argument('--scenarios', default='tick,start,save,publish,day,years,mix')
+    parser.add_argument(
+        '--catchup-100k',
+        action='store_true',
+        help='also run the catch-up scenarios (day, years, mix) at N >= 100,000',
+    )
     parser.add_argument('--impls', default='ours,legacy')
     parser.add_argument(
         '--sustained', action='store_true', help='also run N entries due every minute (ours)'
@@ -447,6 +462,8 @@ def main() -> None:
         server = redis.Redis.from_url(schedule_url).info('server')['redis_version']
         for n in sizes:
             for scenario in scenarios:
+                if scenario in CATCH_UP and n >= 100_000 and not args.catchup_100k:
+                    continue
                 for impl in impls if scenario != 'publish' else ['ours']:
                     results[(scenario, impl, n)] = run_worker(
                         pythons[impl], impl, scenario, n, urls

@@ -38,7 +38,9 @@ ROOT = Path(__file__).resolve().parent.parent
 QUEUE = 'celery'  # the broker list kombu's Redis transport pushes the default queue to
 SCHEDULE_KEY = 'redbeat::schedule'
 INTERVAL = 3600.0  # entries' interval: after one run nothing is due for an hour
-SCENARIO_NAMES = ('tick', 'start', 'save', 'publish', 'sustained', 'metrics')
+SCENARIO_NAMES = ('tick', 'start', 'save', 'publish', 'sustained', 'metrics', 'day', 'years', 'mix')
+#: Catch-up scenarios: how long ago the entries last ran.
+CATCH_UP = ('day', 'years', 'mix')
 PROFILED = {'tick': 'tick', 'start': 'start', 'save': 'bulk'}  # the block --profile covers
 
 
@@ -546,6 +548,56 @@ def run_metrics(app: Celery, env: Env) -> dict[str, Any]:
     return out
 
 
+def catch_up_entry(app: Celery, i: int, last_run_at: datetime) -> Any:
+    """Entry ``i`` of a catch-up scenario: every minute, or (``mix``) one of an
+    interval, a crontab and an rrule, ours with a time zone of its own."""
+    if ARGS.scenario != 'mix' or i % 3 == 0:
+        return entry(app, i, schedule(timedelta(seconds=60)), last_run_at=last_run_at)
+    zone = ('Europe/Paris', 'America/New_York', 'Asia/Kolkata', 'Australia/Sydney')[i % 4]
+    policy = {'policy': {'timezone': zone}} if ARGS.impl == 'ours' else {}
+    if i % 3 == 1:
+        return entry(app, i, crontab(minute='*'), last_run_at=last_run_at, **policy)
+    from redbeat.schedules import rrule
+
+    # Hourly from three days ago: dateutil walks a rule from its dtstart at every
+    # question, in both packages, so an old dtstart would measure dateutil.
+    dtstart = (datetime.now(timezone.utc) - timedelta(days=3)).replace(minute=i % 60, second=0)
+    return entry(app, i, rrule('HOURLY', dtstart=dtstart), last_run_at=last_run_at, **policy)
+
+
+def run_catch_up(app: Celery, env: Env) -> dict[str, Any]:
+    """One tick after an outage: N entries last run a day ago (or in 2000), every one
+    of them due with many missed occurrences.  Both packages send each once."""
+    out: dict[str, Any] = {}
+    now = datetime.now(timezone.utc)
+    last = datetime(2000, 1, 1, tzinfo=timezone.utc) if ARGS.scenario == 'years' else now
+    if ARGS.scenario != 'years':
+        last -= timedelta(days=1)
+    sched = make_scheduler(app)
+    entries = [catch_up_entry(app, i, last) for i in range(ARGS.n)]
+    if ARGS.impl == 'ours':
+        redbeat.save_entries(entries)
+    else:
+        legacy_bulk_store(entries, last)
+    rescore_all(env.admin, time.time() + INTERVAL)
+    sched.tick()  # warm-up: connections, scripts, lock
+    app.tasks['bench.noop'].apply_async((0,), producer=sched.producer)
+    env.broker.delete(QUEUE)
+    # Due since the first occurrence after the last run (a minute after it, or
+    # less): the score each package would hold had beat been down since.
+    rescore_all(env.admin, last.timestamp() + 60)
+    publishes = Publishes()
+    with env.probe.measure(out, 'tick'):
+        wall = time.time()
+        sched.tick()
+    out['first_signal_s'] = None if publishes.first is None else publishes.first - wall
+    out['published'] = publishes.count
+    out['queue_len'] = env.broker.llen(QUEUE)
+    out['still_due'] = env.admin.zcount(SCHEDULE_KEY, 0, time.time())
+    out['maxrss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
+
+
 class Env:
     def __init__(self) -> None:
         self.admin = redis.Redis.from_url(ARGS.redis_url, decode_responses=True)
@@ -563,6 +615,9 @@ SCENARIOS: dict[str, Callable[[Celery, Env], dict[str, Any]]] = {
     'publish': run_publish,
     'sustained': run_sustained,
     'metrics': run_metrics,
+    'day': run_catch_up,
+    'years': run_catch_up,
+    'mix': run_catch_up,
 }
 
 

@@ -67,21 +67,29 @@ class Planner:
         self._metas: dict[str, tuple[datetime | None, int]] = {}  # meta text -> run state
         self._policies: dict[str, Policy] = {}  # policy text -> merged policy
 
-    def plan(self, member: str, score: str, row: Row, now: datetime) -> Plan:
+    def plan(
+        self, member: str, score: str, row: Row, now: datetime, send_at: datetime | None = None
+    ) -> Plan:
         """What to do with one due member; an entry that raises anything is parked.
+
+        ``send_at``: when its messages are expected to leave (late in a long
+        tick), so a run sent late is not bunched with its next (see
+        :func:`redbeat.timing.plan_run`).
 
         Defence in depth: the codec refuses what beat cannot run, but whatever
         one entry's data makes decoding or planning raise must not stop its
         chunk-mates or beat; the entry is looked at again once per ``park_for``.
         """
         try:
-            return self._plan_entry(member, score, row, now)
+            return self._plan_entry(member, score, row, now, send_at)
         except Exception as exc:
             reason = exc.reason if isinstance(exc, DefinitionError) else describe(exc)
             parked = park(member, score, row, now.timestamp() + self.park_for)
             return replace(parked, problem=reason)
 
-    def _plan_entry(self, member: str, score: str, row: Row, now: datetime) -> Plan:
+    def _plan_entry(
+        self, member: str, score: str, row: Row, now: datetime, send_at: datetime | None
+    ) -> Plan:
         fields = self.decode(row)
         last_run_at, count = self.meta(row)
         policy = self.policy(row)
@@ -96,7 +104,7 @@ class Planner:
             return replace(parked, finish=finish, fields=fields, definition=row.definition)
         if first > now:  # not due yet (its definition changed by hand): move to its time
             return park(member, score, row, timing.due_score(row.key, first, policy))
-        run = timing.plan_run(sched, policy, first, now, count, tz, key=row.key)
+        run = timing.plan_run(sched, policy, first, now, count, tz, key=row.key, send_at=send_at)
         meta = encode_meta(run.last_run_at, run.total_run_count)
         self._remember_meta(meta, run.last_run_at, run.total_run_count)
         claim = Claim(row.key, member, score, run.score, meta, run.missed, run.skipped)

@@ -25,7 +25,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from typing import Any
 
@@ -78,6 +78,17 @@ REDIS_ERRORS = (
 _MAX_CHUNKS_PER_TICK = 1000
 
 
+class _Pace:
+    """How long a chunk takes, per entry, from planning to its last message leaving."""
+
+    def __init__(self, per_entry: float) -> None:
+        self.per_entry = per_entry
+
+    def measured(self, seconds: float, entries: int) -> None:
+        if entries:
+            self.per_entry = seconds / entries
+
+
 def _survivable(exc: Exception) -> None:
     """Re-raise ``exc`` unless it is an outage: of REDIS_ERRORS, a RedisClusterException
     only when no cluster node answered (redis-py raises it when reading the slot map
@@ -122,6 +133,9 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
     publish_group = 20
     #: Wait on the changes channel so a saved entry is seen at once, not at the next poll.
     listen_for_changes = True
+    #: Seconds from planning an entry to its message leaving, per entry of the chunk,
+    #: assumed for a tick's first chunk (later chunks use what the earlier ones took).
+    send_estimate = 0.0002
     #: Keys per SCAN page when looking for orphan hashes at start: one round trip,
     #: and about 50 ms of Redis time, a page.
     orphan_scan = 20_000
@@ -499,12 +513,12 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         each claiming the previous chunk and loading the next.  10k due
         entries: 4 round trips.
         """
-        now_ts = time.time()
-        now = datetime.fromtimestamp(now_ts, tz=timezone.utc)
+        now_ts = self.clock()
         due, following = self.store.due(now_ts, self.first_chunk, peek=True, writes=self._writes)
         if not due:
             return following if following is not None else self._after_empty(now_ts)
-        claimed = self._claim_and_send(due, now, then_due=None)
+        pace = _Pace(self.send_estimate)
+        claimed = self._claim_and_send(due, pace, then_due=None)
         if claimed is None:
             return now_ts + 1.0
         following = claimed.next_due  # peeked after the claims: includes their new scores
@@ -516,7 +530,7 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
                 break
             more = len(due) >= self.chunk_size
             claimed = self._claim_and_send(
-                due, now, then_due=(now_ts, self.chunk_size) if more else None
+                due, pace, then_due=(now_ts, self.chunk_size) if more else None
             )
             if claimed is None:
                 return now_ts + 1.0
@@ -537,7 +551,7 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         return None
 
     def _claim_and_send(
-        self, due: Sequence[Due], now: datetime, then_due: tuple[float, int] | None
+        self, due: Sequence[Due], pace: _Pace, then_due: tuple[float, int] | None
     ) -> Claimed | None:
         """Claim one chunk and send it, ``publish_group`` occurrences at a time.
 
@@ -545,10 +559,22 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         a crash loses at most one group.  The last group's claim loads the
         next chunk in the same round trip.  None when the broker did not take
         everything: the rest was handed back.
+
+        The chunk is planned at the time it is planned, not at the tick's
+        start, and with the time its messages will leave (estimated from the
+        chunks before it): a run sent late in a long tick counts as late, and
+        its next run is not bunched with it.  The lock is kept (renewed as its
+        timeout requires) while planning, before each claim and between
+        publish groups, however long each takes.
         """
-        if not self.leader.ensure():
-            raise LeadershipLost(self.config.lock_key or '')
-        plans = [self._plan(d.member, d.score, d.row, now) for d in due]
+        self._keep_lock()
+        started = self.clock()
+        now = datetime.fromtimestamp(started, tz=timezone.utc)
+        send_at = now + timedelta(seconds=pace.per_entry * len(due))
+        plans = []
+        for d in due:
+            self._keep_lock()
+            plans.append(self._plan(d.member, d.score, d.row, now, send_at))
         self._tick_due += len(plans)
         if self.config.delivery == 'at-least-once':
             plans = [journaled(plan, d.row) for plan, d in zip(plans, due)]
@@ -556,6 +582,7 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         claimed: Claimed | None = None
         for i, group in enumerate(groups):
             last = i == len(groups) - 1
+            self._keep_lock()
             try:
                 claimed = self.store.claim(
                     [p.claim for p in group],
@@ -578,7 +605,16 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
                     self._queue_finish(plan)
             if not self._send([p for p in ready if p.messages]):
                 return None
+        pace.measured(self.clock() - started, len(due))
         return claimed
+
+    def _keep_lock(self) -> None:
+        """Renew the lock if a third of its timeout has passed; raise if it was lost.
+
+        Cheap when no renewal is due (a clock read), so long loops call it per item.
+        """
+        if not self.leader.ensure():
+            raise LeadershipLost(self.config.lock_key or '')
 
     def _send(self, plans: Sequence[Plan]) -> bool:
         """Send claimed occurrences; hand back the claims of those the broker did not take.
@@ -792,9 +828,12 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         """Plans the due rows this scheduler reads (pure; see :mod:`redbeat.planner`)."""
         return Planner(self.context.tz, self.context.defaults, park_for=self.max_wait)
 
-    def _plan(self, member: str, score: str, row: Row, now: datetime) -> Plan:
-        """The planner's plan for one due member; a parked entry is reported."""
-        plan = self.planner.plan(member, score, row, now)
+    def _plan(
+        self, member: str, score: str, row: Row, now: datetime, send_at: datetime | None = None
+    ) -> Plan:
+        """The planner's plan for one due member (``send_at``: when its messages are
+        expected to leave); a parked entry is reported."""
+        plan = self.planner.plan(member, score, row, now, send_at)
         if plan.problem is not None:
             logger.error(
                 'beat: Entry %s skipped: %s. Its data is left as it is; looking again in %s.',

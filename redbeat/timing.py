@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone, tzinfo
 from typing import Any
@@ -175,9 +177,6 @@ def first_due(
 
 # --- policies: bounds, anchors, missed runs, jitter --------------------------------
 
-#: The most due occurrences one run looks at (beat down a day, entry every second).
-_MAX_CATCH_UP = 1000
-
 
 def occurrence_after(
     sched: BaseSchedule, policy: Policy, moment: datetime, tz: tzinfo = timezone.utc
@@ -246,26 +245,333 @@ class RunPlan:
     skipped: int  # within the window but not sent, by the missed-run policy
 
 
+# --- catch-up: the due occurrences of an entry, without enumerating them ------------
+
+#: The most occurrences a catch-up looks at one by one: the older ones of a
+#: relative interval of a day or more (its next time depends on the previous
+#: one, in the local calendar), and those within a jitter of the catch-up
+#: window's edge.
+_MAX_CATCH_UP = 1000
+#: The most due crontab, solar or rrule occurrences counted one by one for the
+#: ``missed`` and ``skipped`` counters of one run (beyond, they count this many):
+#: their latest due occurrence is found by a search back from now, but counting
+#: every minute of a year-long outage would cost as much as sending it.
+COUNT_LIMIT = 100
+#: Steps of the search for the latest due occurrence (doubling back from now,
+#: then halving): 2**64 microseconds span any datetime.
+_SEARCH_STEPS = 256
+_TICK = timedelta(microseconds=1)
+#: The first occurrence strictly after a moment (None: no more).
+_After = Callable[[datetime], 'datetime | None']
+#: How many occurrences lie in ``[lo, hi]``, exact or at least the third argument
+#: (None: cannot tell without walking).
+_Counter = Callable[[datetime, datetime, int], 'int | None']
+
+
+class _Due:
+    """The occurrences of one entry due from ``first`` to ``last`` (``first <= last <= now``).
+
+    Subclasses know how to count them and list them from a point on without
+    walking from ``first``: :class:`_Grid` (an interval: arithmetic),
+    :class:`_Walk` (a schedule whose occurrences are a fixed set: search) and
+    :class:`_Chain` (a relative interval of a day or more: walked, capped).
+    """
+
+    first: datetime
+    last: datetime
+
+    def count(self, lo: datetime | None, hi: datetime | None, past: int = 0) -> int:
+        """How many due occurrences ``o`` have ``lo <= o < hi`` (None: unbounded).
+
+        Exact, or at least ``COUNT_LIMIT + past`` when that many are counted one by one.
+        """
+        raise NotImplementedError
+
+    def from_(self, lo: datetime | None, hi: datetime | None, limit: int) -> list[datetime]:
+        """The first ``limit`` due occurrences ``o`` with ``lo <= o < hi``, oldest first."""
+        raise NotImplementedError
+
+    @property
+    def capped(self) -> bool:
+        """True if ``last`` may not be the latest due occurrence (a capped walk)."""
+        return False
+
+
+class _Grid(_Due):
+    """``heads``, then ``base + k * step`` for ``k < n``: an interval's due occurrences."""
+
+    def __init__(self, heads: list[datetime], base: datetime, step: timedelta, n: int) -> None:
+        self.heads, self.base, self.step, self.n = heads, base, step, n
+        self.first = heads[0]
+        self.last = base + (n - 1) * step if n else heads[-1]
+
+    def _index(self, moment: datetime) -> int:
+        """The first grid index ``k`` whose occurrence is ``>= moment`` (0..n)."""
+        k = -((self.base - moment) // self.step)  # ceil((moment - base) / step)
+        return min(max(k, 0), self.n)
+
+    def _span(self, lo: datetime | None, hi: datetime | None) -> tuple[list[datetime], int, int]:
+        heads = [o for o in self.heads if (lo is None or o >= lo) and (hi is None or o < hi)]
+        start = 0 if lo is None else self._index(lo)
+        stop = self.n if hi is None else self._index(hi)
+        return heads, start, max(start, stop)
+
+    def count(self, lo: datetime | None, hi: datetime | None, past: int = 0) -> int:
+        heads, start, stop = self._span(lo, hi)
+        return len(heads) + stop - start
+
+    def from_(self, lo: datetime | None, hi: datetime | None, limit: int) -> list[datetime]:
+        heads, start, stop = self._span(lo, hi)
+        stop = min(stop, start + max(0, limit - len(heads)))
+        return [*heads, *(self.base + k * self.step for k in range(start, stop))][:limit]
+
+
+class _Walk(_Due):
+    """A schedule whose occurrences form a fixed set (crontab, solar, rrule, anchored):
+    the first after any moment is the same whichever occurrence one walks from.
+
+    ``counter``, if given, counts the occurrences in ``[lo, hi]`` without walking
+    (None when it cannot); otherwise they are walked, at most COUNT_LIMIT.
+    """
+
+    def __init__(
+        self, after: _After, first: datetime, now: datetime, counter: _Counter | None = None
+    ) -> None:
+        self.after, self.first, self.counter = after, first, counter
+        self.last = self._latest(now)
+
+    def _latest(self, now: datetime) -> datetime:
+        """The latest occurrence ``<= now``: back from now by doubling gaps, then halving."""
+        known = self.first
+        following = self.after(known)
+        if following is None or following > now:
+            return known
+        # The first gap is one period (as the first two occurrences tell): for a
+        # regular schedule, the probe one period back from now finds the latest.
+        gap = max(following - known, timedelta(seconds=1))
+        floor = now  # no occurrence in (floor, now]
+        for _ in range(_SEARCH_STEPS):
+            probe = now - gap
+            if probe <= known:
+                break
+            found = self.after(probe)
+            if found is not None and found <= now:
+                known = found
+                break
+            floor, gap = probe, gap * 2
+        for _ in range(_SEARCH_STEPS):
+            following = self.after(known)
+            if following is None or following > now:
+                return known
+            known = following
+            if floor > known:
+                probe = known + (floor - known) / 2
+                found = self.after(probe)
+                if found is not None and found <= now:
+                    known = found
+                else:
+                    floor = probe
+        return known  # pragma: no cover - 256 steps bisect any span of datetimes
+
+    def _start(self, lo: datetime | None) -> datetime | None:
+        if lo is None or lo <= self.first:
+            return self.first
+        return self.after(lo - _TICK)
+
+    def count(self, lo: datetime | None, hi: datetime | None, past: int = 0) -> int:
+        if self.counter is not None:
+            start = self.first if lo is None else max(lo, self.first)
+            stop = self.last if hi is None else min(hi - _TICK, self.last)
+            counted = self.counter(start, stop, COUNT_LIMIT + past)
+            if counted is not None:
+                return counted
+        return len(self.from_(lo, hi, COUNT_LIMIT + past))
+
+    def from_(self, lo: datetime | None, hi: datetime | None, limit: int) -> list[datetime]:
+        found: list[datetime] = []
+        moment = self._start(lo)
+        while moment is not None and moment <= self.last and len(found) < limit:
+            if hi is not None and moment >= hi:
+                break
+            found.append(moment)
+            moment = self.after(moment)
+        return found
+
+
+#: The longest span crontab matches are counted over by arithmetic (per day); it is
+#: also shorter than the time between two UTC offset changes of any zone.
+_CRON_COUNT_DAYS = 14
+
+
+def cron_count(c: crontab, lo: datetime, hi: datetime, tz: tzinfo) -> int | None:
+    """How many matches of ``c`` fall in ``[lo, hi]``, by arithmetic; None if the span
+    is longer than two weeks or a UTC offset changes near it (then walk)."""
+    if hi < lo:
+        return 0
+    if hi - lo > timedelta(days=_CRON_COUNT_DAYS):
+        return None
+    offset = lo.astimezone(tz).utcoffset()
+    margin = timedelta(days=1)  # a wall time a change made ambiguous or skipped
+    for moment in (lo - margin, hi, hi + margin):
+        if moment.astimezone(tz).utcoffset() != offset:
+            return None
+    assert offset is not None
+    # With one offset throughout, walls and instants correspond one to one.
+    start = (lo + offset).replace(tzinfo=None)
+    if start.second or start.microsecond:
+        start = start.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    end = (hi + offset).replace(tzinfo=None)
+    hours, minutes = sorted(c.hour), sorted(c.minute)
+    total, day = 0, start.date()
+    while day <= end.date():
+        if (
+            day.month in c.month_of_year
+            and day.day in c.day_of_month
+            and day.isoweekday() % 7 in c.day_of_week
+        ):
+            first = (start.hour, start.minute) if day == start.date() else (0, 0)
+            last = (end.hour, end.minute) if day == end.date() else (23, 59)
+            total += _matches_between(hours, minutes, first, last)
+        day += timedelta(days=1)
+    return total
+
+
+def _matches_between(
+    hours: list[int], minutes: list[int], first: tuple[int, int], last: tuple[int, int]
+) -> int:
+    """How many (hour, minute) of sorted ``hours`` x ``minutes`` lie in ``[first, last]``."""
+    total = 0
+    for hour in hours:
+        if not first[0] <= hour <= last[0]:
+            continue
+        low = bisect_left(minutes, first[1]) if hour == first[0] else 0
+        high = bisect_right(minutes, last[1]) if hour == last[0] else len(minutes)
+        total += max(0, high - low)
+    return total
+
+
+class _Chain(_Due):
+    """A relative interval whose times are rounded to local days or hours, each from
+    the one before: walked from ``first``, at most _MAX_CATCH_UP.
+
+    Past that, the latest is taken from a walk started two intervals before now
+    (rounded as the chain would be), so a catch-up still sends a recent time.
+    """
+
+    def __init__(self, after: _After, first: datetime, now: datetime, every: timedelta) -> None:
+        self.first, self.found = first, [first]
+        while len(self.found) < _MAX_CATCH_UP:
+            following = after(self.found[-1])
+            if following is None or following > now:
+                break
+            self.found.append(following)
+        if self.capped and every > timedelta(0):
+            moment = after(now - 2 * every)
+            for _ in range(4):  # two intervals back: three steps reach now
+                if moment is None or moment > now or moment <= self.found[-1]:
+                    break
+                self.found[-1] = moment
+                moment = after(moment)
+        self.last = self.found[-1]
+
+    @property
+    def capped(self) -> bool:
+        return len(self.found) == _MAX_CATCH_UP
+
+    def count(self, lo: datetime | None, hi: datetime | None, past: int = 0) -> int:
+        return len(self.from_(lo, hi, len(self.found)))
+
+    def from_(self, lo: datetime | None, hi: datetime | None, limit: int) -> list[datetime]:
+        within = [o for o in self.found if (lo is None or o >= lo) and (hi is None or o < hi)]
+        return within[:limit]
+
+
+def _whole_hour_shifts(tz: tzinfo, first: datetime, now: datetime) -> bool:
+    """True if local hours stay on one UTC grid from ``first`` to ``now``: a fixed
+    zone, or a span short enough for one offset change (two weeks), of whole hours.
+
+    (Lord Howe Island's 30-minute daylight saving moves them.)
+    """
+    if isinstance(tz, timezone):
+        return True
+    if now - first > timedelta(days=_CRON_COUNT_DAYS):
+        return False
+    before, after = first.astimezone(tz).utcoffset(), now.astimezone(tz).utcoffset()
+    return before is not None and after is not None and not (after - before) % _HOUR
+
+
+_HOUR = timedelta(hours=1)
+
+
 def _due_occurrences(
     sched: BaseSchedule, policy: Policy, first: datetime, now: datetime, tz: tzinfo
-) -> list[datetime]:
-    """``first`` and the following occurrences up to ``now`` (at most _MAX_CATCH_UP)."""
-    found = [first]
-    while len(found) < _MAX_CATCH_UP:
-        following = occurrence_after(sched, policy, found[-1], tz)
-        if following is None or following > now:
-            break
-        found.append(following)
-    return found
+) -> _Due:
+    """The occurrences due from ``first`` (itself due) up to ``now``, not enumerated."""
+
+    def after(moment: datetime) -> datetime | None:
+        return occurrence_after(sched, policy, moment, tz)
+
+    if isinstance(sched, crontab):
+        zone = policy.tz or tz
+
+        def counter(lo: datetime, hi: datetime, most: int) -> int | None:
+            return cron_count(sched, lo, hi, zone)
+
+        return _Walk(after, first, now, counter)
+    if not isinstance(sched, schedule) or isinstance(sched, solar):
+        return _Walk(after, first, now)
+    if policy.anchor is not None:
+        anchor, step = utc(policy.anchor), timedelta(seconds=sched.run_every.total_seconds())
+
+        def grid_counter(lo: datetime, hi: datetime, most: int) -> int | None:
+            # Anchored times are anchor + k * every: count the k in [lo, hi].
+            if not step:
+                return None
+            if hi < lo:
+                return 0
+            below: int = (hi - anchor) // step
+            return max(0, below + (anchor - lo) // step + 1)
+
+        return _Walk(after, first, now, grid_counter)
+    step = sched.run_every
+    heads = [first]
+    if sched.relative:
+        seconds = step.total_seconds()
+        resolution = 3600 if seconds >= 3600 else 60 if seconds >= 60 else 1
+        step = timedelta(seconds=seconds // resolution * resolution)
+        if seconds >= 86400 or not step:
+            return _Chain(after, first, now, step)
+        if resolution == 3600 and not _whole_hour_shifts(policy.tz or tz, first, now):
+            return _Chain(after, first, now, step)
+        # Rounded down to the second, minute or hour: from the third occurrence on
+        # (the second may be ``start_at`` itself), each is on that grid and is the
+        # previous plus the interval rounded down, since UTC offsets differ by whole
+        # minutes (and, checked above, by whole hours for an hour or more).
+        second = after(first)
+        if second is None or second > now:
+            return _Grid(heads, first, step, 0)
+        heads.append(second)
+    elif not step:
+        return _Chain(after, first, now, step)
+    base = after(heads[-1])
+    if base is None or base > now:
+        return _Grid(heads, heads[-1], step, 0)
+    hi = now if policy.end_at is None else min(now, utc(policy.end_at))
+    return _Grid(heads, base, step, (hi - base) // step + 1)
+
+
+def _free_interval(sched: BaseSchedule, policy: Policy) -> bool:
+    """An unanchored interval: its next run is "last run + interval", wherever that falls."""
+    if policy.anchor is not None or not isinstance(sched, schedule):
+        return False
+    return not isinstance(sched, (crontab, solar))
 
 
 def _late_interval(
     sched: BaseSchedule, policy: Policy, sends: list[datetime], now: datetime, key: str
 ) -> bool:
     """An (unanchored) interval run sent more than half a period after its (jittered) time."""
-    if not sends or policy.anchor is not None or not isinstance(sched, schedule):
-        return False
-    if isinstance(sched, (crontab, solar)):
+    if not sends or not _free_interval(sched, policy):
         return False
     period = sched.run_every.total_seconds()
     due = sends[-1] + timedelta(seconds=jitter_offset(key, sends[-1], policy.jitter))
@@ -280,6 +586,7 @@ def plan_run(
     runs: int,
     tz: tzinfo = timezone.utc,
     key: str = '',
+    send_at: datetime | None = None,
 ) -> RunPlan:
     """Decide what to send for an entry whose occurrence ``first`` is due (``first <= now``).
 
@@ -292,35 +599,58 @@ def plan_run(
     ``once`` catch-up (several were due, or an interval run more than half a
     period late) is recorded at ``now``, as Celery does, so the next run is a
     whole period away and two runs are never bunched together.
+
+    ``send_at`` is when the messages will leave (default ``now``; later in a
+    long tick): an interval's lateness counts to it, and its catch-up run is
+    recorded at it, so its next run is at least half a period after the send.
+
+    The cost does not grow with the length of an outage: the occurrences are
+    counted by arithmetic (intervals) or up to :data:`COUNT_LIMIT` each
+    (crontab, solar, rrule), never listed (see :func:`_due_occurrences`).
     """
     now = utc(now)
     due = _due_occurrences(sched, policy, utc(first), now, tz)
     window = policy.catchup_window
     if window is None and policy.missed == 'skip':
         window = SKIP_GRACE
-    cutoff = now - timedelta(seconds=window) if window is not None else None
-    # Lateness counts from an occurrence's jittered due time, not the occurrence.
-    within = [
-        o
-        for o in due
-        if cutoff is None or o + timedelta(seconds=jitter_offset(key, o, policy.jitter)) >= cutoff
-    ]
-    missed = len(due) - len(within)
+    # Lateness counts from an occurrence's jittered due time, not the occurrence:
+    # one at or after the cutoff is within the window, one a whole jitter before
+    # it is not, and those between are looked at one by one.
+    fuzzy: list[datetime] = []
+    missed = 0
+    cutoff = None if window is None else now - timedelta(seconds=window)
+    if cutoff is not None:
+        edge = cutoff - timedelta(seconds=policy.jitter or 0)
+        missed = due.count(None, edge)
+        near = due.from_(edge, cutoff, _MAX_CATCH_UP)
+        if len(near) == _MAX_CATCH_UP:  # a jitter of over a thousand periods
+            missed += due.count(near[-1] + _TICK, cutoff)
+        fuzzy = [
+            o for o in near if o + timedelta(seconds=jitter_offset(key, o, policy.jitter)) >= cutoff
+        ]
+        missed += len(near) - len(fuzzy)
+    limit = policy.missed_limit if policy.missed_limit is not None else 100
+    # Due at or after the cutoff: all within (counted past what 'all' sends).
+    recent = due.count(cutoff, None, limit if policy.missed == 'all' else 0)
+    latest = [due.last] if recent else fuzzy[-1:]
     if policy.missed == 'all':
-        limit = policy.missed_limit if policy.missed_limit is not None else 100
-        sends = within[:limit] if limit else within[-1:]
+        oldest = fuzzy[:limit]
+        sends = [*oldest, *due.from_(cutoff, None, limit - len(oldest))] if limit else latest
     else:
-        sends = within[-1:]
+        sends = latest
     if policy.max_runs is not None:
         sends = sends[: max(0, policy.max_runs - runs)]
-    skipped = len(within) - len(sends)
-    last = due[-1]
+    skipped = len(fuzzy) + recent - len(sends)
+    last = due.last
     once = policy.missed in (None, 'once')
-    catching_up = once and (len(due) > 1 or _late_interval(sched, policy, sends, now, key))
-    if catching_up or len(due) == _MAX_CATCH_UP:
+    # An interval's next run counts from when this one leaves; a crontab's (or an
+    # anchored interval's) occurrences are fixed, and the next is the first after now.
+    sent = max(now, utc(send_at)) if send_at is not None and _free_interval(sched, policy) else now
+    catching_up = once and (due.last > due.first or _late_interval(sched, policy, sends, sent, key))
+    if catching_up or due.capped:
         # Celery's rule: a catch-up run counts as run now, so the next one is
         # a whole period later, not moments after (no burst after an outage).
-        last = max(last, now)
+        last = max(last, sent)
     total = runs + len(sends)
     finished = policy.max_runs is not None and total >= policy.max_runs
     following = None if finished else occurrence_after(sched, policy, last, tz)

@@ -168,13 +168,6 @@ def solar_next(sched: solar, after: datetime) -> datetime | None:
     return None
 
 
-def first_due(
-    sched: BaseSchedule, saved_at: datetime, tz: tzinfo = timezone.utc
-) -> datetime | None:
-    """When a new (never run) entry first fires: its first occurrence after saving."""
-    return next_after(sched, saved_at, tz)
-
-
 # --- policies: bounds, anchors, missed runs, jitter --------------------------------
 
 
@@ -684,22 +677,6 @@ def first_occurrence(
     if last_run_at is not None:
         return occurrence_after(sched, policy, last_run_at, tz)
     return from_score(score)
-
-
-def advance(
-    sched: BaseSchedule,
-    scheduled_at: datetime,
-    now: datetime,
-    tz: tzinfo = timezone.utc,
-) -> tuple[datetime, datetime | None]:
-    """``(last_run_at, next due)`` once the occurrence at ``scheduled_at`` is sent.
-
-    The default policy's rule (see :func:`plan_run`): missed occurrences are
-    sent once and the run is recorded at ``now``; the next due time is the
-    first occurrence after the recorded run.
-    """
-    plan = plan_run(sched, DEFAULT_POLICY, scheduled_at, now, 0, tz)
-    return plan.last_run_at, plan.next_occurrence
 
 
 def due_after_change(

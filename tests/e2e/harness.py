@@ -132,7 +132,11 @@ class Records:
 
 
 def duplicates(
-    executions: Iterable[Execution], interval: float, *, redelivery_allowed: bool = False
+    executions: Iterable[Execution],
+    interval: float,
+    *,
+    redelivery_allowed: bool = False,
+    broker_back_at: float | None = None,
 ) -> list[str]:
     """Every occurrence that ran more than once, described.
 
@@ -140,6 +144,13 @@ def duplicates(
     sends of one entry less than half an interval apart.  With
     ``redelivery_allowed``, a run of a message the broker handed out again
     (:func:`redelivered`) is not counted: beat sent it once.
+
+    ``broker_back_at``: when a stopped broker came back.  A publish that
+    kombu held in its retries (Celery's ``task_publish_retry_policy``) across
+    that moment leaves late, within a second of it, and may land closer than
+    half an interval to the next occurrence: two occurrences (two task ids),
+    not one sent twice.  One such pair per entry, its first send within a
+    second of ``broker_back_at``, is not counted.
     """
     found = []
     by_id: dict[str, list[Execution]] = defaultdict(list)
@@ -158,8 +169,12 @@ def duplicates(
                          f'({how}): {runs}')  # fmt: skip
     for entry, runs in by_entry.items():
         runs.sort(key=lambda e: e.at)
+        held = broker_back_at
         for a, b in zip(runs, runs[1:]):
             if b.at - a.at < interval / 2 and a.task_id != b.task_id:
+                if held is not None and held <= a.sent_at <= held + 1.0:
+                    held = None  # the one publish kombu held across the broker's return
+                    continue
                 found.append(
                     f'{entry}: sent {b.at - a.at:.3f}s apart by pids {a.sender_pid} and '
                     f'{b.sender_pid} (same occurrence twice): {a.task_id}, {b.task_id}'

@@ -289,7 +289,7 @@ def test_broker_down_then_back(tmp_path: Path, redis_server_factory: ServerFacto
         assert all(alive)
         assert 'handed back to be sent again' in logs
         assert 'Traceback' not in logs, logs[-3000:]
-        assert not duplicates(fast, 1.0)
+        assert not duplicates(fast, 1.0, broker_back_at=up)
         assert not duplicates(slow, 10.0)
         assert not unexcused_gaps(fast, 1.0, [Outage(down, first)])
         assert len(slow) == 1, slow

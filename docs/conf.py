@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from importlib.metadata import version as metadata_version
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -10,8 +11,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 project = 'redbeat'
 author = 'redbeat contributors'
 copyright = 'redbeat contributors'
-release = '3.0.0.dev0'
-version = '3.0'
+# One version string: pyproject.toml's, as installed (docs are built from the installed tree).
+release = metadata_version('redbeat-scheduler')
+version = '.'.join(release.split('.')[:2])
 
 extensions = ['sphinx.ext.autodoc']
 autodoc_typehints = 'description'

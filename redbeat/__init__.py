@@ -6,14 +6,19 @@ Installed as the ``redbeat-scheduler`` distribution.
 :class:`RedBeatSchedulerEntry`, the CLI, or plain redis-cli.
 """
 
-from .conflicts import warn_on_conflict
+from importlib.metadata import PackageNotFoundError, version
+
+from .conflicts import DISTRIBUTION, warn_on_conflict
 from .entry import RedBeatSchedulerEntry, delete_entries, save_entries
 from .schedulers import RedBeatScheduler, RedisBeatScheduler
 
 # celery-redbeat installs this import package too: say so before it bites.
 warn_on_conflict()
 
-__version__ = '3.0.0.dev0'
+try:  # one version string: pyproject.toml's, as installed
+    __version__ = version(DISTRIBUTION)
+except PackageNotFoundError:  # run from a source tree that was never installed
+    __version__ = '0+unknown'
 
 __all__ = [
     'RedBeatScheduler',

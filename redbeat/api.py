@@ -28,40 +28,41 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta, timezone, tzinfo
 from functools import partial
 from typing import Any
-from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from celery import Celery
 from celery.schedules import BaseSchedule, crontab, schedule
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
-from . import timing
+from . import converters, timing
 from .client import redis_from_config
-from .config import REDIS_SCHEMES, RedBeatConfig, default_prefix, masked_url
+from .compat import context_for
+from .config import RedBeatConfig
 from .decoder import decode_definition, decode_meta, dumps, encode_definition
-from .entry import RedBeatSchedulerEntry, binding_for, save_entries, save_if_unchanged, zone
+from .entry import (
+    RedBeatSchedulerEntry,
+    StoreContext,
+    save_entries,
+    save_if_unchanged,
+)
 from .errors import (
-    ConfigurationError,
     DefinitionError,
     EntryNotFound,
     RedBeatError,
     WriteConflict,
 )
-from .keys import Keys
 from .policy import DEFAULT as DEFAULT_POLICY
 from .policy import Policy
 from .schedules import rrule
-from .store import CHANGED, GONE, STALE_META, WRONG_TYPE, Row, ScheduleStore, _hmget, _row
+from .store import CHANGED, GONE, STALE_META, WRONG_TYPE, Inspected, ScheduleStore
 
-__all__ = ['POLICY_FIELDS', 'TASK_NAME', 'Dispatch', 'EntryInfo', 'Overview', 'Problem',
-           'Schedule', 'make_policy']  # fmt: skip
+__all__ = ['POLICY_FIELDS', 'TASK_NAME', 'Dispatch', 'EntryInfo', 'ImportPlan', 'Overview',
+           'Problem', 'Schedule', 'make_policy']  # fmt: skip
 
 #: The names of the policy fields, accepted as keywords and in ``beat_schedule`` items.
 POLICY_FIELDS = tuple(f.name for f in fields(Policy))
 _DATETIME_FIELDS = ('start_at', 'end_at', 'anchor')
 #: The entry hash fields the API reads: beat's three, then the two counters.
-_INFO_FIELDS = ('definition', 'meta', 'policy', 'missed', 'skipped')
 #: Attempts of a read-modify-write (enable, disable, edit) before WriteConflict.
 UPDATE_ATTEMPTS = 20
 
@@ -255,44 +256,7 @@ def policy_item(policy: Policy) -> dict[str, Any]:
     return {} if text is None else {'policy': json.loads(text)}
 
 
-@dataclass(frozen=True)
-class _Read:
-    """What :func:`_inspect` read for one key."""
-
-    row: Row
-    exists: bool
-    missed: int = 0
-    skipped: int = 0
-
-
-def _counter(value: Any) -> int:
-    try:
-        return int(value or 0)
-    except (TypeError, ValueError):
-        return 0
-
-
-def _inspect(store: ScheduleStore, keys: Sequence[str]) -> builtins.list[_Read]:
-    """Each key's fields (counters too) and whether it exists, in one pipeline."""
-    if not keys:
-        return []
-    with store.client.pipeline(transaction=False) as pipe:
-        for key in keys:
-            # bytes: _row decodes each field alone (one that is not UTF-8 is that entry's error)
-            _hmget(pipe, key, _INFO_FIELDS)
-            pipe.exists(key)
-        replies = pipe.execute(raise_on_error=False)
-    out = []
-    for key, reply, exists in zip(keys, replies[::2], replies[1::2]):
-        if isinstance(reply, Exception):
-            out.append(_Read(_row(key, reply), exists == 1))
-        else:
-            row = _row(key, reply[:3])
-            out.append(_Read(row, exists == 1, _counter(reply[3]), _counter(reply[4])))
-    return out
-
-
-def _info(store: ScheduleStore, read: _Read, score: float | None) -> EntryInfo:
+def _info(store: ScheduleStore, read: Inspected, score: float | None) -> EntryInfo:
     """Decode what was read for one key; a decoding problem becomes ``error``."""
     row, exists = read.row, read.exists
     base = EntryInfo(
@@ -323,11 +287,9 @@ def _moment(name: str, label: str, value: Any, tz: tzinfo) -> datetime:
     """A datetime for a policy field: ISO text or a datetime; naive ones are read in ``tz``."""
     if isinstance(value, str):
         try:
-            value = datetime.fromisoformat(value)
-        except ValueError:
-            raise DefinitionError(
-                name, f'{label} {value!r} is not a date and time like 2027-01-01T09:00'
-            ) from None
+            value = converters.parse_datetime(label, value)
+        except converters.ConversionError as exc:
+            raise DefinitionError(name, str(exc)) from None
     if isinstance(value, datetime) and value.tzinfo is None:
         value = value.replace(tzinfo=tz)
     if not isinstance(value, datetime):
@@ -336,11 +298,9 @@ def _moment(name: str, label: str, value: Any, tz: tzinfo) -> datetime:
 
 
 def _zone_of(name: str, zone_name: Any) -> tzinfo:
-    if zone_name is None:
-        return timezone.utc
     try:
-        return ZoneInfo(str(zone_name))
-    except (ZoneInfoNotFoundError, ValueError):
+        return converters.zone(zone_name)
+    except converters.UnknownZone:
         raise DefinitionError(
             name, f'policy: timezone {zone_name!r} is not an IANA time zone name'
         ) from None
@@ -397,15 +357,6 @@ def check_policy(name: str, sched: BaseSchedule, policy: Policy) -> None:
         raise DefinitionError(name, 'anchor applies only to interval schedules (every ...)')
 
 
-def _check_url(url: str) -> None:
-    scheme = urlsplit(url.split(';')[0]).scheme
-    if scheme not in REDIS_SCHEMES:
-        raise ConfigurationError(
-            'redbeat_redis_url',
-            f'{masked_url(url)!r} is not a Redis URL (schemes: {", ".join(REDIS_SCHEMES)})',
-        )
-
-
 def coerce_schedule(name: str, value: Any) -> BaseSchedule:
     """A schedule from what a ``beat_schedule`` item may hold (or its stored JSON form)."""
     if isinstance(value, BaseSchedule):
@@ -432,8 +383,8 @@ def check_task_name(name: str, task: Any) -> str:
 class Schedule:
     """The entries stored under one prefix of one Redis.  Constructing it does no I/O.
 
-    ``app`` is the Celery app tasks are sent with (``run_now``); without one,
-    entries are bound to a private app carrying only the redbeat settings.
+    ``app`` is the Celery app tasks are sent with (``run_now``).  Entries it
+    makes carry this schedule's store (:attr:`context`): they save where it reads.
     """
 
     def __init__(
@@ -447,11 +398,12 @@ class Schedule:
             raise TypeError('Schedule needs a Celery app or a RedBeatConfig')
         self.app = app
         if config is None:  # the app's own settings and client, as beat uses them
-            bound = binding_for(app)
+            bound = context_for(app)
             config, store = bound.config, store or bound.store
         self.config = config
         self.store = store or ScheduleStore(redis_from_config(config), config.keys)
-        self._entry_app: Celery | None = None
+        #: The store and settings entries are saved with.
+        self.context = StoreContext(config, self.store)
 
     @classmethod
     def from_app(cls, app: Celery) -> Schedule:
@@ -472,14 +424,7 @@ class Schedule:
         Without ``prefix``, the one beat uses for that URL: ``{redbeat}:`` on
         Redis Cluster (``redis-cluster://``), else ``redbeat:``.
         """
-        _check_url(url)
-        if prefix is None:
-            prefix = default_prefix(url)
-        if not prefix:
-            raise ConfigurationError('redbeat_key_prefix', 'must be a non-empty string')
-        lock_key = Keys(prefix).default_lock
-        config = RedBeatConfig(url, key_prefix=prefix, lock_key=lock_key, timezone=timezone)
-        return cls(app, config=config)
+        return cls(app, config=RedBeatConfig.from_url(url, prefix, timezone=timezone))
 
     # --- reading -----------------------------------------------------------
 
@@ -516,25 +461,15 @@ class Schedule:
                 if key not in seen and fnmatch.fnmatchcase(keys.name_of(key), pattern):
                     seen.add(key)
                     wanted[key] = float(score)
-            for read in _inspect(self.store, list(wanted)):
+            for read in self.store.inspect(list(wanted)):
                 yield _info(self.store, read, wanted[read.row.key])
-        for batch in self._unscheduled(pattern, page_size):
-            for read in _inspect(self.store, batch):
-                yield _info(self.store, read, None)
 
-    def _unscheduled(self, pattern: str, page_size: int) -> Iterator[builtins.list[str]]:
-        """Batches of entry hashes that are not in the sorted set (under any member form)."""
-        keys = self.config.keys
-        for batch in self.store.scan_entry_keys(page_size):
-            batch = [k for k in batch if fnmatch.fnmatchcase(keys.name_of(k), pattern)]
-            found = self.store.scores([*batch, *(keys.name_of(k) for k in batch)])
-            missing = [
-                k
-                for k, full, bare in zip(batch, found, found[len(batch) :])
-                if full is None and bare is None
-            ]
-            if missing:
-                yield missing
+        def matches(key: str) -> bool:
+            return fnmatch.fnmatchcase(keys.name_of(key), pattern)
+
+        for batch in self.store.unscheduled(matches, page_size):
+            for read in self.store.inspect(batch):
+                yield _info(self.store, read, None)
 
     def names(self, pattern: str = '*', page_size: int = 1000) -> builtins.list[str]:
         """Names of the entries matching ``pattern`` (members and hashes), sorted."""
@@ -559,15 +494,13 @@ class Schedule:
         EntryNotFound when there is neither a hash nor a member.
         """
         key = self.config.keys.entry_checked(name)
-        (read,) = _inspect(self.store, [key])
-        full, bare = self.store.scores([key, name])
-        score = full if full is not None else bare
+        read, score, records = self.store.entry(name, history)
         if not read.exists and score is None:
             raise EntryNotFound(key)
         info = _info(self.store, read, score)
-        if history is None:
+        if records is None:
             return info
-        return replace(info, history=self.history(name, history))
+        return replace(info, history=tuple(Dispatch.from_json(r) for r in records))
 
     def history(self, name: str, limit: int = 100) -> tuple[Dispatch, ...]:
         """The entry's latest dispatches, newest first (one round trip)."""
@@ -584,7 +517,7 @@ class Schedule:
         moment = (now or datetime.now(timezone.utc)).timestamp()
         lock_key = self.config.lock_key
         raw = self.store.overview(
-            lock_key, moment, moment - self.config.max_loop_interval, upcoming
+            lock_key, moment, moment - self.config.max_loop_interval, upcoming, memory=True
         )
         return Overview(
             lock_key=lock_key,
@@ -594,8 +527,8 @@ class Schedule:
             due=raw.due,
             overdue=raw.overdue,
             upcoming=[(self.config.keys.name_of(m), timing.from_score(s)) for m, s in raw.upcoming],
-            eviction_policy=self.store.config_get('maxmemory-policy'),
-            maxmemory=self.store.config_get('maxmemory'),
+            eviction_policy=raw.maxmemory_policy,
+            maxmemory=raw.maxmemory,
             last_tick=_heartbeat(raw.heartbeat)[0],
             ticked_by=_heartbeat(raw.heartbeat)[1],
         )
@@ -650,21 +583,6 @@ class Schedule:
 
     # --- writing -----------------------------------------------------------
 
-    @property
-    def entry_app(self) -> Celery:
-        """The app entries are bound to: one whose redbeat settings are this schedule's."""
-        if self.app is not None and self._app_config() == self.config:
-            return self.app
-        if self._entry_app is None:
-            self._entry_app = _settings_app(self.config)
-        return self._entry_app
-
-    def _app_config(self) -> RedBeatConfig | None:
-        try:
-            return binding_for(self.app).config
-        except ConfigurationError:  # an app used only to send tasks
-            return None
-
     def entry(
         self,
         name: str,
@@ -715,8 +633,9 @@ class Schedule:
             kwargs=dict(kwargs or {}),
             options=dict(options or {}),
             enabled=enabled,
-            app=self.entry_app,
+            app=self.app,
             policy=chosen,
+            context=self.context,
         )
 
     def entry_from_dict(self, name: str, item: Mapping[str, Any]) -> RedBeatSchedulerEntry:
@@ -791,7 +710,7 @@ class Schedule:
             max_runs=max_runs, on_finish=on_finish, jitter=jitter, anchor=anchor,
             history=history,
         )  # fmt: skip
-        save_entries([entry])
+        save_entries([entry], context=self.context)
         return entry
 
     def once_entry(
@@ -823,7 +742,7 @@ class Schedule:
         if given is None and policy is not None:
             given = (policy.get('on_finish') if isinstance(policy, Mapping)
                      else getattr(policy, 'on_finish', None))  # fmt: skip
-        on_finish = 'delete' if delete_after else given or 'disable'
+        on_finish = one_off_finish(given, delete_after)
         sched = rrule('DAILY', dtstart=moment, count=1)
         return self.entry(name, task, sched, args, kwargs, options, policy=policy,
                           on_finish=on_finish, **policy_fields)  # fmt: skip
@@ -853,13 +772,13 @@ class Schedule:
             name, task, at, args, kwargs, options, delete_after=delete_after, policy=policy,
             **policy_fields,
         )  # fmt: skip
-        save_entries([entry])
+        save_entries([entry], context=self.context)
         return entry
 
     def add_from_dict(self, name: str, item: Mapping[str, Any]) -> RedBeatSchedulerEntry:
         """:meth:`add` from a ``beat_schedule`` item."""
         entry = self.entry_from_dict(name, item)
-        save_entries([entry])
+        save_entries([entry], context=self.context)
         return entry
 
     def add_many(
@@ -867,12 +786,45 @@ class Schedule:
     ) -> builtins.list[RedBeatSchedulerEntry]:
         """Add or replace many entries in one batch; all are checked before any is written."""
         entries = [self.entry_from_dict(name, item) for name, item in items.items()]
-        save_entries(entries)
+        save_entries(entries, context=self.context)
         return entries
+
+    def plan_import(
+        self, entries: Sequence[RedBeatSchedulerEntry], prune: bool = False
+    ) -> ImportPlan:
+        """What importing ``entries`` would do to the stored schedule (reads, writes nothing).
+
+        ``+`` add, ``~`` update, ``=`` unchanged, and with ``prune`` ``-`` remove
+        each stored entry that is not among ``entries``.
+        """
+        stored = {info.name: info for info in self.list()}
+        steps = []
+        for entry in entries:
+            info = stored.get(entry.name)
+            if info is None:
+                steps.append(('+', entry.name))
+            elif info.error is None and info.as_item() == entry_item(entry):
+                steps.append(('=', entry.name))
+            else:
+                steps.append(('~', entry.name))
+        if prune:
+            wanted = {e.name for e in entries}
+            steps += [('-', name) for name in sorted(stored) if name not in wanted]
+        writes = {name for sign, name in steps if sign in '+~'}
+        return ImportPlan(
+            steps,
+            [e for e in entries if e.name in writes],
+            [name for sign, name in steps if sign == '-'],
+        )
+
+    def apply_import(self, plan: ImportPlan) -> None:
+        """Write what :meth:`plan_import` planned: one batch of saves, one of deletes."""
+        self.save(plan.changed)
+        self.delete(plan.removed)
 
     def save(self, entries: Sequence[RedBeatSchedulerEntry]) -> None:
         """Store entries built with :meth:`entry` (one batch)."""
-        save_entries(list(entries))
+        save_entries(list(entries), context=self.context)
 
     def remove(self, *names_or_globs: str) -> int:
         """Delete entries by name or glob, in one round trip; returns how many existed."""
@@ -930,13 +882,13 @@ class Schedule:
             row, score = self.store.read(key)
             if row.definition is None and row.error is None:
                 raise EntryNotFound(key)
-            info = _info(self.store, _Read(row, exists=True), score)
+            info = _info(self.store, Inspected(row, exists=True), score)
             if info.error:
                 raise DefinitionError(key, info.error)
             entry = change(info)
             if entry.name != name:
                 raise DefinitionError(key, f'an update may not rename the entry to {entry.name!r}')
-            flag = save_if_unchanged(entry, row)
+            flag = save_if_unchanged(entry, row, context=self.context)
             if flag in (CHANGED, STALE_META):
                 raise _Changed
             if flag == GONE:
@@ -1049,7 +1001,7 @@ class Schedule:
         """
         moment = now or datetime.now(timezone.utc)
         # Without the app, its zone is unknown: crontabs without their own zone are not judged.
-        tz = zone(self.config.timezone) if self.app is not None else None
+        tz = self.context.tz if self.app is not None else None
         problems: builtins.list[Problem] = []
         for info in self.list(page_size=page_size):
             problems.extend(_problems(info))
@@ -1087,23 +1039,44 @@ class Schedule:
         info = self.get(name, history=None)
         if info.error or info.schedule is None or not info.enabled:
             return 0
-        tz = zone(self.config.timezone)
-        due = timing.due_after_change(info.schedule, info.last_run_at, now, tz, info.policy)
-        score = timing.due_score(info.key, due, info.policy)
+        score = timing.score_after_change(
+            info.key, info.schedule, True, info.last_run_at, now, self.context.tz, info.policy
+        )
         return int(self.store.set_state(info.key, info.meta, score))
 
     def _schedule_orphans(self, names: Sequence[str], now: datetime) -> int:
         scores: dict[str, float] = {}
-        tz = zone(self.config.timezone)
         for name in names:
             info = self.get(name, history=None)
             if info.error or info.schedule is None:
                 continue
-            due = timing.due_after_change(info.schedule, info.last_run_at, now, tz, info.policy)
-            scores[info.key] = (
-                timing.due_score(info.key, due, info.policy) if info.enabled else timing.NEVER
-            )
+            scores[info.key] = timing.score_after_change(
+                info.key, info.schedule, info.enabled, info.last_run_at, now, self.context.tz,
+                info.policy,
+            )  # fmt: skip
         return self.store.add_missing(scores)
+
+
+@dataclass(frozen=True)
+class ImportPlan:
+    """What :meth:`Schedule.plan_import` found: a step per entry, what to write and remove."""
+
+    steps: builtins.list[tuple[str, str]]  # (sign, name): + add, ~ update, = same, - remove
+    changed: builtins.list[RedBeatSchedulerEntry]
+    removed: builtins.list[str]
+
+
+def entry_item(entry: RedBeatSchedulerEntry) -> dict[str, Any]:
+    """``entry`` as :meth:`EntryInfo.as_item` shows a stored one (to tell them apart)."""
+    item: dict[str, Any] = json.loads(dumps(entry.definition()))
+    del item['name']
+    return item | policy_item(entry.policy)
+
+
+def one_off_finish(on_finish: str | None, delete_after: bool) -> str:
+    """A one-off entry's finish action: it cleans up after itself once it ran,
+    deleted with ``delete_after``, else as ``on_finish`` says, else disabled."""
+    return 'delete' if delete_after else on_finish or 'disable'
 
 
 def _fields_of(info: EntryInfo) -> dict[str, Any]:
@@ -1161,19 +1134,3 @@ def _score_problem(info: EntryInfo, now: datetime, tz: tzinfo | None) -> Problem
         )
         return Problem('stale-score', info.name, detail, True)
     return None
-
-
-def _settings_app(config: RedBeatConfig) -> Celery:
-    """A Celery app carrying only ``config``, so entries bound to it write where we read."""
-    app = Celery('redbeat-api', set_as_current=False)
-    app.conf.update(
-        redbeat_redis_url=config.redis_url,
-        redbeat_key_prefix=config.key_prefix,
-        redbeat_lock_key=config.lock_key,
-        redbeat_lock_timeout=config.lock_timeout,
-        redbeat_redis_options=config.redis_options,
-        redbeat_redis_use_ssl=config.use_ssl,
-        timezone=config.timezone,
-        beat_max_loop_interval=config.max_loop_interval,
-    )
-    return app

@@ -22,20 +22,26 @@ from contextlib import contextmanager
 from datetime import datetime, timezone, tzinfo
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 import redis
 from celery import Celery
-from celery.schedules import BaseSchedule, crontab, schedule
-from dateutil import rrule as du
+from celery.schedules import BaseSchedule, crontab
 
-from . import humanize
-from .api import EntryInfo, Problem, Schedule, check_task_name, make_policy, policy_item
+from . import converters, humanize
+from .api import (
+    EntryInfo,
+    Problem,
+    Schedule,
+    check_policy,
+    check_task_name,
+    entry_item,
+    make_policy,
+    one_off_finish,
+)
 from .compat import unreadable_by_2x
 from .config import RedBeatConfig, masked_url
 from .conflicts import conflict
-from .decoder import dumps
 from .entry import RedBeatSchedulerEntry
 from .errors import ConfigurationError, DefinitionError, EntryNotFound, RedBeatError
 from .policy import MISSED_POLICIES, ON_FINISH, Policy
@@ -553,28 +559,11 @@ def _time_option(option: str, text: str | None, tz: tzinfo) -> datetime | _Clear
         return None
     if text.strip().lower() == UNSET:
         return CLEAR
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        fail(f'{option} {text!r} is not a date and time like 2027-01-01T09:00')
-    return moment if moment.tzinfo is not None else _wall_time(option, moment, tz)
-
-
-def _wall_time(option: str, naive: datetime, zone: tzinfo) -> datetime:
-    """``naive`` read in ``zone``; a time the clocks skip (DST) becomes the moment it names.
-
-    ``02:30`` on the night Paris goes from CET to CEST does not exist; read
-    with the offset before the change it is 01:30 UTC, which is 03:30 CEST.
-    Normalising here means ``add`` prints the time ``list`` shows later.
-    """
-    moment = naive.replace(tzinfo=zone)
-    real = moment.astimezone(timezone.utc).astimezone(zone)
-    if real.replace(tzinfo=None) != naive:
-        _note(
-            f'{option} {naive.isoformat(timespec="minutes")} does not exist in {zone} '
-            f'(the clocks skip it); that moment is {real.strftime("%Y-%m-%d %H:%M %Z")}'
-        )
-    return real
+    with _converted():
+        moment = converters.parse_datetime(option, text)
+    if moment.tzinfo is not None:
+        return moment
+    return converters.noted_wall_time(option, moment, tz, _note)
 
 
 def policy_changes(
@@ -613,19 +602,18 @@ def _apply(name: str, stored: Policy, changes: dict[str, Any], sched: BaseSchedu
             fields.pop(key, None)
         else:
             fields[key] = value
-    start, end = fields.get('start_at'), fields.get('end_at')
-    if start is not None and end is not None and end <= start:
-        fail('--end-at must be after --start-at')
-    anchored = isinstance(sched, schedule) and not isinstance(sched, crontab)
-    if fields.get('anchor') is not None and not anchored:
-        fail('--anchor applies only to --every schedules (intervals)')
     try:
-        return make_policy(name, fields)
+        policy = make_policy(name, fields)  # the API's checks (end after start, ...)
     except DefinitionError as exc:
         reason = exc.reason
         for field, option in OPTION_OF.items():
             reason = reason.replace(field, option)
         fail(reason)
+    try:
+        check_policy(name, sched, policy)
+    except DefinitionError:  # the one policy that must fit the schedule: said with options
+        fail('--anchor applies only to --every schedules (intervals)')
+    return policy
 
 
 def _entry_options(func: FC) -> FC:
@@ -644,96 +632,24 @@ def parse_schedule(
     now: datetime | None = None,
 ) -> BaseSchedule | None:  # fmt: skip
     """The schedule the options describe (None if none); usage error for two of them."""
-    given = [name for name, value in
-             (('--every', every), ('--cron', cron), ('--rrule', rrule_text), ('--at', at))
-             if value is not None]  # fmt: skip
-    if len(given) > 1:
-        raise click.UsageError(f'give one schedule, not {" and ".join(given)}')
-    if every is not None:
-        return _every(every)
-    if cron is not None:
-        return _cron(cron)
-    if rrule_text is not None:
-        return _rrule(rrule_text, now or _now(), _zone(tz))
-    if at is not None:
-        return _at(at, tz, now or _now())
-    return None
+    with _converted():
+        return converters.parse_schedule(every, cron, rrule_text, at, tz, now or _now(), _note)
 
 
-def _every(text: str) -> BaseSchedule:
-    from celery.schedules import schedule
-
+@contextmanager
+def _converted() -> Iterator[None]:
+    """converters' errors as the command's: a usage error for options that conflict."""
     try:
-        seconds = humanize.parse_duration(text)
-    except ValueError as exc:
-        fail(f'--every {exc}')
-    return schedule(run_every=seconds)
-
-
-def _cron(text: str) -> crontab:
-    if len(text.split()) != 5:
-        fail(f'--cron {text!r}: needs 5 fields (minute hour day-of-month month day-of-week)')
-    try:
-        return crontab.from_string(text)
-    except Exception as exc:  # ValueError, or celery's ParseException
-        fail(f'--cron {text!r} is not a valid crontab: {exc}')
-
-
-def _rrule(text: str, now: datetime, tz: tzinfo = timezone.utc) -> rrule:
-    """A rule from RRULE text; without DTSTART it starts at today's midnight (UTC, or ``tz``).
-
-    Starting at midnight makes unset BYHOUR/BYMINUTE/BYSECOND mean 0 (dateutil
-    takes them from the start time), so ``FREQ=DAILY;BYHOUR=3`` means 03:00:00.
-    """
-    midnight = now.astimezone(tz).replace(hour=0, minute=0, second=0, microsecond=0)
-    try:
-        parsed = du.rrulestr(text, dtstart=midnight)
-        if not isinstance(parsed, du.rrule):
-            fail(f'--rrule {text!r}: give one rule, not a set')
-        return _redbeat_rrule(parsed, 'WKST' in text.upper())
-    except (ValueError, TypeError) as exc:
-        fail(f'--rrule {text!r} is not a valid rule: {exc}')
-
-
-def _redbeat_rrule(parsed: Any, with_wkst: bool) -> rrule:
-    """The parsed dateutil rule as redbeat's rrule (fields as written, start resolved)."""
-    fields: dict[str, Any] = dict(parsed._original_rule)
-    if with_wkst:
-        fields['wkst'] = parsed._wkst
-    return rrule(
-        freq=parsed._freq, dtstart=parsed._dtstart, interval=parsed._interval,
-        count=parsed._count, until=parsed._until, **fields,
-    )  # fmt: skip
-
-
-def _at(text: str, tz: str | None, now: datetime) -> rrule:
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        fail(f'--at {text!r} is not a date and time like 2027-01-01T09:00')
-    if moment.tzinfo is None:
-        moment = _wall_time('--at', moment, _zone(tz))
-    elif tz is not None:
-        raise click.UsageError('--tz: --at already carries a UTC offset')
-    if moment <= now:
-        fail(f'--at {text!r} is in the past: the entry would never run')
-    return rrule('DAILY', dtstart=moment, count=1)
-
-
-def _naive(text: str) -> bool:
-    try:
-        return datetime.fromisoformat(text).tzinfo is None
-    except ValueError:
-        return True  # reported by _at
+        yield
+    except converters.Conflict as exc:
+        raise click.UsageError(str(exc)) from None
+    except converters.ConversionError as exc:
+        fail(str(exc))
 
 
 def _zone(name: str | None) -> tzinfo:
-    if name is None:
-        return timezone.utc
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        fail(f'--tz {name!r} is not a known time zone (e.g. Europe/Paris)')
+    with _converted():
+        return converters.zone_option(name)
 
 
 def _json_arg(option: str, text: str | None, kind: type) -> Any:
@@ -809,12 +725,9 @@ def add(name: str, task: str, every: str | None, cron: str | None, rrule_text: s
 
 def _one_off(changes: dict[str, Any], delete_after: bool) -> None:
     """A one-off cleans up after itself: disabled (or deleted) once it ran."""
-    if delete_after:
-        if changes.get('on_finish') not in (None, 'delete'):
-            fail('--delete-after and --on-finish disagree; give one of them')
-        changes['on_finish'] = 'delete'
-    elif changes.get('on_finish') is None:
-        changes['on_finish'] = 'disable'
+    if delete_after and changes.get('on_finish') not in (None, 'delete'):
+        fail('--delete-after and --on-finish disagree; give one of them')
+    changes['on_finish'] = one_off_finish(changes.get('on_finish'), delete_after)
 
 
 def _saved(entry: RedBeatSchedulerEntry) -> None:
@@ -862,7 +775,7 @@ def edit(name: str, task: str | None, every: str | None, cron: str | None,
         """The edited entry from the stored one (again if it changed under the edit)."""
         stored_tz = info.policy.timezone
         at_tz = tz if tz is not None and tz.strip().lower() != UNSET else None
-        if at_tz is None and at is not None and _naive(at):
+        if at_tz is None and at is not None and converters.is_naive(at):
             at_tz = stored_tz  # a time without an offset is read in the entry's zone
         sched = parse_schedule(every, cron, rrule_text, at, at_tz)
         changes = policy_changes(tz, stored_tz, values)
@@ -880,7 +793,7 @@ def edit(name: str, task: str | None, every: str | None, cron: str | None,
             options, info.enabled if enabled is None else enabled, policy=policy,
         )  # fmt: skip
         try:
-            unchanged = _item_of(entry) == info.as_item()
+            unchanged = entry_item(entry) == info.as_item()
         except (TypeError, ValueError):  # not storable: the save refuses it, naming the field
             unchanged = False
         if unchanged:
@@ -1146,44 +1059,16 @@ def import_command(
             errors.append(str(exc))
     if errors:
         fail(f'{path}: nothing imported; ' + '; '.join(errors))
-    stored = {info.name: info for info in schedule.list()}
-    plan = _plan(entries, stored, prune)
-    for sign, name in plan:
+    plan = schedule.plan_import(entries, prune)
+    for sign, name in plan.steps:
         click.echo(f'{sign} {name}')
-    changed = [e for e in entries if (('+', e.name) in plan or ('~', e.name) in plan)]
-    removed = [name for sign, name in plan if sign == '-']
+    changed, removed = plan.changed, plan.removed
     if dry_run:
         click.echo(f'dry run: {len(changed)} to write, {len(removed)} to remove; nothing written')
         return
-    schedule.save(changed)
-    schedule.delete(removed)
+    schedule.apply_import(plan)
     click.echo(f'imported: {len(changed)} written, {len(removed)} removed')
     _warn_static(schedule, [e.name for e in changed] + removed)
-
-
-def _plan(
-    entries: Sequence[RedBeatSchedulerEntry], stored: dict[str, EntryInfo], prune: bool
-) -> list[tuple[str, str]]:
-    """``+`` add, ``~`` update, ``=`` unchanged, ``-`` remove (with --prune)."""
-    plan = []
-    for entry in entries:
-        info = stored.get(entry.name)
-        if info is None:
-            plan.append(('+', entry.name))
-        elif info.error is None and info.as_item() == _item_of(entry):
-            plan.append(('=', entry.name))
-        else:
-            plan.append(('~', entry.name))
-    if prune:
-        wanted = {e.name for e in entries}
-        plan += [('-', name) for name in sorted(stored) if name not in wanted]
-    return plan
-
-
-def _item_of(entry: RedBeatSchedulerEntry) -> dict[str, Any]:
-    item: dict[str, Any] = json.loads(dumps(entry.definition()))
-    del item['name']
-    return item | policy_item(entry.policy)
 
 
 # --- status / check ---------------------------------------------------------------

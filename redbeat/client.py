@@ -24,7 +24,7 @@ by the scheduler, which keeps running and tries again on its next tick.
 Creating a client does no network I/O, except for Redis Cluster: redis-py
 reads the cluster's slot map when the client is made (a cluster that no node
 of answers raises :class:`redis.ConnectionError`, naming the masked URL;
-:class:`~redbeat.entry.Binding` makes its client on first use, so beat starts
+:class:`~redbeat.entry.StoreContext` makes its client on first use, so beat starts
 anyway and retries).
 
 A server that refuses the credentials raises :class:`redis.AuthenticationError`

@@ -21,6 +21,7 @@ import json
 import logging
 import time
 import warnings
+import weakref
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +36,7 @@ from .schedules import RULE_FIELDS
 
 if TYPE_CHECKING:
     from .config import RedBeatConfig
+    from .entry import StoreContext
 
 logger = logging.getLogger('celery.beat')
 
@@ -55,18 +57,37 @@ def adopt_app_config(config: RedBeatConfig, app: Any) -> None:
         object.__setattr__(config, name, value)
 
 
+_contexts: weakref.WeakKeyDictionary[Celery, StoreContext] = weakref.WeakKeyDictionary()
+
+
+def context_for(app: Celery | None) -> StoreContext:
+    """The store and settings of ``app`` (the current app when None), made once per app.
+
+    celery-redbeat 2.x found the store through the app (``get_redis(app)``);
+    entries without a store of their own and the 2.x functions here still do.
+    """
+    from .entry import StoreContext
+
+    app = app_or_default(app)
+    found = _contexts.get(app)
+    if found is None:
+        from .config import RedBeatConfig
+
+        found = _contexts[app] = StoreContext(RedBeatConfig.from_app(app))
+        expose_conf(app, found.config)  # app.redbeat_conf, as celery-redbeat 2.x set it
+    return found
+
+
 def ensure_conf(app: Celery | None = None) -> RedBeatConfig:
     """The settings of ``app`` (the current app if None), also as ``app.redbeat_conf``.
 
     As in celery-redbeat 2.x, the first call stores them on the app and later
     calls return that object.
     """
-    from .entry import binding_for
-
     app = app_or_default(app)
     config: RedBeatConfig | None = getattr(app, CONF_ATTRIBUTE, None)
     if config is None:
-        config = binding_for(app).config
+        config = context_for(app).config
         setattr(app, CONF_ATTRIBUTE, config)  # 2.x's documented attribute
     return config
 
@@ -85,13 +106,11 @@ def get_redis(app: Celery | None = None) -> redis.Redis:
     ``app.redbeat_redis`` is returned as it is, as 2.x did; redbeat's own
     reads and writes do not go through it.
     """
-    from .entry import binding_for
-
     app = app_or_default(app)
     ensure_conf(app)
     client: redis.Redis | None = getattr(app, REDIS_ATTRIBUTE, None)
     if client is None:
-        client = binding_for(app).store.client
+        client = context_for(app).store.client
         setattr(app, REDIS_ATTRIBUTE, client)  # 2.x's documented attribute
     return client
 

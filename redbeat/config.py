@@ -213,16 +213,30 @@ class RedBeatConfig:
         return masked_url(self.redis_url)
 
     @classmethod
+    def from_url(
+        cls, url: str, prefix: str | None = None, *, timezone: str = 'UTC'
+    ) -> RedBeatConfig:
+        """Settings for the schedule at ``url`` under ``prefix``, checked as :meth:`from_app`
+        checks an app's: the URL, the prefix, and on Redis Cluster that every key shares
+        one slot.  Without ``prefix``, the one beat uses for that URL (``{redbeat}:`` on
+        Cluster); the lock key is the prefix's default."""
+        _check_url(url)
+        if prefix is None:
+            prefix = default_prefix(url)
+        _check_prefix(prefix)
+        keys = Keys(prefix)
+        if urlsplit(url).scheme == 'redis-cluster':
+            _check_cluster_keys(keys, keys.default_lock)
+        return cls(url, key_prefix=prefix, lock_key=keys.default_lock, timezone=timezone)
+
+    @classmethod
     def from_app(cls, app: Celery) -> RedBeatConfig:
         """Read and check the settings of ``app``; ConfigurationError if one is bad."""
         conf = app.conf
         prefix = os.environ.get(ENV_PREFIX) or _lookup(conf, 'redbeat_key_prefix')
         prefix_given = prefix is not _UNSET and prefix is not None
         prefix = prefix if prefix_given else 'redbeat:'
-        if not isinstance(prefix, str) or not prefix:
-            raise ConfigurationError(
-                'redbeat_key_prefix', f'must be a non-empty string, got {prefix!r}'
-            )
+        _check_prefix(prefix)
         keys = Keys(prefix)
 
         url = os.environ.get(ENV_URL) or _lookup(conf, 'redbeat_redis_url')
@@ -429,8 +443,15 @@ def _check_url(url: Any, setting: str = 'redbeat_redis_url') -> None:
     if scheme not in REDIS_SCHEMES:
         raise ConfigurationError(
             setting,
-            f'{masked_url(url)!r} has scheme {scheme!r}; '
-            f'expected one of {", ".join(REDIS_SCHEMES)}',
+            f'{masked_url(url)!r} is not a Redis URL (scheme {scheme!r}; '
+            f'expected one of {", ".join(REDIS_SCHEMES)})',
+        )
+
+
+def _check_prefix(prefix: Any) -> None:
+    if not isinstance(prefix, str) or not prefix:
+        raise ConfigurationError(
+            'redbeat_key_prefix', f'must be a non-empty string, got {prefix!r}'
         )
 
 

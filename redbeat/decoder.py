@@ -17,12 +17,11 @@ import math
 from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any, Callable
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from celery.schedules import BaseSchedule, crontab, schedule, solar
 from dateutil.rrule import weekday
 
-from . import validation
+from . import converters, validation
 from .errors import DefinitionError
 from .schedules import RULE_FIELDS, rrule
 
@@ -94,9 +93,9 @@ def _zone(value: Any) -> tzinfo:
         return timezone(validation.utc_offset('timezone', value))  # 2.x writes seconds
     if isinstance(value, str):
         try:
-            return ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError, OSError):
-            raise TypedValueError(f'unknown time zone {value!r}') from None
+            return converters.zone(value)
+        except converters.UnknownZone as exc:
+            raise TypedValueError(str(exc)) from None
     raise TypedValueError(f'timezone must be a zone name or an offset in seconds, not {value!r}')
 
 

@@ -9,12 +9,10 @@ round trips through the app's :class:`~redbeat.store.ScheduleStore`, and
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone, tzinfo
 from functools import cached_property
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from celery import Celery
 from celery.app import app_or_default
@@ -23,8 +21,9 @@ from celery.schedules import BaseSchedule, schedstate
 
 from . import timing
 from .client import redis_from_config
-from .compat import expose_conf
+from .compat import context_for
 from .config import RedBeatConfig
+from .converters import zone
 from .decoder import (
     check_fields,
     decode_definition,
@@ -43,20 +42,25 @@ _SAVE_ATTEMPTS = 5
 _UNSET = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
-class Binding:
-    """An app's redbeat settings and store, made once per app (no I/O)."""
+class StoreContext:
+    """Where entries are stored: a store and the settings scores are computed with.
 
-    def __init__(self, app: Celery, config: RedBeatConfig | None = None) -> None:
-        self.app = app
-        self.config = config or RedBeatConfig.from_app(app)
-        self.keys = self.config.keys
-        self.tz: tzinfo = zone(self.config.timezone)
+    Callers are given one (beat builds it from its config, :class:`~redbeat.api.Schedule`
+    from its own); no I/O until the store is first used.
+    """
+
+    def __init__(self, config: RedBeatConfig, store: ScheduleStore | None = None) -> None:
+        self.config = config
+        self.keys = config.keys
+        self.tz: tzinfo = zone(config.timezone)
         #: The app-wide policy an entry's own policy falls back on.
         self.defaults = Policy(
-            missed=self.config.missed_runs,
-            catchup_window=self.config.catchup_window,
-            history=self.config.history_size,
+            missed=config.missed_runs,
+            catchup_window=config.catchup_window,
+            history=config.history_size,
         )
+        if store is not None:
+            self.__dict__['store'] = store  # the cached_property's slot
 
     @cached_property
     def store(self) -> ScheduleStore:
@@ -67,28 +71,6 @@ class Binding:
         this raises :class:`redis.ConnectionError` and the next use tries again.
         """
         return ScheduleStore(redis_from_config(self.config), self.config.keys)
-
-
-_bindings: weakref.WeakKeyDictionary[Celery, Binding] = weakref.WeakKeyDictionary()
-
-
-def binding_for(app: Celery | None) -> Binding:
-    """The :class:`Binding` of ``app`` (the current app when None)."""
-    app = app_or_default(app)
-    bound = _bindings.get(app)
-    if bound is None:
-        bound = _bindings[app] = Binding(app)
-        expose_conf(app, bound.config)  # app.redbeat_conf, as celery-redbeat 2.x set it
-    return bound
-
-
-def zone(name: str | tzinfo | None) -> tzinfo:
-    """A tzinfo for a zone name (UTC for None)."""
-    if name is None or name == 'UTC':
-        return timezone.utc
-    if isinstance(name, tzinfo):
-        return name
-    return ZoneInfo(str(name))
 
 
 def utcnow() -> datetime:
@@ -117,6 +99,7 @@ class RedBeatSchedulerEntry(ScheduleEntry):  # type: ignore[misc]
         total_run_count: int | None = None,
         relative: bool = False,
         policy: Policy | dict[str, Any] | None = None,
+        context: StoreContext | None = None,
     ) -> None:
         super().__init__(
             name=name,
@@ -140,12 +123,16 @@ class RedBeatSchedulerEntry(ScheduleEntry):  # type: ignore[misc]
         #: Set on the entries beat's tick hands to ``maybe_due``: the occurrence
         #: being sent, already claimed in Redis (so the entry is due).
         self.occurrence: datetime | None = None
+        #: The store this entry belongs to when its maker gave one (the API does);
+        #: else the app's (celery-redbeat 2.x's way: :func:`redbeat.compat.context_for`).
+        self.context = context
 
     # --- pure properties ---------------------------------------------------
 
     @property
-    def binding(self) -> Binding:
-        return binding_for(self.app)
+    def binding(self) -> StoreContext:
+        """The entry's store and settings: those it was given, else its app's."""
+        return self.context or context_for(self.app)
 
     @property
     def key(self) -> str:
@@ -212,6 +199,7 @@ class RedBeatSchedulerEntry(ScheduleEntry):  # type: ignore[misc]
             last_run_at=last_run_at or utcnow(),
             total_run_count=self.total_run_count + (0 if only_update_last_run_at else 1),
             policy=self.policy,
+            context=self.context,
         )
 
     __next__ = next = _next_instance
@@ -230,7 +218,7 @@ class RedBeatSchedulerEntry(ScheduleEntry):  # type: ignore[misc]
 
     def delete(self) -> None:
         """Remove the entry (hash and schedule member)."""
-        delete_entries([self.name], app=self.app)
+        self.binding.store.delete([self.name])
 
     def reschedule(self, last_run_at: datetime | None = None) -> None:
         """Set the last run (default: now) and move the due time to match.
@@ -246,20 +234,21 @@ class RedBeatSchedulerEntry(ScheduleEntry):  # type: ignore[misc]
     @classmethod
     def from_key(cls, key: str, app: Celery | None = None) -> RedBeatSchedulerEntry:
         """Load the entry stored under ``key`` (EntryNotFound, DefinitionError)."""
-        bound = binding_for(app)
+        bound = context_for(app)
         row, _score = bound.store.read(bound.config.keys.key_of(key))
         if row.error:
             raise DefinitionError(row.key, row.error)
         if row.definition is None:
             raise EntryNotFound(row.key)
-        return entry_from_row(bound.app, row.key, row.definition, row.meta, cls, row.policy)
+        app = app_or_default(app)
+        return entry_from_row(app, row.key, row.definition, row.meta, cls, row.policy)
 
     # --- celery-redbeat 2.x's helpers ----------------------------------------
 
     @staticmethod
     def generate_key(app: Celery | None, name: str) -> str:
         """The Redis key of the entry called ``name`` in ``app``'s schedule."""
-        return binding_for(app).keys.entry(name)
+        return context_for(app).keys.entry(name)
 
     @staticmethod
     def decode_definition(definition: str) -> dict[str, Any]:
@@ -280,7 +269,7 @@ class RedBeatSchedulerEntry(ScheduleEntry):  # type: ignore[misc]
     ) -> dict[str, Any]:
         """The definition stored under ``key`` (or given); KeyError if there is none."""
         if definition is None:
-            bound = binding_for(app)
+            bound = context_for(app)
             row, _score = bound.store.read(bound.keys.key_of(key))
             definition = row.definition
         if not definition:
@@ -290,7 +279,7 @@ class RedBeatSchedulerEntry(ScheduleEntry):  # type: ignore[misc]
     @staticmethod
     def load_meta(key: str, app: Celery | None = None) -> dict[str, Any]:
         """The run state stored under ``key`` (``{'last_run_at': None}`` if none)."""
-        bound = binding_for(app)
+        bound = context_for(app)
         row, _score = bound.store.read(bound.keys.key_of(key))
         return RedBeatSchedulerEntry.decode_meta(row.meta)
 
@@ -346,8 +335,9 @@ def save_entries(
     entries: Sequence[RedBeatSchedulerEntry],
     now: datetime | None = None,
     notify: bool = True,
+    context: StoreContext | None = None,
 ) -> None:
-    """Store many entries of one app, keeping their run state.
+    """Store many entries in ``context`` (default: the first entry's), keeping their run state.
 
     A new entry gets a run state of "saved at ``now``, run 0 times", so it is
     first due at its schedule's first occurrence after ``now``.  An entry whose
@@ -357,7 +347,7 @@ def save_entries(
     """
     if not entries:
         return
-    bound = entries[0].binding
+    bound = context or entries[0].binding
     now = now or utcnow()
     for entry in entries:
         check_entry(entry)
@@ -369,7 +359,7 @@ def save_entries(
 
 
 def save_items(
-    bound: Binding, entries: Sequence[RedBeatSchedulerEntry], now: datetime
+    bound: StoreContext, entries: Sequence[RedBeatSchedulerEntry], now: datetime
 ) -> list[SaveItem]:
     """The first write of checked ``entries``: each as if new (no run state stored yet).
 
@@ -381,7 +371,7 @@ def save_items(
 
 
 def settle_saves(
-    bound: Binding,
+    bound: StoreContext,
     entries: Sequence[RedBeatSchedulerEntry],
     flags: Sequence[int],
     now: datetime,
@@ -420,7 +410,7 @@ def _pending(
 
 
 def _save_item(
-    bound: Binding,
+    bound: StoreContext,
     entry: RedBeatSchedulerEntry,
     stored_definition: str | None,
     meta: str | None,
@@ -448,23 +438,26 @@ def _save_item(
     else:
         last_run_at, count = decode_meta(key, meta)
     entry.last_run_at, entry.total_run_count = last_run_at, count
-    if entry.enabled:
-        policy = entry.policy.merged(bound.defaults)
-        try:
-            due = timing.due_after_change(entry.schedule, last_run_at, now, bound.tz, policy)
-        except TypeError as exc:  # a schedule type redbeat cannot compute
-            raise DefinitionError(key, str(exc)) from None
-        except OverflowError:  # a run state or bound so late the next time is past year 9999
-            raise DefinitionError(key, 'the next run would be after the year 9999') from None
-        score = timing.due_score(key, due, policy)
-    else:
-        score = timing.NEVER
+    policy = entry.policy.merged(bound.defaults)
+    try:
+        score = timing.score_after_change(
+            key, entry.schedule, entry.enabled, last_run_at, now, bound.tz, policy
+        )
+    except TypeError as exc:  # a schedule type redbeat cannot compute
+        raise DefinitionError(key, str(exc)) from None
+    except OverflowError:  # a run state or bound so late the next time is past year 9999
+        raise DefinitionError(key, 'the next run would be after the year 9999') from None
     policy_json = entry.policy.to_json()
     keep = stored_definition == definition and stored_policy == policy_json and meta is not None
     return SaveItem(entry.name, definition, meta, new_meta, score, keep, policy_json)
 
 
-def save_if_unchanged(entry: RedBeatSchedulerEntry, read: Row, now: datetime | None = None) -> int:
+def save_if_unchanged(
+    entry: RedBeatSchedulerEntry,
+    read: Row,
+    now: datetime | None = None,
+    context: StoreContext | None = None,
+) -> int:
     """Write ``entry`` over the stored entry ``read`` only if that is still what is
     stored (definition, policy and run state): one round trip.
 
@@ -474,7 +467,7 @@ def save_if_unchanged(entry: RedBeatSchedulerEntry, read: Row, now: datetime | N
     from the run state read, as a save that found it would.
     """
     check_entry(entry)
-    bound = entry.binding
+    bound = context or entry.binding
     if read.definition is None:
         return GONE
     item = _save_item(bound, entry, read.definition, read.meta, read.policy, now or utcnow())
@@ -496,5 +489,5 @@ def _unstorable(entry: RedBeatSchedulerEntry, exc: BaseException) -> str:
 
 
 def delete_entries(names: Iterable[str], app: Celery | None = None) -> int:
-    """Delete entries by name in one round trip; returns how many existed."""
-    return binding_for(app).store.delete(names)
+    """Delete entries of ``app``'s schedule by name in one round trip; returns how many existed."""
+    return context_for(app).store.delete(names)

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields, replace
-from datetime import datetime, timezone, tzinfo
+from datetime import datetime, tzinfo
 from functools import cached_property
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
+from .converters import UnknownZone, zone
 from .errors import DefinitionError
 from .validation import MAX_INTERVAL
 
@@ -125,8 +126,8 @@ def _problem(p: Policy) -> str | None:
     """What is wrong with ``p``, naming the field; None if nothing."""
     if p.timezone is not None:
         try:
-            ZoneInfo(p.timezone)
-        except (ZoneInfoNotFoundError, ValueError, TypeError, OSError):
+            zone(p.timezone)
+        except UnknownZone:
             return f'timezone {p.timezone!r} is not an IANA time zone name'
     if p.missed is not None and p.missed not in MISSED_POLICIES:
         return f'missed must be one of {", ".join(MISSED_POLICIES)}, not {p.missed!r}'
@@ -154,7 +155,3 @@ def _problem(p: Policy) -> str | None:
 
 
 DEFAULT = Policy()
-
-
-def utc(dt: datetime) -> datetime:
-    return dt.astimezone(timezone.utc)

@@ -24,8 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from typing import Any
@@ -47,10 +46,10 @@ from .compat import (
     get_redis,
 )
 from .config import RedBeatConfig
-from .decoder import decode_definition, decode_meta, encode_definition, encode_meta
+from .decoder import decode_definition, decode_meta
 from .entry import (
-    Binding,
     RedBeatSchedulerEntry,
+    StoreContext,
     check_entry,
     save_entries,
     save_items,
@@ -59,9 +58,9 @@ from .entry import (
 from .errors import DefinitionError, LeadershipLost
 from .leader import Leadership
 from .metrics import Observer, make_observer
-from .policy import Policy
-from .publish import Message, Outcome, Publisher, task_id_of
-from .store import Claim, Claimed, Due, Restore, Row, ScheduleStore, Startup, Writes
+from .planner import Plan, Planner, claim_groups, journaled, queue_finish, record
+from .publish import Message, Outcome, Publisher
+from .store import Claimed, Due, Row, ScheduleStore, Startup, Writes
 
 logger = logging.getLogger('celery.beat')
 
@@ -75,22 +74,8 @@ REDIS_ERRORS = (
     ClusterDownError,  # Redis Cluster nodes restarting, before they agree the cluster is up
     RedisClusterException,  # only when no node answers: see _survivable
 )
-_DECODED_CACHE_MAX = 200_000
 #: Bound on the chunks one tick handles (a tick never loops forever).
 _MAX_CHUNKS_PER_TICK = 1000
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What one tick does with one due member: claim it, and send its occurrences."""
-
-    claim: Claim
-    restore: Restore
-    messages: tuple[Message, ...] = ()  # empty: nothing to send (parked)
-    history: int = 0  # dispatch records to keep
-    finish: str | None = None  # 'disable' or 'delete' once these are sent
-    fields: dict[str, Any] | None = None  # the decoded definition (for finish actions)
-    definition: str | None = None  # its text as read: a finish action is conditional on it
 
 
 class _Pace:
@@ -112,62 +97,17 @@ def _survivable(exc: Exception) -> None:
         raise exc
 
 
-def _claim_groups(plans: Sequence[Plan], size: int) -> Iterator[list[Plan]]:
-    """``plans`` in consecutive groups of at most ``size`` messages (at least one plan)."""
-    group: list[Plan] = []
-    count = 0
-    for plan in plans:
-        if group and count + len(plan.messages) > size:
-            yield group
-            group, count = [], 0
-        group.append(plan)
-        count += len(plan.messages)
-    if group:
-        yield group
-
-
-def _journaled(plan: Plan, row: Row) -> Plan:
-    """``plan`` with a journal record per occurrence (at-least-once delivery).
-
-    The record holds the definition the message is built from, so a next
-    leader re-sends exactly this message even if the entry changed since.
-    """
-    if not plan.messages:
-        return plan
-    journal = tuple(
-        (m.task_id, json.dumps({'key': m.key, 'occurrence': m.occurrence.isoformat(),
-                                'definition': row.definition}, separators=(',', ':')))
-        for m in plan.messages
-    )  # fmt: skip
-    ids = tuple(task_id for task_id, _ in journal)
-    return replace(plan, claim=replace(plan.claim, journal=journal),
-                   restore=replace(plan.restore, journal=ids))  # fmt: skip
-
-
 def _journal_message(text: str) -> Message:
     """The message a journal record stands for (ValueError/KeyError/TypeError if unreadable)."""
-    record = json.loads(text)
-    key = str(record['key'])
-    occurrence = datetime.fromisoformat(record['occurrence'])
-    return Message(key, decode_definition(key, record['definition']), occurrence)
-
-
-def _describe(exc: Exception) -> str:
-    """A one-line reason for an unexpected error planning an entry."""
-    return f'cannot be scheduled ({type(exc).__name__}: {exc})'[:500]
+    stored = json.loads(text)
+    key = str(stored['key'])
+    occurrence = datetime.fromisoformat(stored['occurrence'])
+    return Message(key, decode_definition(key, stored['definition']), occurrence)
 
 
 def _shown(key: str) -> str:
     """A key fit for a log line (bytes that were not UTF-8 shown as escapes)."""
     return key.encode('utf-8', 'backslashreplace').decode('utf-8')
-
-
-def chunks(items: Sequence[Any], first: int, size: int) -> Iterator[Sequence[Any]]:
-    """``items`` in a first chunk of ``first``, then chunks of ``size``."""
-    start, step = 0, first
-    while start < len(items):
-        yield items[start : start + step]
-        start, step = start + step, size
 
 
 class RedBeatScheduler(Scheduler):  # type: ignore[misc]
@@ -208,23 +148,24 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         app: Celery,
         lock_key: str | None = None,
         lock_timeout: float | None = None,
+        clock: Callable[[], float] = time.time,
         **kwargs: Any,
     ) -> None:
+        #: UNIX seconds now: every moment the scheduler plans with is read from it,
+        #: so tests drive it (the leader lock's renewal and Redis' TTLs keep real time).
+        self.clock = clock
         config = RedBeatConfig.from_app(app)
         if lock_key is not None:
             config = config.but(lock_key=lock_key)
         if lock_timeout is not None:
             config = config.but(lock_timeout=float(lock_timeout))
-        self.binding = Binding(app, config)
+        self.context = StoreContext(config)
         expose_conf(app, config)  # app.redbeat_conf, which code written for 2.x reads
         self._ready = False
         self._failures = 0
-        self._decoded: dict[str, dict[str, Any]] = {}  # definition text -> fields
-        self._metas: dict[str, tuple[datetime | None, int]] = {}  # meta text -> run state
         self._changes: redis.client.PubSub | None = None
         self._waiting = False
         self._statics_written = 0
-        self._policies: dict[str, Policy] = {}
         #: History records and finish actions, written with the next round trip.
         self._writes = Writes()
         #: What the last apply_async raised (see :meth:`apply_async`).
@@ -247,7 +188,7 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
 
     @property
     def config(self) -> RedBeatConfig:
-        return self.binding.config
+        return self.context.config
 
     @property
     def lock_key(self) -> str | None:
@@ -261,8 +202,8 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
 
     @property
     def store(self) -> ScheduleStore:
-        """The schedule's store (its first use connects: see :class:`~redbeat.entry.Binding`)."""
-        return self.binding.store
+        """The schedule's store (its first use connects: see ``StoreContext.store``)."""
+        return self.context.store
 
     @cached_property
     def leader(self) -> Leadership:
@@ -341,15 +282,15 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         entries = self._static_entries()
         names = set(self.app.conf.beat_schedule or {}) | set(entries)
         listed = list(entries.values())
-        now = datetime.now(timezone.utc)
+        now = self._now()
         try:
-            items = save_items(self.binding, listed, now)
+            items = save_items(self.context, listed, now)
         except DefinitionError:  # one cannot be stored (NaN in its args, say): leave it out
             listed = [e for e in listed if self._storable(e, now)]
-            items = save_items(self.binding, listed, now)
+            items = save_items(self.context, listed, now)
         started = self.store.startup(items, self.orphan_scan)
         self._check_eviction(started.maxmemory_policy, started.maxmemory)
-        settle_saves(self.binding, listed, started.flags, now)
+        settle_saves(self.context, listed, started.flags, now)
         removed = started.statics - names
         if removed:
             logger.info(
@@ -362,7 +303,7 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
 
     def _storable(self, entry: RedBeatSchedulerEntry, now: datetime) -> bool:
         try:
-            save_items(self.binding, [entry], now)
+            save_items(self.context, [entry], now)
         except DefinitionError as exc:
             logger.error(
                 'beat: beat_schedule entry %r is invalid and was skipped: %s', entry.name, exc
@@ -373,11 +314,8 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
     def _adopt_orphans(self, started: Startup) -> None:
         """Schedule hashes written without a ZADD (the RedBeat README promises it)."""
         if started.cursor is None:  # Redis Cluster: the client scans each node
-            keys = self.config.keys
-            for batch in self.store.scan_entry_keys():
-                found = self.store.scores([*batch, *(keys.name_of(k) for k in batch)])
-                bare = found[len(batch) :]
-                self._adopt([k for k, s, b in zip(batch, found, bare) if s is None and b is None])
+            for orphans in self.store.unscheduled(lambda _key: True, count=10_000):
+                self._adopt(orphans)
             return
         self._adopt(started.orphans)
         cursor = started.cursor
@@ -402,14 +340,14 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
             raise DefinitionError(row.key, row.error)
         fields = decode_definition(row.key, row.definition)
         last_run_at, _ = decode_meta(row.key, row.meta)
-        policy = self._policy(row)
-        if not fields['enabled']:
-            return timing.NEVER
-        if last_run_at is None:
-            return timing.NOW
-        sched, tz = fields['schedule'], self.binding.tz
-        following = timing.occurrence_after(sched, policy, last_run_at, tz)
-        return timing.due_score(row.key, following, policy)
+        policy = self.planner.policy(row)
+        if last_run_at is None and fields['enabled']:
+            return timing.NOW  # a hash written by hand, never run: due at once
+        now = self._now()  # not read: a run state is given
+        return timing.score_after_change(
+            row.key, fields['schedule'], fields['enabled'], last_run_at, now, self.context.tz,
+            policy,
+        )  # fmt: skip
 
     # --- compat API: adding entries through a scheduler object --------------
 
@@ -495,14 +433,14 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         """
         self.observer.tick_started()
         self._tick_due = 0
-        now = time.time()
+        now = self.clock()
         if now - self._heartbeat_at >= self.heartbeat_every:
             self._heartbeat_at = now
             self._writes.heartbeat = json.dumps({'at': now, 'beat': self.leader.token})
 
     def _tick_finished(self) -> None:
         self.observer.tick_finished(self._tick_due)
-        now = time.time()
+        now = self.clock()
         if self.observer.census_due(now):
             total, enabled = self.store.census()
             self.observer.census(total, enabled, now)
@@ -543,7 +481,7 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         With a change subscription the wait happens here and 0 is returned, so
         beat ticks again at once; without one, beat's own loop sleeps.
         """
-        wait = self.max_wait if following is None else max(0.0, following - time.time())
+        wait = self.max_wait if following is None else max(0.0, following - self.clock())
         if self.leader.fence is not None:
             wait = min(wait, self.leader.renew_every)
         wait = min(wait, self.max_wait)
@@ -575,7 +513,7 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         each claiming the previous chunk and loading the next.  10k due
         entries: 4 round trips.
         """
-        now_ts = time.time()
+        now_ts = self.clock()
         due, following = self.store.due(now_ts, self.first_chunk, peek=True, writes=self._writes)
         if not due:
             return following if following is not None else self._after_empty(now_ts)
@@ -630,7 +568,7 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         publish groups, however long each takes.
         """
         self._keep_lock()
-        started = time.time()
+        started = self.clock()
         now = datetime.fromtimestamp(started, tz=timezone.utc)
         send_at = now + timedelta(seconds=pace.per_entry * len(due))
         plans = []
@@ -639,8 +577,8 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
             plans.append(self._plan(d.member, d.score, d.row, now, send_at))
         self._tick_due += len(plans)
         if self.config.delivery == 'at-least-once':
-            plans = [_journaled(plan, d.row) for plan, d in zip(plans, due)]
-        groups = list(_claim_groups(plans, self.publish_group))
+            plans = [journaled(plan, d.row) for plan, d in zip(plans, due)]
+        groups = list(claim_groups(plans, self.publish_group))
         claimed: Claimed | None = None
         for i, group in enumerate(groups):
             last = i == len(groups) - 1
@@ -667,7 +605,7 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
                     self._queue_finish(plan)
             if not self._send([p for p in ready if p.messages]):
                 return None
-        pace.measured(time.time() - started, len(due))
+        pace.measured(self.clock() - started, len(due))
         return claimed
 
     def _keep_lock(self) -> None:
@@ -694,7 +632,7 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         owner = [p for p in plans for _ in p.messages]
         hooked = self._hooked_send if self.hooked() else None
         outcome = self.publisher.send(messages, between_groups=self._renew, send_one=hooked)
-        self.observer.published(messages, outcome, time.time())
+        self.observer.published(messages, outcome, self.clock())
         retry = outcome.retry
         if self.config.delivery == 'at-least-once':
             # Confirmed out of the journal; the uncertain stay in it and are
@@ -765,44 +703,11 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
 
     def _record(self, messages: Sequence[Message], owner: Sequence[Plan], outcome: Outcome) -> None:
         """Queue history records and finish actions for the next round trip."""
-        sent_at = datetime.now(timezone.utc).isoformat()
-        retry, skipped, uncertain = set(outcome.retry), set(outcome.skipped), set(outcome.uncertain)
-        finished: dict[int, Plan] = {}
-        for i, (message, plan) in enumerate(zip(messages, owner)):
-            result = (
-                'handed back' if i in retry
-                else 'error' if i in skipped
-                else 'uncertain' if i in uncertain
-                else 'sent'
-            )  # fmt: skip
-            if plan.history:
-                record = {
-                    'scheduled': message.occurrence.isoformat(),
-                    'sent': sent_at,
-                    'task_id': task_id_of(message),
-                    'outcome': result,
-                }
-                name = self.config.keys.name_of(message.key)
-                self._writes.history.append((name, json.dumps(record), plan.history))
-            if plan.finish and result == 'sent':
-                finished[id(plan)] = plan
-        for plan in finished.values():
-            self._queue_finish(plan)
+        sent_at = self._now()
+        record(messages, owner, outcome, sent_at, self.config.keys, self._writes)
 
     def _queue_finish(self, plan: Plan) -> None:
-        """Disable or delete an entry that has no occurrence left (with the next round trip).
-
-        Only if its definition is still the text this plan read: an edit made
-        since wins, and a deleted entry is not written again (``finish.lua``).
-        """
-        if plan.definition is None:
-            return
-        name = self.config.keys.name_of(plan.claim.key)
-        if plan.finish == 'delete':
-            self._writes.deletes.append((name, plan.definition))
-        elif plan.finish == 'disable' and plan.fields is not None:
-            disabled = encode_definition({**plan.fields, 'enabled': False})
-            self._writes.disables.append((name, plan.definition, disabled))
+        queue_finish(plan, self.config.keys, self._writes)
 
     def _renew(self) -> None:
         """Keep the lock during a long dispatch (a no-op until a renewal is due)."""
@@ -915,99 +820,29 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         if error is not None:
             raise error
 
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), tz=timezone.utc)
+
+    @cached_property
+    def planner(self) -> Planner:
+        """Plans the due rows this scheduler reads (pure; see :mod:`redbeat.planner`)."""
+        return Planner(self.context.tz, self.context.defaults, park_for=self.max_wait)
+
     def _plan(
         self, member: str, score: str, row: Row, now: datetime, send_at: datetime | None = None
     ) -> Plan:
-        """What to do with one due member; an entry that raises anything is parked.
-
-        Defence in depth: the codec refuses what beat cannot run, but whatever
-        one entry's data makes decoding or planning raise must not stop its
-        chunk-mates or beat; the entry is looked at again (and reported) once
-        per ``beat_max_loop_interval``.
-        """
-        try:
-            return self._plan_entry(member, score, row, now, send_at)
-        except Exception as exc:
-            reason = exc.reason if isinstance(exc, DefinitionError) else _describe(exc)
+        """The planner's plan for one due member (``send_at``: when its messages are
+        expected to leave); a parked entry is reported."""
+        plan = self.planner.plan(member, score, row, now, send_at)
+        if plan.problem is not None:
             logger.error(
                 'beat: Entry %s skipped: %s. Its data is left as it is; looking again in %s.',
                 _shown(row.key),
-                reason,
+                plan.problem,
                 humanize_seconds(self.max_wait),
             )
-            self.observer.parked(row.key, reason, self.max_wait)
-            return self._park(member, score, row, now.timestamp() + self.max_wait)
-
-    def _plan_entry(
-        self, member: str, score: str, row: Row, now: datetime, send_at: datetime | None
-    ) -> Plan:
-        fields = self._decode(row)
-        last_run_at, count = self._meta(row)
-        policy = self._policy(row)
-        if not fields['enabled']:
-            return self._park(member, score, row, timing.NEVER)
-        sched, tz = fields['schedule'], self.binding.tz
-        first = timing.first_occurrence(sched, policy, last_run_at, float(score), now, tz)
-        finish = policy.on_finish if policy.on_finish in ('disable', 'delete') else None
-        done = policy.max_runs is not None and count >= policy.max_runs
-        if first is None or done:  # no occurrence left
-            parked = self._park(member, score, row, timing.NEVER)
-            return replace(parked, finish=finish, fields=fields, definition=row.definition)
-        if first > now:  # not due yet (its definition changed by hand): move to its time
-            return self._park(member, score, row, timing.due_score(row.key, first, policy))
-        run = timing.plan_run(sched, policy, first, now, count, tz, key=row.key, send_at=send_at)
-        meta = encode_meta(run.last_run_at, run.total_run_count)
-        self._remember_meta(meta, run.last_run_at, run.total_run_count)
-        claim = Claim(row.key, member, score, run.score, meta, run.missed, run.skipped)
-        restore = Restore(row.key, run.score, score, row.meta)
-        return Plan(
-            claim,
-            restore,
-            tuple(Message(row.key, fields, occurrence) for occurrence in run.sends),
-            history=policy.history or 0,
-            finish=finish if run.next_occurrence is None else None,
-            fields=fields,
-            definition=row.definition,
-        )
-
-    def _policy(self, row: Row) -> Policy:
-        """The entry's policy over the app's defaults (cached by its text)."""
-        cached = self._policies.get(row.policy or '')
-        if cached is None:
-            cached = Policy.from_json(row.key, row.policy).merged(self.binding.defaults)
-            self._policies[row.policy or ''] = cached
-        return cached
-
-    def _park(self, member: str, score: str, row: Row, until: float) -> Plan:
-        """Move an entry that will not be sent out of the due range; its data is untouched."""
-        return Plan(
-            Claim(row.key, member, score, until, None), Restore(row.key, until, score, row.meta)
-        )
-
-    def _meta(self, row: Row) -> tuple[datetime | None, int]:
-        """The entry's run state; the meta this beat wrote last tick is not parsed again."""
-        known = self._metas.get(row.meta) if row.meta else None
-        return known if known is not None else decode_meta(row.key, row.meta)
-
-    def _remember_meta(self, meta: str, last_run_at: datetime | None, count: int) -> None:
-        if len(self._metas) >= _DECODED_CACHE_MAX:
-            self._metas.clear()
-        self._metas[meta] = (last_run_at, count)
-
-    def _decode(self, row: Row) -> dict[str, Any]:
-        if row.error:
-            raise DefinitionError(row.key, row.error)
-        if row.definition is None:
-            raise DefinitionError(
-                row.key, 'is in the schedule but has no definition (no such hash)'
-            )
-        fields = self._decoded.get(row.definition)
-        if fields is None:
-            fields = decode_definition(row.key, row.definition)
-            if len(self._decoded) >= _DECODED_CACHE_MAX:
-                self._decoded.clear()
-            self._decoded[row.definition] = fields
-        return fields
+            self.observer.parked(row.key, plan.problem, self.max_wait)
+        return plan
 
     # --- shutdown and banner -----------------------------------------------
 

@@ -32,7 +32,9 @@ logger = logging.getLogger('celery.beat')
 
 #: The entry hash fields redbeat reads (celery-redbeat 2.x reads the first two).
 _FIELDS = ('definition', 'meta', 'policy')
-#: Entries per ``save.lua`` call: one call holds Redis for about 60 ms at most.
+#: What management reads show beside them: the counters of occurrences not sent.
+_INFO_FIELDS = (*_FIELDS, 'missed', 'skipped')
+#: Entries per ``save.lua`` call: bounds how long one call holds Redis.
 SAVE_CHUNK = 10_000
 #: Seconds the heartbeat key outlives the last tick that wrote it.
 HEARTBEAT_TTL = 86_400
@@ -53,6 +55,15 @@ def _exact(raw: bytes | str) -> str:
 
 def _score_text(score: Score) -> str:
     return score if isinstance(score, str) else repr(float(score))
+
+
+class Call(NamedTuple):
+    """One script call: what :meth:`ScheduleStore._run` and ``_queue_call`` send."""
+
+    script: Script
+    keys: tuple[Any, ...]
+    args: tuple[Any, ...]
+    raw: bool = False  # leave the reply as bytes (see _RAW)
 
 
 @dataclass(frozen=True)
@@ -136,6 +147,31 @@ class Writes:
 
 
 @dataclass(frozen=True)
+class Inspected:
+    """What the management reads found for one key (see :meth:`ScheduleStore.inspect`)."""
+
+    row: Row
+    exists: bool  # the key exists at all (a hash without ``definition`` is not missing)
+    missed: int = 0  # the entry's counters of occurrences not sent
+    skipped: int = 0
+
+
+@dataclass(frozen=True)
+class Status:
+    """What ``redbeat status`` shows, read in one round trip by :meth:`ScheduleStore.overview`."""
+
+    entries: int
+    due: int
+    overdue: int
+    upcoming: list[tuple[str, float]]  # (member, score), earliest first
+    lock_holder: str | None
+    lock_ttl: float | None  # seconds; None when free or without expiry
+    heartbeat: str | None = None  # JSON the leader wrote at its last tick
+    maxmemory_policy: str | None = None  # None: not asked, or the server does not tell
+    maxmemory: str | None = None
+
+
+@dataclass(frozen=True)
 class Due:
     """A due member of the schedule: as stored in the sorted set, and its hash."""
 
@@ -181,23 +217,68 @@ class ScheduleStore:
         self._delete = _script(client, 'delete.lua')
         self._finish = _script(client, 'finish.lua')
         self._state = _script(client, 'state.lua')
+        self._scripts = (self._due, self._claim, self._save, self._rollback, self._prune,
+                         self._orphans, self._delete, self._finish, self._state)  # fmt: skip
 
-    def _evalsha(
-        self, pipe: Any, sha: str, numkeys: int, *keys_and_args: Any, **options: Any
-    ) -> Any:
-        """Queue EVALSHA on ``pipe`` (or, given the client, call it and return the reply).
+    # --- the script dispatcher: every script call goes through these ----------
 
-        By name, because redis-py's cluster pipeline refuses ``.evalsha()``.  On
-        Cluster it goes to the node of the schedule's slot (every key of a
-        script shares it), named here: left to find it, redis-py asks a node
-        for the script's keys (COMMAND GETKEYS), one more round trip per script.
+    def _queue_call(self, pipe: Any, call: Call) -> Any:
+        """Queue ``call`` on ``pipe`` (or, given the client, make it and return the reply).
+
+        EVALSHA by name, because redis-py's cluster pipeline refuses
+        ``.evalsha()``, and not through ``Script`` objects: those cost a SCRIPT
+        EXISTS round trip.  On Cluster it goes to the node of the schedule's
+        slot (every key of a script shares it), named here: left to find it,
+        redis-py asks a node for the script's keys (COMMAND GETKEYS), one more
+        round trip per script.  Scripts publish change notices themselves, as
+        a cluster pipeline refuses PUBLISH.
         """
+        options: dict[str, Any] = dict(_RAW) if call.raw else {}
         if self.cluster:
-            node = self.client.get_node_from_key(self.keys.schedule)  # type: ignore[attr-defined]
-            return pipe.execute_command(
-                'EVALSHA', sha, numkeys, *keys_and_args, target_nodes=node, **options
+            options['target_nodes'] = self.client.get_node_from_key(  # type: ignore[attr-defined]
+                self.keys.schedule
             )
-        return pipe.execute_command('EVALSHA', sha, numkeys, *keys_and_args, **options)
+        sha, numkeys = call.script.sha, len(call.keys)
+        return pipe.execute_command('EVALSHA', sha, numkeys, *call.keys, *call.args, **options)
+
+    def _call(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        """One script call in its own round trip; its reply (an error raised)."""
+        (reply,) = self._run([Call(script, tuple(keys), tuple(args))])
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    def _run(self, calls: Sequence[Call]) -> list[Any]:
+        """The replies of script ``calls``, in one round trip."""
+        if len(calls) > 1:
+            return self._pipelined(lambda pipe: self._queue(pipe, calls))
+        try:  # one call: without a pipeline's own cost (single saves are common)
+            return [self._queue_call(self.client, calls[0])]
+        except NoScriptError:
+            self.load_scripts()  # Redis restarted or was flushed
+            return [self._queue_call(self.client, calls[0])]
+
+    def _queue(self, pipe: Any, calls: Iterable[Call]) -> None:
+        for call in calls:
+            self._queue_call(pipe, call)
+
+    def _pipelined(self, queue: Callable[[Any], None]) -> list[Any]:
+        """Run the commands ``queue`` puts on a pipeline, again (writes too) if Redis
+        lacked a script: it restarted or was flushed, and nothing ran past the error."""
+        for attempt in (1, 2):
+            with self.client.pipeline(transaction=False) as pipe:
+                queue(pipe)
+                replies: list[Any] = pipe.execute(raise_on_error=False)
+            if attempt == 1 and any(isinstance(r, NoScriptError) for r in replies):
+                self.load_scripts()
+                continue
+            break
+        return replies
+
+    def load_scripts(self) -> None:
+        """Load the Lua scripts used by sha (after a Redis restart or flush)."""
+        for script in self._scripts:
+            script.sha = self.client.script_load(script.script)
 
     # --- reading -----------------------------------------------------------
 
@@ -336,49 +417,20 @@ class ScheduleStore:
             return []
         return _save_flags(self._run(self._save_calls(items, notify, statics)))
 
-    def _run(self, calls: Sequence[tuple[Any, ...]]) -> list[Any]:
-        """The replies of EVALSHA ``calls``, in one round trip."""
-        if len(calls) > 1:
-            return self._pipelined(lambda pipe: self._queue(pipe, calls))
-        try:  # one call: without a pipeline's own cost (single saves are common)
-            return [self._evalsha(self.client, *calls[0])]
-        except NoScriptError:
-            self.load_scripts()  # Redis restarted or was flushed
-            return [self._evalsha(self.client, *calls[0])]
-
-    def _queue(self, pipe: Any, calls: Iterable[tuple[Any, ...]]) -> None:
-        """Queue EVALSHA calls (their arguments from the sha on) on ``pipe``."""
-        for call in calls:
-            self._evalsha(pipe, *call)
-
     def _save_calls(
         self, items: Sequence[SaveItem], notify: bool, statics: bool = False
-    ) -> list[tuple[Any, ...]]:
-        """EVALSHA arguments of the ``save.lua`` calls for ``items``, ``SAVE_CHUNK`` a call."""
-        head = (
-            self._save.sha, _SAVE_KEYS, self.keys.schedule, self.keys.statics,
-            self.keys.changes if notify else '', self.keys.prefix, '1' if statics else '0',
-        )  # fmt: skip
+    ) -> list[Call]:
+        """The ``save.lua`` calls for ``items``, ``SAVE_CHUNK`` a call."""
+        keys = (self.keys.schedule, self.keys.statics)
+        head = (self.keys.changes if notify else '', self.keys.prefix, '1' if statics else '0')
         calls = []
         for start in range(0, len(items), SAVE_CHUNK):
             chunk = items[start : start + SAVE_CHUNK]
             definitions = '\n'.join([item.definition for item in chunk])
             if definitions.count('\n') != len(chunk) - 1:
                 raise ValueError('a definition holds a newline: not compact JSON')
-            calls.append((*head, definitions, _save_values(chunk)))
+            calls.append(Call(self._save, keys, (*head, definitions, _save_values(chunk))))
         return calls
-
-    def _pipelined(self, queue: Callable[[Any], None]) -> list[Any]:
-        """Run the commands ``queue`` puts on a pipeline (again if Redis lacked a script)."""
-        for attempt in (1, 2):
-            with self.client.pipeline(transaction=False) as pipe:
-                queue(pipe)
-                replies: list[Any] = pipe.execute(raise_on_error=False)
-            if attempt == 1 and any(isinstance(r, NoScriptError) for r in replies):
-                self.load_scripts()  # Redis restarted or was flushed
-                continue
-            break
-        return replies
 
     def startup(self, items: Sequence[SaveItem], scan: int) -> Startup:
         """Beat's start-up writes and reads, in one round trip whatever their number.
@@ -433,9 +485,8 @@ class ScheduleStore:
         return _orphans_page(reply)
 
     def _queue_orphans(self, pipe: Any, cursor: int, scan: int) -> None:
-        pattern = self.keys.scan_pattern()
-        schedule, prefix = self.keys.schedule, self.keys.prefix
-        self._evalsha(pipe, self._orphans.sha, 1, schedule, cursor, pattern, scan, prefix, **_RAW)
+        args = (cursor, self.keys.scan_pattern(), scan, self.keys.prefix)
+        self._queue_call(pipe, Call(self._orphans, (self.keys.schedule,), args, raw=True))
 
     def delete(self, names: Iterable[str], notify: bool = True) -> int:
         """Delete entries (hash, schedule member, history); returns how many existed."""
@@ -448,11 +499,11 @@ class ScheduleStore:
         names = list(names)
         if not names:
             return []
-        head = (
-            self._delete.sha, 1, self.keys.schedule, self.keys.changes if notify else '',
-            self.keys.prefix, self.keys.lock or '',
-        )  # fmt: skip
-        calls = [(*head, *names[i : i + SAVE_CHUNK]) for i in range(0, len(names), SAVE_CHUNK)]
+        head = (self.keys.changes if notify else '', self.keys.prefix, self.keys.lock or '')
+        calls = [
+            Call(self._delete, (self.keys.schedule,), (*head, *names[i : i + SAVE_CHUNK]))
+            for i in range(0, len(names), SAVE_CHUNK)
+        ]
         flags: list[bool] = []
         for reply in self._run(calls):
             if isinstance(reply, Exception):
@@ -463,12 +514,10 @@ class ScheduleStore:
     def set_state(self, key: str, meta: str | None, score: Score) -> bool:
         """Store an entry's run state and score as given (reschedule); False, and
         nothing written, when its hash does not exist (``lua/state.lua``)."""
-        call = (self._state.sha, 2, self.keys.schedule, key, self.keys.changes, meta or '',
-                _score_text(score))  # fmt: skip
-        (reply,) = self._run([call])
-        if isinstance(reply, Exception):
-            raise reply
-        return bool(reply)
+        keys = (self.keys.schedule, key)
+        return bool(
+            self._call(self._state, keys, (self.keys.changes, meta or '', _score_text(score)))
+        )
 
     def forget_statics(self, names: Iterable[str]) -> None:
         names = list(names)
@@ -491,22 +540,16 @@ class ScheduleStore:
         idle tick costs this one call.  ``writes`` go first in the same round trip.
         """
         finish, notes = self._finish_call(writes), self._notes(writes)
-        for attempt in (1, 2):
-            with self.client.pipeline(transaction=False) as pipe:
-                if finish is not None:
-                    self._evalsha(pipe, *finish)
-                _queue_notes(pipe, notes)
-                self._evalsha(
-                    pipe, self._due.sha, 1, self.keys.schedule, repr(now), limit, self.keys.prefix,
-                    **_RAW,
-                )  # fmt: skip
-                if peek:
-                    self._peek(pipe, now)
-                replies = pipe.execute(raise_on_error=False)
-            if attempt == 1 and any(isinstance(r, NoScriptError) for r in replies):
-                self.load_scripts()  # Redis restarted or was flushed: again, writes too
-                continue
-            break
+
+        def queue(pipe: Any) -> None:
+            if finish is not None:
+                self._queue_call(pipe, finish)
+            _queue_notes(pipe, notes)
+            self._queue_call(pipe, self._due_call(now, limit))
+            if peek:
+                self._peek(pipe, now)
+
+        replies = self._pipelined(queue)
         if finish is not None:
             _finished(replies.pop(0))
         _noted(replies, len(notes))
@@ -539,27 +582,19 @@ class ScheduleStore:
             *(_wire(c.key) for c in claims),
         ]  # fmt: skip
         finish, notes = self._finish_call(writes), self._notes(writes)
-        for attempt in (1, 2):
-            with self.client.pipeline(transaction=False) as pipe:
-                if finish is not None:
-                    self._evalsha(pipe, *finish)
-                _queue_notes(pipe, notes)
-                # evalsha, not Script objects: those cost a SCRIPT EXISTS round trip.
-                if claims:
-                    self._evalsha(pipe, self._claim.sha, len(keys), *keys, *args)
-                if then_due is not None:
-                    now, limit = then_due
-                    schedule, prefix = self.keys.schedule, self.keys.prefix
-                    self._evalsha(
-                        pipe, self._due.sha, 1, schedule, repr(now), limit, prefix, **_RAW
-                    )
-                if peek_after is not None:
-                    self._peek(pipe, peek_after)
-                replies = pipe.execute(raise_on_error=False)
-            if attempt == 1 and any(isinstance(r, NoScriptError) for r in replies):
-                self.load_scripts()  # Redis restarted or was flushed: again, writes too
-                continue
-            break
+
+        def queue(pipe: Any) -> None:
+            if finish is not None:
+                self._queue_call(pipe, finish)
+            _queue_notes(pipe, notes)
+            if claims:
+                self._queue_call(pipe, Call(self._claim, tuple(keys), tuple(args)))
+            if then_due is not None:
+                self._queue_call(pipe, self._due_call(*then_due))
+            if peek_after is not None:
+                self._peek(pipe, peek_after)
+
+        replies = self._pipelined(queue)
         if finish is not None:
             _finished(replies.pop(0))
         _noted(replies, len(notes))
@@ -586,8 +621,12 @@ class ScheduleStore:
                 replies = pipe.execute(raise_on_error=False)
             _noted(replies, len(notes))
 
-    def _finish_call(self, writes: Writes | None) -> tuple[Any, ...] | None:
-        """EVALSHA arguments of the ``finish.lua`` call for ``writes`` (then emptied)."""
+    def _due_call(self, now: float, limit: int) -> Call:
+        args = (repr(now), limit, self.keys.prefix)
+        return Call(self._due, (self.keys.schedule,), args, raw=True)
+
+    def _finish_call(self, writes: Writes | None) -> Call | None:
+        """The ``finish.lua`` call for ``writes`` (then emptied)."""
         if writes is None or not writes.finishing:
             return None
         values: dict[str, Any] = {}
@@ -601,8 +640,8 @@ class ScheduleStore:
         writes.disables.clear()
         writes.deletes.clear()
         text = json.dumps(values, ensure_ascii=False, separators=(',', ':'))
-        head = (self._finish.sha, 1, self.keys.schedule, self.keys.changes, self.keys.prefix)
-        return (*head, text)
+        args = (self.keys.changes, self.keys.prefix, text)
+        return Call(self._finish, (self.keys.schedule,), args)
 
     def _notes(self, writes: Writes | None) -> list[tuple[Any, ...]]:
         """The heartbeat and event commands of ``writes`` (then emptied): plain writes to
@@ -641,13 +680,6 @@ class ScheduleStore:
         """An entry's latest dispatch records (JSON), newest first."""
         return [str(r) for r in self.client.lrange(self.keys.history(name), 0, limit - 1)]
 
-    def load_scripts(self) -> None:
-        """Load the Lua scripts used by sha in pipelines (after a Redis restart)."""
-        scripts = (self._due, self._claim, self._save, self._rollback, self._orphans,
-                   self._delete, self._finish, self._state)  # fmt: skip
-        for script in scripts:
-            script.sha = self.client.script_load(script.script)
-
     def _due_rows(self, reply: Any) -> list[Due]:
         if isinstance(reply, Exception):
             raise reply
@@ -679,7 +711,7 @@ class ScheduleStore:
         if not members:
             return 0
         keys = [self.keys.schedule, *(self.keys.key_of(m) for m in members)]
-        return int(self._prune(keys=keys, args=list(members)))
+        return int(self._call(self._prune, keys, list(members)))
 
     def rollback(self, restores: Sequence[Restore]) -> int:
         """Undo claims whose publish failed; returns how many were restored."""
@@ -690,7 +722,7 @@ class ScheduleStore:
             journal = json.dumps(list(r.journal)) if r.journal else ''
             args += [_score_text(r.claimed), _score_text(r.score), r.meta or '', journal]
         keys = [self.keys.schedule, self.keys.journal, *(r.key for r in restores)]
-        return int(self._rollback(keys=keys, args=args))
+        return int(self._call(self._rollback, keys, args))
 
     # --- the journal (at-least-once delivery) ---
 
@@ -707,19 +739,7 @@ class ScheduleStore:
         if task_ids:
             self.client.hdel(self.keys.journal, *task_ids)
 
-    # --- listing and inspection (management API) ---
-
-    @dataclass(frozen=True)
-    class Overview:
-        """What ``redbeat status`` shows, read in one round trip by :meth:`overview`."""
-
-        entries: int
-        due: int
-        overdue: int
-        upcoming: list[tuple[str, float]]  # (member, score), earliest first
-        lock_holder: str | None
-        lock_ttl: float | None  # seconds; None when free or without expiry
-        heartbeat: str | None = None  # JSON the leader wrote at its last tick
+    # --- management reads (redbeat.api): listing and inspection ---
 
     def scan_schedule(self, count: int = 1000) -> Iterator[list[tuple[str, str]]]:
         """Batches of ``(member, exact score)`` from the sorted set (ZSCAN: one round trip a batch).
@@ -740,8 +760,8 @@ class ScheduleStore:
             if cursor == 0:
                 return
 
-    def inspect(self, keys: Sequence[str]) -> list[tuple[Row, bool]]:
-        """Each key's row and whether the key exists at all, in one pipeline.
+    def inspect(self, keys: Sequence[str]) -> list[Inspected]:
+        """Each key's fields (counters too) and whether it exists, in one pipeline.
 
         Tells a missing hash from a hash without a ``definition`` field, which
         HMGET alone cannot.
@@ -750,16 +770,61 @@ class ScheduleStore:
             return []
         with self.client.pipeline(transaction=False) as pipe:
             for key in keys:
-                _hmget(pipe, key)
+                _hmget(pipe, key, _INFO_FIELDS)
                 pipe.exists(key)
             replies = pipe.execute(raise_on_error=False)
-        pairs = zip(replies[::2], replies[1::2])
-        return [(_row(key, row), exists == 1) for key, (row, exists) in zip(keys, pairs)]
+        return [_inspected(key, reply, exists) for key, reply, exists
+                in zip(keys, replies[::2], replies[1::2])]  # fmt: skip
+
+    def entry(
+        self, name: str, history: int | None
+    ) -> tuple[Inspected, float | None, list[str] | None]:
+        """One entry as :meth:`inspect` reads it, its score (under either member
+        form: key or bare name) and its latest ``history`` dispatch records (None:
+        not read), in one round trip."""
+        key = self.keys.entry(name)
+        with self.client.pipeline(transaction=False) as pipe:
+            _hmget(pipe, key, _INFO_FIELDS)
+            pipe.exists(key)
+            pipe.zmscore(self.keys.schedule, [key, name])
+            if history is not None and history > 0:
+                pipe.lrange(self.keys.history(name), 0, history - 1)
+            replies = pipe.execute(raise_on_error=False)
+        fields, exists, scores = replies[:3]
+        if isinstance(scores, Exception):
+            raise scores
+        records: list[str] | None = None
+        if history is not None:
+            records = [] if len(replies) < 4 else [str(r) for r in _ok(replies[3])]
+        full, bare = scores
+        return _inspected(key, fields, exists), full if full is not None else bare, records
+
+    def unscheduled(self, wanted: Callable[[str], bool], count: int = 1000) -> Iterator[list[str]]:
+        """Batches of the entry hashes ``wanted`` (given each key) that are not in
+        the sorted set under either member form (SCAN, then ZMSCORE per batch)."""
+        for batch in self.scan_entry_keys(count):
+            batch = [k for k in batch if wanted(k)]
+            found = self.scores([*batch, *(self.keys.name_of(k) for k in batch)])
+            missing = [
+                k
+                for k, full, bare in zip(batch, found, found[len(batch) :])
+                if full is None and bare is None
+            ]
+            if missing:
+                yield missing
 
     def overview(
-        self, lock_key: str | None, now: float, overdue_before: float, upcoming: int
-    ) -> ScheduleStore.Overview:
-        """Counts, the first ``upcoming`` due times and the lock, in one round trip."""
+        self,
+        lock_key: str | None,
+        now: float,
+        overdue_before: float,
+        upcoming: int,
+        memory: bool = False,
+    ) -> Status:
+        """Counts, the first ``upcoming`` due times and the lock, in one round trip;
+        with ``memory``, the eviction settings too (two more on Redis Cluster,
+        whose pipelines route by key: CONFIG has none)."""
+        config = memory and not self.cluster
         with self.client.pipeline(transaction=False) as pipe:
             pipe.zcard(self.keys.schedule)
             pipe.zcount(self.keys.schedule, 0, now)
@@ -772,10 +837,28 @@ class ScheduleStore:
             if lock_key:
                 pipe.get(lock_key)
                 pipe.pttl(lock_key)
-            replies = pipe.execute()
+            if config:
+                pipe.config_get('maxmemory-policy')
+                pipe.config_get('maxmemory')
+            replies = pipe.execute(raise_on_error=False)
+        settings: tuple[str | None, str | None]
+        if config:
+            policy, maxmemory = replies[-2:]
+            del replies[-2:]
+            settings = (
+                _config_value(policy, 'maxmemory-policy'),
+                _config_value(maxmemory, 'maxmemory'),
+            )
+        elif memory:
+            settings = (self.config_get('maxmemory-policy'), self.config_get('maxmemory'))
+        else:
+            settings = (None, None)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
         total, due, overdue, first, heartbeat = replies[:5]
         holder, ttl = replies[5:] if lock_key else (None, None)
-        return ScheduleStore.Overview(
+        return Status(
             entries=int(total),
             due=int(due),
             overdue=int(overdue),
@@ -786,6 +869,8 @@ class ScheduleStore:
             lock_holder=None if holder is None else str(holder),
             lock_ttl=ttl / 1000 if isinstance(ttl, int) and ttl > 0 else None,
             heartbeat=None if heartbeat is None else str(heartbeat),
+            maxmemory_policy=settings[0],
+            maxmemory=settings[1],
         )
 
 
@@ -938,6 +1023,27 @@ def _row(key: str, reply: Any) -> Row:
     except InvalidValue as exc:
         return Row(key, error=str(exc))
     return Row(key, definition, meta, policy=policy)
+
+
+def _ok(reply: Any) -> Any:
+    if isinstance(reply, Exception):
+        raise reply
+    return reply
+
+
+def _counter(value: Any) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _inspected(key: str, reply: Any, exists: Any) -> Inspected:
+    """An :meth:`ScheduleStore.inspect` result from the HMGET and EXISTS replies."""
+    if isinstance(reply, Exception):
+        return Inspected(_row(key, reply), exists == 1)
+    row = _row(key, reply[:3])
+    return Inspected(row, exists == 1, _counter(reply[3]), _counter(reply[4]))
 
 
 def _hmget(pipe: Any, key: str, fields: Sequence[str] = _FIELDS) -> None:

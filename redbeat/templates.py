@@ -1,10 +1,11 @@
 """Celery's own task message, built once per kind of entry and re-stamped per send.
 
-``apply_async`` spends about 190 µs per message on this machine before the
-broker sees anything: merging options, routing, assembling headers, repr of
-the arguments, serializing.  For a beat entry all of that is the same every
-time except the task id.  So the first time a *kind* is sent (a task name
-plus its options), Celery builds the message itself: ``apply_async`` runs
+``apply_async`` does much work per message before the broker sees
+anything: merging options, routing, assembling headers, repr of the
+arguments, serializing (measured in docs/performance.rst).  For a beat
+entry all of that is the same every time except the task id.  So the
+first time a *kind* is sent (a task name plus its options), Celery builds
+the message itself: ``apply_async`` runs
 with a producer that records what it would publish instead of publishing.
 That recording is the kind's :class:`Template`; later sends copy it and put
 in only what differs:

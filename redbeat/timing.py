@@ -168,13 +168,6 @@ def solar_next(sched: solar, after: datetime) -> datetime | None:
     return None
 
 
-def first_due(
-    sched: BaseSchedule, saved_at: datetime, tz: tzinfo = timezone.utc
-) -> datetime | None:
-    """When a new (never run) entry first fires: its first occurrence after saving."""
-    return next_after(sched, saved_at, tz)
-
-
 # --- policies: bounds, anchors, missed runs, jitter --------------------------------
 
 
@@ -689,22 +682,6 @@ def first_occurrence(
     return from_score(score)
 
 
-def advance(
-    sched: BaseSchedule,
-    scheduled_at: datetime,
-    now: datetime,
-    tz: tzinfo = timezone.utc,
-) -> tuple[datetime, datetime | None]:
-    """``(last_run_at, next due)`` once the occurrence at ``scheduled_at`` is sent.
-
-    The default policy's rule (see :func:`plan_run`): missed occurrences are
-    sent once and the run is recorded at ``now``; the next due time is the
-    first occurrence after the recorded run.
-    """
-    plan = plan_run(sched, DEFAULT_POLICY, scheduled_at, now, 0, tz)
-    return plan.last_run_at, plan.next_occurrence
-
-
 def due_after_change(
     sched: BaseSchedule,
     last_run_at: datetime | None,
@@ -719,3 +696,24 @@ def due_after_change(
     """
     policy = policy or DEFAULT_POLICY
     return occurrence_after(sched, policy, now if last_run_at is None else last_run_at, tz)
+
+
+def score_after_change(
+    key: str,
+    sched: BaseSchedule,
+    enabled: bool,
+    last_run_at: datetime | None,
+    now: datetime,
+    tz: tzinfo,
+    policy: Policy,
+) -> float:
+    """The score an entry is written with when its definition is saved at ``now``.
+
+    The one rule every writer follows (a save, ``redbeat check --fix``, beat
+    adopting a hash without a member): -1 when disabled, else the due time of
+    :func:`due_after_change` with the entry's jitter.  TypeError for a schedule
+    type redbeat cannot compute, OverflowError past the year 9999.
+    """
+    if not enabled:
+        return NEVER
+    return due_score(key, due_after_change(sched, last_run_at, now, tz, policy), policy)

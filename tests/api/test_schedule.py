@@ -216,3 +216,36 @@ def test_fix_keeps_a_member_whose_hash_appeared_after_the_check(
     assert redis_client.zscore('redbeat::schedule', 'redbeat:late') == 0
     assert redis_client.zscore('redbeat::schedule', 'ghost') is None
     assert redis_client.hget('redbeat:late', 'definition') == json.dumps(definition)
+
+
+def test_plan_import_then_apply(api: Schedule, redis_client: redis.Redis) -> None:
+    """Import planning is the API's: the CLI only prints the plan and applies it."""
+    api.add('same', 'proj.a', 60)
+    api.add('changed', 'proj.a', 60)
+    api.add('extra', 'proj.a', 60)
+    entries = [
+        api.entry('same', 'proj.a', 60),
+        api.entry('changed', 'proj.b', 60),
+        api.entry('new', 'proj.a', 60),
+    ]
+
+    plan = api.plan_import(entries, prune=True)
+
+    assert plan.steps == [('=', 'same'), ('~', 'changed'), ('+', 'new'), ('-', 'extra')]
+    assert [e.name for e in plan.changed] == ['changed', 'new'] and plan.removed == ['extra']
+    assert redis_client.exists('redbeat:new') == 0  # planning writes nothing
+    api.apply_import(plan)
+    assert sorted(api.names()) == ['changed', 'new', 'same']
+    assert api.get('changed', history=None).task == 'proj.b'
+
+
+def test_entries_made_by_a_schedule_save_where_it_reads_without_an_app(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    """No Celery app is built behind the caller's back: the entry carries the store."""
+    api = Schedule.from_url(redis_url, 'elsewhere:')
+    entry = api.entry('job', 'proj.a', 60)
+    entry.save()
+    assert entry.context is api.context
+    assert redis_client.exists('elsewhere:job') == 1
+    assert api.names() == ['job']

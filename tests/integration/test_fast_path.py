@@ -26,7 +26,7 @@ from celery import Celery, Task, signals
 from celery.schedules import schedule
 
 from redbeat import RedBeatSchedulerEntry, save_entries
-from redbeat.entry import binding_for
+from redbeat.compat import context_for
 from redbeat.schedulers import RedBeatScheduler
 from tests.redis_server import RedisServer
 
@@ -157,7 +157,7 @@ def save_kinds(app: Celery, kinds: dict[str, dict[str, Any]]) -> None:
 
 
 def make_all_due(app: Celery) -> None:
-    store = binding_for(app).store
+    store = context_for(app).store
     schedule_key = store.keys.schedule
     members = store.client.zrange(schedule_key, 0, -1)
     store.client.zadd(schedule_key, dict.fromkeys(members, 0))

@@ -234,3 +234,37 @@ def test_disable_and_enable_take_two_round_trips(celery_app: Celery) -> None:
             api.set_enabled('flip', enabled)
         assert trips[0] == 2
         assert api.get('flip', history=None).enabled is enabled
+
+
+def test_overview_is_one_round_trip_and_health_too(celery_app: Celery, redis_client: Any) -> None:
+    """``redbeat status``: counts, the next due, the lock, the heartbeat and the
+    eviction settings in one pipeline (on Cluster CONFIG has no key to route a
+    pipeline by: two calls more)."""
+    api = Schedule(celery_app)
+    for i in range(3):
+        api.add(f'job{i}', 'proj.tasks.job', 3600)
+    api.get('job0', history=None)  # a connection is open
+
+    with counted_round_trips() as trips:
+        view = api.overview(upcoming=2)
+    with counted_round_trips() as health_trips:
+        api.health()
+
+    assert trips[0] == (3 if isinstance(redis_client, RedisCluster) else 1)
+    assert health_trips[0] == 1
+    assert view.entries == 3
+    assert [name for name, _ in view.upcoming] == ['job0', 'job1']  # saved in that order
+    assert view.eviction_policy == 'noeviction'  # the test servers' setting, read in the pipeline
+
+
+def test_show_is_one_round_trip(celery_app: Celery) -> None:
+    """``redbeat show``: the fields, the score under either member form and the history."""
+    api = Schedule(celery_app)
+    api.add('shown', 'proj.tasks.job', 3600)
+    api.get('shown', history=None)  # a connection is open
+
+    with counted_round_trips() as trips:
+        info = api.get('shown')
+
+    assert trips[0] == 1
+    assert info.task == 'proj.tasks.job' and info.history == ()

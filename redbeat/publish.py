@@ -68,7 +68,7 @@ _STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
 
 
 @contextlib.contextmanager
-def _stop_signals_held() -> Iterator[None]:
+def stop_signals_held() -> Iterator[None]:
     """Hold SIGTERM and SIGINT while a batch is written to the broker.
 
     Raised in the middle of the write, Celery's SystemExit would leave part of
@@ -267,7 +267,7 @@ class Publisher:
                 for index in group:
                     if not self._send_one(messages[index], producer, batched=True):
                         raise _Unbatchable
-                with _stop_signals_held():
+                with stop_signals_held():
                     self._flushing = True  # until flushed: an interruption leaves it set
                     batch.flush()
                     self._done, self._flushing = group.stop, False

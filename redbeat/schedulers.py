@@ -59,7 +59,7 @@ from .errors import DefinitionError, LeadershipLost
 from .leader import Leadership
 from .metrics import Observer, make_observer
 from .planner import Plan, Planner, claim_groups, journaled, queue_finish, record
-from .publish import Message, Outcome, Publisher
+from .publish import Message, Outcome, Publisher, stop_signals_held
 from .store import Claimed, Due, Row, ScheduleStore, Startup, Writes
 
 logger = logging.getLogger('celery.beat')
@@ -583,30 +583,45 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         for i, group in enumerate(groups):
             last = i == len(groups) - 1
             self._keep_lock()
-            try:
-                claimed = self.store.claim(
-                    [p.claim for p in group],
-                    self.config.lock_key,
-                    self.leader.fence,
-                    then_due=then_due if last else None,
-                    peek_after=now.timestamp() if last else None,
-                    writes=self._writes,
-                )
-            except (KeyboardInterrupt, SystemExit):
-                # Stopped during the claim's round trip: it may have been made.
-                # Hand it back (a no-op where it was not), so a stop loses nothing.
-                self.store.rollback([p.restore for p in group if p.messages])
-                raise
-            ready = [p for p, ok in zip(group, claimed.flags) if ok]
-            if self.observer.active:
-                self.observer.claimed(ready)
-            for plan in ready:
-                if plan.finish and not plan.messages:  # finished without a send (max_runs lowered)
-                    self._queue_finish(plan)
-            if not self._send([p for p in ready if p.messages]):
+            # A stop (SIGTERM, SIGINT) is taken once this group is in the broker
+            # or handed back: raised between its claim and its publish, it would
+            # lose the group (claimed, so no other beat sends it).
+            with stop_signals_held():
+                claimed = self._claim_group(group, then_due if last else None, now, last)
+                ready = [p for p, ok in zip(group, claimed.flags) if ok]
+                if self.observer.active:
+                    self.observer.claimed(ready)
+                for plan in ready:
+                    if plan.finish and not plan.messages:  # finished without a send
+                        self._queue_finish(plan)  # (max_runs lowered)
+                sent = self._send([p for p in ready if p.messages])
+            if not sent:
                 return None
         pace.measured(self.clock() - started, len(due))
         return claimed
+
+    def _claim_group(
+        self,
+        group: Sequence[Plan],
+        then_due: tuple[float, int] | None,
+        now: datetime,
+        last: bool,
+    ) -> Claimed:
+        try:
+            return self.store.claim(
+                [p.claim for p in group],
+                self.config.lock_key,
+                self.leader.fence,
+                then_due=then_due,
+                peek_after=now.timestamp() if last else None,
+                writes=self._writes,
+            )
+        except (KeyboardInterrupt, SystemExit):
+            # Stopped during the claim's round trip (signals could not be held:
+            # not the main thread): it may have been made.  Hand it back (a
+            # no-op where it was not), so a stop loses nothing.
+            self.store.rollback([p.restore for p in group if p.messages])
+            raise
 
     def _keep_lock(self) -> None:
         """Renew the lock if a third of its timeout has passed; raise if it was lost.

@@ -10,6 +10,8 @@ The fault tests with real processes are in ``tests/ha/test_crash_loss.py``.
 from __future__ import annotations
 
 import json
+import os
+import signal
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -199,3 +201,45 @@ def test_a_batch_of_unknown_delivery_is_resent_only_at_least_once(
         assert set(ids.values()) == {2}  # sent again, with the same ids
         scheduler.tick()
         assert redis_client.hlen(keys.journal) == 0
+
+
+def test_a_stop_between_a_claim_and_its_publish_loses_nothing(
+    keys: Keys, app: Celery, redis_client: redis.Redis, sent: Callable[[], list[dict[str, Any]]],
+    make_scheduler: Make, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """SIGTERM lands after a group is claimed and before its first publish.
+
+    Celery's handler raises SystemExit where the signal lands: there, nothing
+    would send the claimed group nor hand it back.  Beat takes the stop once
+    the group is in the broker, so every occurrence claimed is sent.
+    """
+    n = 50
+    scheduler = make_scheduler(app)
+    scheduler.tick()
+    make_due(keys, app, redis_client, n)
+
+    def exit_now(signum: int, frame: Any) -> None:
+        raise SystemExit(1)
+
+    previous = signal.signal(signal.SIGTERM, exit_now)
+    hooked = scheduler.hooked
+    calls = [0]
+
+    def signalled() -> bool:  # _send asks this right after the claim, before publishing
+        calls[0] += 1
+        if calls[0] == 2:  # the second group: the first is in the broker
+            os.kill(os.getpid(), signal.SIGTERM)
+        return hooked()
+
+    try:
+        monkeypatch.setattr(scheduler, 'hooked', signalled)
+        with pytest.raises(SystemExit):
+            scheduler.tick()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert calls[0] == 2  # stopped after the second group, not later
+    assert claimed(keys, redis_client, n) == len(sent()) == 2 * scheduler.publish_group
+    make_scheduler(app).tick()  # the next beat sends the rest, each once
+    ids = Counter(h['id'] for h in sent())
+    assert len(ids) == n == claimed(keys, redis_client, n)
+    assert set(ids.values()) == {1}

@@ -150,8 +150,9 @@ class Sends:
     """Every publish seen in this process: (time, task id, task name).
 
     ``duplicates`` counts both the same occurrence id sent twice and an entry
-    sent twice within half its interval (a missed occurrence is sent once, at
-    catch-up time, under a new id, so a replayed claim shows up that way).
+    sent twice within half its interval under two ids (a missed occurrence is
+    sent once, at catch-up time, under a new id, so a replayed claim may show
+    up that way); a pair of sends is counted once, not under both.
     """
 
     rows: list[tuple[float, str, str]] = field(default_factory=list)
@@ -166,18 +167,19 @@ class Sends:
         """Duplicates, missed occurrences (gaps > interval) and the longest gap."""
         rows = [r for r in self.rows if since <= r[0] <= until]
         duplicates = sum(n - 1 for n in Counter(r[1] for r in rows).values() if n > 1)
-        by_task: dict[str, list[float]] = defaultdict(list)
-        for at, _, task in rows:
-            by_task[task].append(at)
+        by_task: dict[str, list[tuple[float, str]]] = defaultdict(list)
+        for at, task_id, task in rows:
+            by_task[task].append((at, task_id))
         missed, extra, longest, shortest = 0, 0, 0.0, INTERVAL
-        for times in by_task.values():
-            times.sort()
-            for a, b in zip(times, times[1:]):
+        for sent in by_task.values():
+            sent.sort()
+            for (a, a_id), (b, b_id) in zip(sent, sent[1:]):
                 longest, shortest = max(longest, b - a), min(shortest, b - a)
                 missed += max(0, round((b - a) / INTERVAL) - 1)
                 # A catch-up of an occurrence already sent (e.g. claimed on an
-                # old master whose writes were then discarded) comes at once.
-                extra += (b - a) < INTERVAL / 2
+                # old master whose writes were then discarded) comes at once; with
+                # the same id it is already counted in ``duplicates`` above.
+                extra += (b - a) < INTERVAL / 2 and a_id != b_id
         return {
             'sent': len(rows),
             'duplicates': duplicates + extra,

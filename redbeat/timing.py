@@ -93,7 +93,10 @@ def interval_next(sched: schedule, last: datetime, tz: tzinfo = timezone.utc) ->
         local = local.replace(second=0, microsecond=0)
     else:
         local = local.replace(microsecond=0)
-    return utc(local)
+    rounded = utc(local)
+    # Rounded down across a fall-back shorter than the resolution (Lord Howe's
+    # 30 minutes), the wall time can be the last run itself: never repeat it.
+    return rounded if rounded > last else due
 
 
 def _wall_exists(wall: datetime, tz: tzinfo) -> bool:

@@ -353,3 +353,18 @@ def test_to_score_naive_is_utc_and_orders_within_a_second() -> None:
     second = timing.to_score(at(2026, 1, 1, 10, 0, 0, 200_000))
     assert first < second
     assert second - first == pytest.approx(0.1, abs=1e-5)
+
+
+@pytest.mark.parametrize('hours', [1, 2, 5])
+def test_relative_interval_always_moves_on_across_a_half_hour_fall_back(hours: int) -> None:
+    """Lord Howe falls back 30 minutes (02:00 to 01:30): rounded down to the hour, the
+    next run after 01:00 would be 01:00 itself, sent again for ever; it moves on."""
+    zone = ZoneInfo('Australia/Lord_Howe')
+    sched = schedule(timedelta(hours=hours), relative=True)
+    last = datetime(2026, 4, 4, 10, 0, tzinfo=timezone.utc)  # 21:00 the evening before
+    for _ in range(12):
+        following = timing.interval_next(sched, last, zone)
+        assert following > last
+        assert following - last <= timedelta(hours=hours)
+        last = following
+    assert last > datetime(2026, 4, 4, 16, 0, tzinfo=timezone.utc)  # past the change

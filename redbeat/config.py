@@ -357,7 +357,8 @@ class RedBeatConfig:
             missed_runs=missed,
             catchup_window=None if window is None else float(window),
             key_expiry_check=check.lower(),
-            delivery=delivery,
+            # Spelled out, not the value read: every mypy narrows this to the Literal.
+            delivery='at-least-once' if delivery == 'at-least-once' else 'at-most-once',
         )
         object.__setattr__(config, '_app', app)  # for the 2.x attributes (app, schedule)
         return config

@@ -9,7 +9,7 @@ round trips through the app's :class:`~redbeat.store.ScheduleStore`, and
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone, tzinfo
 from functools import cached_property
 from typing import Any
@@ -342,8 +342,8 @@ def save_entries(
     A new entry gets a run state of "saved at ``now``, run 0 times", so it is
     first due at its schedule's first occurrence after ``now``.  An entry whose
     definition did not change keeps its due time.  New and unchanged entries
-    take one round trip; entries whose stored definition changed take two more
-    (read their run state, then write).
+    take one round trip; entries whose stored definition changed take one more
+    (written again with the run state the first write found).
     """
     if not entries:
         return
@@ -355,7 +355,8 @@ def save_entries(
         for entry in entries:
             bound.keys.entry_checked(entry.name)
     items = save_items(bound, entries, now)
-    settle_saves(bound, entries, bound.store.save(items, notify=notify), now, notify)
+    saved = bound.store.save_report(items, notify=notify)
+    settle_saves(bound, entries, saved.flags, now, notify, saved.stale)
 
 
 def save_items(
@@ -363,7 +364,7 @@ def save_items(
 ) -> list[SaveItem]:
     """The first write of checked ``entries``: each as if new (no run state stored yet).
 
-    Write them with :meth:`ScheduleStore.save`, then pass its flags to
+    Write them with :meth:`ScheduleStore.save_report`, then pass what it returns to
     :func:`settle_saves`.
     """
     metas: dict[tuple[datetime, int], str] = {}  # most new entries share "saved now, 0 runs"
@@ -376,37 +377,45 @@ def settle_saves(
     flags: Sequence[int],
     now: datetime,
     notify: bool = True,
+    stale: Mapping[int, Row] | None = None,
 ) -> None:
-    """Finish a save: read and write again the entries whose stored run state was not
-    the one assumed (``flags`` of the write, in the order of ``entries``)."""
-    pending = _pending(entries, flags)
+    """Finish a save: write again the entries whose stored run state was not the one
+    assumed (``flags`` of the write, in the order of ``entries``), computed from the
+    row the write found (``stale``, by index, as :meth:`ScheduleStore.save_report` gives
+    it; read again where it is missing): one round trip more, each a compare-and-set."""
+    pending = _pending(entries, flags, stale or {})
     # The run state each entry was first written with ("saved now" unless it had
     # one): an attempt that finds no meta (the entry was deleted meanwhile) uses
     # it, not the deleted entry's run state an earlier attempt read.
-    own = {id(e): (e.last_run_at, e.total_run_count) for e in pending}
+    own = {id(e): (e.last_run_at, e.total_run_count) for e, _ in pending}
     for _ in range(_SAVE_ATTEMPTS):
         if not pending:
             return
-        rows = bound.store.fetch([e.key for e in pending])
-        for entry, row in zip(pending, rows):
+        unknown = [e.key for e, row in pending if row is None]
+        fetched = iter(bound.store.fetch(unknown))
+        rows = [row or next(fetched) for _, row in pending]
+        retried = [e for e, _ in pending]
+        for entry, row in zip(retried, rows):
             if row.meta is None:
                 entry.last_run_at, entry.total_run_count = own[id(entry)]
         items = [
             _save_item(bound, e, row.definition, row.meta, row.policy, now)
-            for e, row in zip(pending, rows)
+            for e, row in zip(retried, rows)
         ]
-        pending = _pending(pending, bound.store.save(items, notify=notify))
-    raise RedBeatError(f'{pending[0].key}: run state kept changing while saving; try again')
+        saved = bound.store.save_report(items, notify=notify)
+        pending = _pending(retried, saved.flags, saved.stale)
+    raise RedBeatError(f'{pending[0][0].key}: run state kept changing while saving; try again')
 
 
 def _pending(
-    entries: Sequence[RedBeatSchedulerEntry], flags: Sequence[int]
-) -> list[RedBeatSchedulerEntry]:
-    """The entries to read again and retry, after a write that returned ``flags``."""
+    entries: Sequence[RedBeatSchedulerEntry], flags: Sequence[int], stale: Mapping[int, Row]
+) -> list[tuple[RedBeatSchedulerEntry, Row | None]]:
+    """The entries to retry after a write that returned ``flags``, each with the row
+    that write found stored (None: not known, read it)."""
     wrong = [e.key for e, flag in zip(entries, flags) if flag < 0]
     if wrong:
         raise DefinitionError(wrong[0], 'key holds a value of the wrong type (a hash is expected)')
-    return [e for e, flag in zip(entries, flags) if flag == 0]
+    return [(e, stale.get(i)) for i, (e, flag) in enumerate(zip(entries, flags)) if flag == 0]
 
 
 def _save_item(

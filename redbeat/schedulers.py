@@ -290,7 +290,7 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
             items = save_items(self.context, listed, now)
         started = self.store.startup(items, self.orphan_scan)
         self._check_eviction(started.maxmemory_policy, started.maxmemory)
-        settle_saves(self.context, listed, started.flags, now)
+        settle_saves(self.context, listed, started.flags, now, stale=started.stale)
         removed = started.statics - names
         if removed:
             logger.info(

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, NamedTuple, Union
 
+# redis-py < 7 (the newest on Python 3.9) types every command's reply as
+# ``Awaitable | Any``; the ``unused-ignore`` ignores below are for that typing.
 import redis
 from redis.cluster import RedisCluster
 from redis.commands.core import Script
@@ -92,6 +94,15 @@ class SaveItem(NamedTuple):
     read: tuple[str, str | None] | None = None
 
 
+class Saved(NamedTuple):
+    """What :meth:`ScheduleStore.save_report` did: a flag per item (as :meth:`~ScheduleStore.save`
+    returns them) and, by index, the row stored for each item flagged ``STALE_META``,
+    as the script found it: the writer retries from it without reading it again."""
+
+    flags: list[int]
+    stale: dict[int, Row]
+
+
 @dataclass(frozen=True)
 class Startup:
     """What :meth:`ScheduleStore.startup` wrote and read."""
@@ -102,6 +113,7 @@ class Startup:
     maxmemory: str | None
     orphans: list[str]  # hashes of the first SCAN page without a schedule member
     cursor: int | None  # where the orphan scan goes on: 0 done, None not started (cluster)
+    stale: dict[int, Row] = field(default_factory=dict)  # as in :class:`Saved`
 
 
 @dataclass(frozen=True)
@@ -278,7 +290,7 @@ class ScheduleStore:
     def load_scripts(self) -> None:
         """Load the Lua scripts used by sha (after a Redis restart or flush)."""
         for script in self._scripts:
-            script.sha = self.client.script_load(script.script)
+            script.sha = self.client.script_load(script.script)  # type: ignore[assignment, unused-ignore]
 
     # --- reading -----------------------------------------------------------
 
@@ -304,7 +316,7 @@ class ScheduleStore:
         """The score of each member (None where it is not in the schedule)."""
         if not members:
             return []
-        return list(self.client.zmscore(self.keys.schedule, list(members)))
+        return list(self.client.zmscore(self.keys.schedule, list(members)))  # type: ignore[arg-type, unused-ignore]
 
     def scan_entry_keys(self, count: int = 10000) -> Iterator[list[str]]:
         """Batches of entry hash keys under the prefix: hashes with a definition, not
@@ -314,7 +326,7 @@ class ScheduleStore:
             return
         cursor = 0
         while True:
-            cursor, found = self.client.scan(
+            cursor, found = self.client.scan(  # type: ignore[misc, unused-ignore]
                 cursor, match=self.keys.scan_pattern(), count=count, _type='hash', **_RAW
             )
             batch = self._entries_only([k for k in _names(found) if not self.keys.is_internal(k)])
@@ -370,11 +382,11 @@ class ScheduleStore:
         ]
 
     def statics(self) -> set[str]:
-        return {str(name) for name in self.client.smembers(self.keys.statics)}
+        return {str(name) for name in self.client.smembers(self.keys.statics)}  # type: ignore[union-attr, unused-ignore]
 
     def sorted_set_members(self, key: str) -> list[str]:
         """Every member of the sorted set ``key`` (another scheduler's, for an import)."""
-        return [str(member) for member in self.client.zrange(key, 0, -1)]
+        return [str(member) for member in self.client.zrange(key, 0, -1)]  # type: ignore[union-attr, unused-ignore]
 
     def rank(self, key: str) -> int | None:
         """The position of ``key`` in the schedule, soonest due first; None if absent."""
@@ -382,7 +394,7 @@ class ScheduleStore:
         return None if found is None else int(found)
 
     def count(self) -> int:
-        return int(self.client.zcard(self.keys.schedule))
+        return int(self.client.zcard(self.keys.schedule))  # type: ignore[arg-type, unused-ignore]
 
     def config_get(self, name: str) -> str | None:
         """A server setting (CONFIG GET), or None when the server does not allow it."""
@@ -396,7 +408,7 @@ class ScheduleStore:
         pubsub: redis.client.PubSub = self.client.pubsub(  # type: ignore[no-untyped-call]
             ignore_subscribe_messages=True
         )
-        pubsub.subscribe(self.keys.changes)
+        pubsub.subscribe(self.keys.changes)  # type: ignore[no-untyped-call, unused-ignore]
         return pubsub
 
     # --- writing -----------------------------------------------------------
@@ -413,9 +425,31 @@ class ScheduleStore:
         ``GONE`` it has no definition any more (deleted): nothing written.  With
         ``statics``, the items' names are also recorded as the static entries'.
         """
+        return self.save_report(items, notify, statics).flags
+
+    def save_report(
+        self, items: Sequence[SaveItem], notify: bool = True, statics: bool = False
+    ) -> Saved:
+        """:meth:`save`, also giving the stored row of each item it did not write because
+        its meta was not the expected one (``STALE_META``)."""
         if not items:
-            return []
-        return _save_flags(self._run(self._save_calls(items, notify, statics)))
+            return Saved([], {})
+        return self._saved(items, self._run(self._save_calls(items, notify, statics)))
+
+    def _saved(self, items: Sequence[SaveItem], replies: Sequence[Any]) -> Saved:
+        """The flags and stale rows of the ``save.lua`` ``replies`` (bytes) for ``items``."""
+        flags: list[int] = []
+        stale: dict[int, Row] = {}
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+            found = iter(reply[1])
+            for flag in reply[0].decode():
+                if flag == '0':
+                    fields = [next(found), next(found), next(found)]
+                    stale[len(flags)] = _row(self.keys.entry(items[len(flags)].name), fields)
+                flags.append(_FLAGS[flag])
+        return Saved(flags, stale)
 
     def _save_calls(
         self, items: Sequence[SaveItem], notify: bool, statics: bool = False
@@ -429,7 +463,9 @@ class ScheduleStore:
             definitions = '\n'.join([item.definition for item in chunk])
             if definitions.count('\n') != len(chunk) - 1:
                 raise ValueError('a definition holds a newline: not compact JSON')
-            calls.append(Call(self._save, keys, (*head, definitions, _save_values(chunk))))
+            values = (*head, definitions, _save_values(chunk))
+            # Raw: the stale rows are decoded field by field, as reads are (see _row).
+            calls.append(Call(self._save, keys, values, raw=True))
         return calls
 
     def startup(self, items: Sequence[SaveItem], scan: int) -> Startup:
@@ -445,13 +481,15 @@ class ScheduleStore:
         calls = self._save_calls(items, notify=True, statics=True)
         if self.cluster:  # cluster pipelines route by key: CONFIG and SCAN have none
             saved = self._run(calls) if calls else []
+            written = self._saved(items, saved)
             return Startup(
-                _save_flags(saved),
+                written.flags,
                 _not_saved(saved) if saved else self.statics(),
                 self.config_get('maxmemory-policy'),
                 self.config_get('maxmemory'),
                 orphans=[],
                 cursor=None,
+                stale=written.stale,
             )
 
         def queue(pipe: Any) -> None:
@@ -466,13 +504,15 @@ class ScheduleStore:
         policy, maxmemory = replies[:2]
         saved = replies[2:-1]
         cursor, orphans = _orphans_page(replies[-1])
+        written = self._saved(items, saved) if calls else Saved([], {})
         return Startup(
-            [] if not calls else _save_flags(saved),
+            written.flags,
             _not_saved(saved) if calls else _members(saved[0]),
             _config_value(policy, 'maxmemory-policy'),
             _config_value(maxmemory, 'maxmemory'),
             orphans,
             cursor,
+            stale=written.stale,
         )
 
     def orphans(self, cursor: int, scan: int) -> tuple[int, list[str]]:
@@ -678,7 +718,7 @@ class ScheduleStore:
 
     def history(self, name: str, limit: int = 100) -> list[str]:
         """An entry's latest dispatch records (JSON), newest first."""
-        return [str(r) for r in self.client.lrange(self.keys.history(name), 0, limit - 1)]
+        return [str(r) for r in self.client.lrange(self.keys.history(name), 0, limit - 1)]  # type: ignore[union-attr, unused-ignore]
 
     def _due_rows(self, reply: Any) -> list[Due]:
         if isinstance(reply, Exception):
@@ -732,7 +772,7 @@ class ScheduleStore:
         One HGETALL: the journal holds at most the groups in flight when
         leaders died (confirmed sends leave it with the next round trip).
         """
-        return {str(k): str(v) for k, v in self.client.hgetall(self.keys.journal).items()}
+        return {str(k): str(v) for k, v in self.client.hgetall(self.keys.journal).items()}  # type: ignore[union-attr, unused-ignore]
 
     def forget_journal(self, task_ids: Sequence[str]) -> None:
         """Drop journal records (their occurrences were sent, or can never be)."""
@@ -975,18 +1015,9 @@ WRITTEN, STALE_META, WRONG_TYPE, CHANGED, GONE = 1, 0, -1, 2, 3
 _FLAGS = {'1': WRITTEN, '0': STALE_META, '-': WRONG_TYPE, 'c': CHANGED, 'x': GONE}
 
 
-def _save_flags(replies: Sequence[Any]) -> list[int]:
-    flags: list[int] = []
-    for reply in replies:
-        if isinstance(reply, Exception):
-            raise reply
-        flags += [_FLAGS[flag] for flag in reply[0]]
-    return flags
-
-
 def _not_saved(replies: Sequence[Any]) -> set[str]:
-    """Static names recorded before that none of the ``save.lua`` calls saved."""
-    return set.intersection(*(_members(reply[1:]) for reply in replies))
+    """Static names recorded before that none of the ``save.lua`` calls (raw) saved."""
+    return set.intersection(*({bytes(n).decode() for n in reply[2:]} for reply in replies))
 
 
 def _members(reply: Any) -> set[str]:

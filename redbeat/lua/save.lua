@@ -42,11 +42,13 @@
 --   read_policy  (with read) policy the writer read ("" = none)
 --   texts     the distinct strings of expected, meta, policy and read, which
 --             hold indexes into it (entries saved new together share one meta)
--- Returns: {flags, name, ...}: flags is a string with one character per
--- entry, "1" written (or unchanged), "0" meta differs from expected (read it
--- and try again), "-" the key is not a hash, "c" the definition or policy is
--- not the text the writer read, "x" the writer read an entry that no longer
--- has a definition (deleted); with ARGV[3] "1", the names
+-- Returns: {flags, stale, name, ...}: flags is a string with one character
+-- per entry, "1" written (or unchanged), "0" meta differs from expected (try
+-- again from what stale holds), "-" the key is not a hash, "c" the definition
+-- or policy is not the text the writer read, "x" the writer read an entry
+-- that no longer has a definition (deleted); stale holds, for each "0" entry
+-- in order, its stored definition, meta and policy (nil where none), so the
+-- writer retries without reading them again; with ARGV[3] "1", the names
 -- follow that KEYS[2] held and this call did not save.
 local schedule, prefix = KEYS[1], ARGV[2]
 local v = cjson.decode(ARGV[5])
@@ -61,7 +63,8 @@ for i = 1, count do
   definitions[i] = string.sub(text, at, stop - 1)
   at = stop + 1
 end
-local out = {''}
+local out = {'', {}}
+local stale = out[2]
 if ARGV[3] == '1' then
   local here = {}
   for i = 1, count do
@@ -122,6 +125,8 @@ for i = 1, count do
         flags[i] = '1'
       else
         flags[i] = '0'
+        local n = #stale  -- HMGET gives false for a missing field: nil in the reply
+        stale[n + 1], stale[n + 2], stale[n + 3] = stored[1], stored[2], stored[3]
       end
     else
       local meta = texts[meta_at[i]]

@@ -77,7 +77,7 @@ def job(*args: Any) -> None:
 @pytest.fixture
 def app(celery_app: Celery) -> Celery:
     celery_app.conf.redbeat_lock_key = None
-    celery_app.task(name='proj.tasks.job')(job)
+    celery_app.task(name='proj.tasks.job', shared=False)(job)
     return celery_app
 
 

@@ -93,8 +93,8 @@ def app(celery_app: Celery) -> Celery:
         if kind == 'remote':
             continue
         base = Custom if kind == 'custom' else Task
-        celery_app.task(name=task_name(kind), base=base)(job())
-    celery_app.task(name='fast.tasks.typed-strict')(strict)
+        celery_app.task(name=task_name(kind), base=base, shared=False)(job())
+    celery_app.task(name='fast.tasks.typed-strict', shared=False)(strict)
     return celery_app
 
 

@@ -39,7 +39,7 @@ def app(celery_app: Celery) -> Celery:
     celery_app.conf.redbeat_lock_key = None
     celery_app.conf.task_routes = {'proj.tasks.routed-by-config': {'queue': 'configured'}}
     for name, _ in ENTRIES:
-        celery_app.task(name=f'proj.tasks.{name}')(job)
+        celery_app.task(name=f'proj.tasks.{name}', shared=False)(job)
     return celery_app
 
 

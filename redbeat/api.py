@@ -1,6 +1,6 @@
-"""The Python management API: :class:`Schedule`, one object to list and change entries.
+"""The Python management API: :class:`ScheduleClient`, one object to list and change entries.
 
-``Schedule(app)`` (or ``Schedule.from_url(url, prefix)`` without an app) is
+``ScheduleClient(app)`` (or ``ScheduleClient.from_url(url, prefix)`` without an app) is
 what the ``redbeat`` command line is built on.  Reads go through
 :class:`~redbeat.store.ScheduleStore` in pages of a bounded number of round
 trips (never one per entry); writes go through
@@ -11,8 +11,8 @@ malformed: the entry comes back with ``error`` set instead.
 
 Each entry may carry a scheduling :class:`~redbeat.policy.Policy` (time zone,
 missed runs, start/end, max runs, jitter, anchor, history size): pass
-``policy=`` or its fields as keywords to :meth:`Schedule.add`, or use
-:meth:`Schedule.add_once` for a one-off.  :meth:`Schedule.get` also reads the
+``policy=`` or its fields as keywords to :meth:`ScheduleClient.add`, or use
+:meth:`ScheduleClient.add_once` for a one-off.  :meth:`ScheduleClient.get` also reads the
 entry's dispatch history; listing does not (one pipeline per page, whatever
 the history size).
 """
@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta, timezone, tzinfo
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from celery import Celery
 from celery.schedules import BaseSchedule, crontab, schedule
@@ -56,8 +56,11 @@ from .policy import Policy
 from .schedules import rrule
 from .store import CHANGED, GONE, STALE_META, WRONG_TYPE, Inspected, ScheduleStore
 
+if TYPE_CHECKING:  # typing.Unpack is Python 3.11+; annotations are never evaluated here
+    from typing_extensions import Unpack
+
 __all__ = ['POLICY_FIELDS', 'TASK_NAME', 'Dispatch', 'EntryInfo', 'ImportPlan', 'Overview',
-           'Problem', 'Schedule', 'make_policy']  # fmt: skip
+           'PolicyFields', 'Problem', 'Schedule', 'ScheduleClient', 'make_policy']  # fmt: skip
 
 #: The names of the policy fields, accepted as keywords and in ``beat_schedule`` items.
 POLICY_FIELDS = tuple(f.name for f in fields(Policy))
@@ -123,7 +126,7 @@ class EntryInfo:
     the schedule.  ``missed`` and ``skipped`` count occurrences not sent
     (too late for the catch-up window / left out by the missed-run policy).
     ``history`` holds the latest dispatches, newest first, when the entry
-    was read with :meth:`Schedule.get` (None when it was listed).
+    was read with :meth:`ScheduleClient.get` (None when it was listed).
     """
 
     name: str
@@ -380,8 +383,28 @@ def check_task_name(name: str, task: Any) -> str:
     return task
 
 
-class Schedule:
+class PolicyFields(TypedDict, total=False):
+    """The policy keywords of :meth:`ScheduleClient.add` and its siblings (see
+    :class:`~redbeat.policy.Policy`); None leaves a field as the policy given has it."""
+
+    timezone: str | None
+    missed: str | None
+    missed_limit: int | None
+    catchup_window: float | None
+    start_at: datetime | str | None
+    end_at: datetime | str | None
+    max_runs: int | None
+    on_finish: str | None
+    jitter: float | None
+    anchor: datetime | str | None
+    history: int | None
+
+
+class ScheduleClient:
     """The entries stored under one prefix of one Redis.  Constructing it does no I/O.
+
+    Named ``Schedule`` before 3.0 (still an alias, see :data:`Schedule`): beside
+    Celery's ``schedule`` (an interval), the new name says what it is.
 
     ``app`` is the Celery app tasks are sent with (``run_now``).  Entries it
     makes carry this schedule's store (:attr:`context`): they save where it reads.
@@ -395,7 +418,7 @@ class Schedule:
         store: ScheduleStore | None = None,
     ) -> None:
         if app is None and config is None:
-            raise TypeError('Schedule needs a Celery app or a RedBeatConfig')
+            raise TypeError('ScheduleClient needs a Celery app or a RedBeatConfig')
         self.app = app
         if config is None:  # the app's own settings and client, as beat uses them
             bound = context_for(app)
@@ -406,8 +429,8 @@ class Schedule:
         self.context = StoreContext(config, self.store)
 
     @classmethod
-    def from_app(cls, app: Celery) -> Schedule:
-        """The schedule ``app``'s settings point at, sharing its client (= ``Schedule(app)``)."""
+    def from_app(cls, app: Celery) -> ScheduleClient:
+        """The schedule ``app``'s settings point at, sharing its client: ``ScheduleClient(app)``."""
         return cls(app)
 
     @classmethod
@@ -418,7 +441,7 @@ class Schedule:
         *,
         timezone: str = 'UTC',
         app: Celery | None = None,
-    ) -> Schedule:
+    ) -> ScheduleClient:
         """The schedule at ``url`` under ``prefix``, without needing an app's settings.
 
         Without ``prefix``, the one beat uses for that URL: ``{redbeat}:`` on
@@ -428,7 +451,7 @@ class Schedule:
 
     # --- reading -----------------------------------------------------------
 
-    def list(
+    def entries(
         self,
         pattern: str = '*',
         enabled: bool | None = None,
@@ -450,6 +473,9 @@ class Schedule:
                 if task is not None and not fnmatch.fnmatchcase(info.task or '', task):
                     continue
             yield info
+
+    #: :meth:`entries`, under its name before 3.0 (it shadowed the builtin ``list``).
+    list = entries
 
     def _all(self, pattern: str, page_size: int) -> Iterator[EntryInfo]:
         keys = self.config.keys
@@ -594,17 +620,7 @@ class Schedule:
         enabled: bool = True,
         *,
         policy: Policy | Mapping[str, Any] | None = None,
-        timezone: str | None = None,
-        missed: str | None = None,
-        missed_limit: int | None = None,
-        catchup_window: float | None = None,
-        start_at: datetime | str | None = None,
-        end_at: datetime | str | None = None,
-        max_runs: int | None = None,
-        on_finish: str | None = None,
-        jitter: float | None = None,
-        anchor: datetime | str | None = None,
-        history: int | None = None,
+        **policy_fields: Unpack[PolicyFields],
     ) -> RedBeatSchedulerEntry:
         """A checked entry object (DefinitionError naming what is wrong); no I/O.
 
@@ -617,12 +633,7 @@ class Schedule:
                                    ('options', options, Mapping)):  # fmt: skip
             if value is not None and not isinstance(value, kind):
                 raise DefinitionError(name, f'{label} must be a {kind}, not {value!r}')
-        chosen = make_policy(
-            name, policy, timezone=timezone, missed=missed, missed_limit=missed_limit,
-            catchup_window=catchup_window, start_at=start_at, end_at=end_at,
-            max_runs=max_runs, on_finish=on_finish, jitter=jitter, anchor=anchor,
-            history=history,
-        )  # fmt: skip
+        chosen = make_policy(name, policy, **policy_fields)
         sched = coerce_schedule(name, schedule)
         check_policy(name, sched, chosen)
         return RedBeatSchedulerEntry(
@@ -680,17 +691,7 @@ class Schedule:
         enabled: bool = True,
         *,
         policy: Policy | Mapping[str, Any] | None = None,
-        timezone: str | None = None,
-        missed: str | None = None,
-        missed_limit: int | None = None,
-        catchup_window: float | None = None,
-        start_at: datetime | str | None = None,
-        end_at: datetime | str | None = None,
-        max_runs: int | None = None,
-        on_finish: str | None = None,
-        jitter: float | None = None,
-        anchor: datetime | str | None = None,
-        history: int | None = None,
+        **policy_fields: Unpack[PolicyFields],
     ) -> RedBeatSchedulerEntry:
         """Add or replace the definition (and policy) of ``name``; its run state is kept.
 
@@ -704,12 +705,8 @@ class Schedule:
         settings.
         """
         entry = self.entry(
-            name, task, schedule, args, kwargs, options, enabled, policy=policy,
-            timezone=timezone, missed=missed, missed_limit=missed_limit,
-            catchup_window=catchup_window, start_at=start_at, end_at=end_at,
-            max_runs=max_runs, on_finish=on_finish, jitter=jitter, anchor=anchor,
-            history=history,
-        )  # fmt: skip
+            name, task, schedule, args, kwargs, options, enabled, policy=policy, **policy_fields
+        )
         save_entries([entry], context=self.context)
         return entry
 
@@ -725,7 +722,7 @@ class Schedule:
         delete_after: bool = False,
         now: datetime | None = None,
         policy: Policy | Mapping[str, Any] | None = None,
-        **policy_fields: Any,
+        **policy_fields: Unpack[PolicyFields],
     ) -> RedBeatSchedulerEntry:
         """The entry :meth:`add_once` saves (checked, no I/O)."""
         zone_name = policy_fields.get('timezone')
@@ -738,14 +735,14 @@ class Schedule:
             raise DefinitionError(
                 name, f'at {moment.isoformat()} is in the past: it would never run'
             )
-        given = policy_fields.pop('on_finish', None)
+        given = policy_fields.get('on_finish')
         if given is None and policy is not None:
             given = (policy.get('on_finish') if isinstance(policy, Mapping)
                      else getattr(policy, 'on_finish', None))  # fmt: skip
-        on_finish = one_off_finish(given, delete_after)
+        chosen = policy_fields.copy()
+        chosen['on_finish'] = one_off_finish(given, delete_after)
         sched = rrule('DAILY', dtstart=moment, count=1)
-        return self.entry(name, task, sched, args, kwargs, options, policy=policy,
-                          on_finish=on_finish, **policy_fields)  # fmt: skip
+        return self.entry(name, task, sched, args, kwargs, options, policy=policy, **chosen)
 
     def add_once(
         self,
@@ -758,7 +755,7 @@ class Schedule:
         *,
         delete_after: bool = False,
         policy: Policy | Mapping[str, Any] | None = None,
-        **policy_fields: Any,
+        **policy_fields: Unpack[PolicyFields],
     ) -> RedBeatSchedulerEntry:
         """Run ``task`` once at ``at``, then disable the entry (or delete it: ``delete_after``).
 
@@ -797,7 +794,7 @@ class Schedule:
         ``+`` add, ``~`` update, ``=`` unchanged, and with ``prune`` ``-`` remove
         each stored entry that is not among ``entries``.
         """
-        stored = {info.name: info for info in self.list()}
+        stored = {info.name: info for info in self.entries()}
         steps = []
         for entry in entries:
             info = stored.get(entry.name)
@@ -920,7 +917,7 @@ class Schedule:
         options: Mapping[str, Any] | None = None,
         enabled: bool | None = None,
         policy: Policy | Mapping[str, Any] | None = None,
-        **policy_fields: Any,
+        **policy_fields: Unpack[PolicyFields],
     ) -> RedBeatSchedulerEntry:
         """Change the given fields of an existing entry; the others keep their stored values.
 
@@ -1003,7 +1000,7 @@ class Schedule:
         # Without the app, its zone is unknown: crontabs without their own zone are not judged.
         tz = self.context.tz if self.app is not None else None
         problems: builtins.list[Problem] = []
-        for info in self.list(page_size=page_size):
+        for info in self.entries(page_size=page_size):
             problems.extend(_problems(info))
             problem = _score_problem(info, moment, tz)
             if problem is not None:
@@ -1059,7 +1056,7 @@ class Schedule:
 
 @dataclass(frozen=True)
 class ImportPlan:
-    """What :meth:`Schedule.plan_import` found: a step per entry, what to write and remove."""
+    """What :meth:`ScheduleClient.plan_import` found: a step per entry, what to write and remove."""
 
     steps: builtins.list[tuple[str, str]]  # (sign, name): + add, ~ update, = same, - remove
     changed: builtins.list[RedBeatSchedulerEntry]
@@ -1134,3 +1131,7 @@ def _score_problem(info: EntryInfo, now: datetime, tz: tzinfo | None) -> Problem
         )
         return Problem('stale-score', info.name, detail, True)
     return None
+
+
+#: The name of :class:`ScheduleClient` before 3.0, kept for code written for it.
+Schedule = ScheduleClient

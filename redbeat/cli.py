@@ -32,7 +32,7 @@ from . import converters, humanize
 from .api import (
     EntryInfo,
     Problem,
-    Schedule,
+    ScheduleClient,
     check_policy,
     check_task_name,
     entry_item,
@@ -80,7 +80,7 @@ def _note(message: str) -> None:
     click.echo(f'note: {message}', err=True)
 
 
-def _warn_static(schedule: Schedule, names: Iterable[str]) -> None:
+def _warn_static(schedule: ScheduleClient, names: Iterable[str]) -> None:
     """Changing an entry from ``beat_schedule`` lasts only until beat restarts: say so."""
     statics = schedule.statics()
     for name in names:
@@ -116,7 +116,7 @@ class _Group(click.Group):
 
 
 class State:
-    """What the group options say; builds the :class:`Schedule` on first use."""
+    """What the group options say; builds the :class:`ScheduleClient` on first use."""
 
     def __init__(
         self, url: str | None, prefix: str | None, app: Celery | None, url_from: str = '--url'
@@ -126,10 +126,10 @@ class State:
         self.app = app
         #: Where the URL came from (``--url`` or the environment variable), for errors.
         self.url_from = url_from
-        self._schedule: Schedule | None = None
+        self._schedule: ScheduleClient | None = None
 
     @property
-    def schedule(self) -> Schedule:
+    def schedule(self) -> ScheduleClient:
         if self._schedule is None:
             self._schedule = self._make()
         return self._schedule
@@ -139,17 +139,17 @@ class State:
         if self.app is None:
             return None
         try:
-            return Schedule.from_app(self.app).config
+            return ScheduleClient.from_app(self.app).config
         except ConfigurationError:
             return None
 
-    def _make(self) -> Schedule:
+    def _make(self) -> ScheduleClient:
         if self.url:
             base = self._app_config()
             prefix = self.prefix or (base.key_prefix if base else None)
             tz = base.timezone if base else 'UTC'
             try:
-                return Schedule.from_url(self.url, prefix, timezone=tz, app=self.app)
+                return ScheduleClient.from_url(self.url, prefix, timezone=tz, app=self.app)
             except ConfigurationError as exc:
                 # The user typed an option (or set a variable), not a Celery setting.
                 raise click.UsageError(f'{self.url_from}: {exc.problem}') from None
@@ -157,9 +157,9 @@ class State:
             raise click.UsageError(
                 'say where the schedule is: --url (or REDBEAT_REDIS_URL), or -A/--app PROJ'
             )
-        schedule = Schedule.from_app(self.app)
+        schedule = ScheduleClient.from_app(self.app)
         if self.prefix and self.prefix != schedule.config.key_prefix:
-            return Schedule.from_url(
+            return ScheduleClient.from_url(
                 schedule.config.redis_url, self.prefix, timezone=schedule.config.timezone,
                 app=self.app,
             )  # fmt: skip
@@ -222,7 +222,7 @@ def main(ctx: click.Context, url: str | None, prefix: str | None, app_name: str 
 celery_command = main
 
 
-def _schedule() -> Schedule:
+def _schedule() -> ScheduleClient:
     state = click.get_current_context().find_object(State)
     if state is None:  # a command invoked without the group
         raise click.UsageError('run the commands through the redbeat group')
@@ -334,7 +334,7 @@ def list_command(
     """
     enabled = _enabled_choice(enabled_flag, disabled_flag)
     schedule = _schedule()
-    infos = sorted(schedule.list(pattern, enabled=enabled, task=task), key=lambda i: i.name)
+    infos = sorted(schedule.entries(pattern, enabled=enabled, task=task), key=lambda i: i.name)
     if as_json:
         _echo_json([_json_of(i) for i in infos])
         return
@@ -362,7 +362,7 @@ def _clip(text: str, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 3] + '...'
 
 
-def _app_zone(schedule: Schedule) -> str:
+def _app_zone(schedule: ScheduleClient) -> str:
     """The zone beat reads an entry's cron fields in when it has none: the app's ``timezone``."""
     return f'{schedule.config.timezone} (app)' if schedule.app is not None else 'app'
 
@@ -819,7 +819,7 @@ class _Unchanged(Exception):
     """``edit`` would write the entry exactly as it is stored."""
 
 
-def _cron_zone(schedule: Schedule, tz: str | None, changes: dict[str, Any]) -> bool:
+def _cron_zone(schedule: ScheduleClient, tz: str | None, changes: dict[str, Any]) -> bool:
     """Without -A, the app's zone is unknown here: pin the cron fields to UTC, and say so.
 
     Beat reads the cron fields of an entry without a zone in the app's
@@ -922,7 +922,7 @@ def export(fmt: str, output: str | None, pattern: str) -> None:
     """Write entries as one document: {name: beat_schedule-like item}."""
     document: dict[str, Any] = {}
     skipped = []
-    for info in sorted(_schedule().list(pattern), key=lambda i: i.name):
+    for info in sorted(_schedule().entries(pattern), key=lambda i: i.name):
         if info.error:
             skipped.append(info)
         else:
@@ -1216,10 +1216,10 @@ def check(fix: bool, for_2x: bool) -> None:
         click.echo(_paint('ok: no problems found', fg='green'))
 
 
-def _check_for_2x(schedule: Schedule) -> None:
+def _check_for_2x(schedule: ScheduleClient) -> None:
     """Entries a rolled-back celery-redbeat 2.4.2 beat could not run (see compat.py)."""
     found = 0
-    for info in sorted(schedule.list(), key=lambda i: i.name):
+    for info in sorted(schedule.entries(), key=lambda i: i.name):
         reason = unreadable_by_2x(info.definition)
         if reason is None:
             continue

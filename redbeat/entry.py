@@ -45,7 +45,7 @@ _UNSET = datetime(1970, 1, 1, tzinfo=timezone.utc)
 class StoreContext:
     """Where entries are stored: a store and the settings scores are computed with.
 
-    Callers are given one (beat builds it from its config, :class:`~redbeat.api.Schedule`
+    Callers are given one (beat builds it from its config, :class:`~redbeat.api.ScheduleClient`
     from its own); no I/O until the store is first used.
     """
 

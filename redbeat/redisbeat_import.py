@@ -11,7 +11,7 @@ parses the member with :func:`json.loads` and accepts only the shapes
 jsonpickle gives the values a beat entry needs (the entry, an interval, a
 crontab, a solar schedule, tuples, timedeltas), naming the types it does
 not accept.  What it reads becomes ``beat_schedule``-like items for
-:meth:`redbeat.api.Schedule.entry_from_dict`.
+:meth:`redbeat.api.ScheduleClient.entry_from_dict`.
 
 Not carried over: the run state (last run, run count) and the score.
 redbeat computes the next due time from the schedule itself, as for a new

@@ -7,6 +7,7 @@ the same things; they parse them here and word the errors for their users
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from datetime import datetime, timezone, tzinfo
 from typing import Any
@@ -14,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from celery.schedules import BaseSchedule, crontab, schedule
 from dateutil import rrule as du
+from dateutil.parser import isoparse
 
 from . import humanize
 from .schedules import rrule
@@ -49,7 +51,7 @@ def zone(name: str | tzinfo | None) -> tzinfo:
 def parse_datetime(label: str, text: str) -> datetime:
     """ISO 8601 text as a datetime (naive when it has no offset)."""
     try:
-        return datetime.fromisoformat(text)
+        return from_iso(text)
     except ValueError:
         raise ConversionError(
             f'{label} {text!r} is not a date and time like {DATETIME_EXAMPLE}'
@@ -59,9 +61,26 @@ def parse_datetime(label: str, text: str) -> datetime:
 def is_naive(text: str) -> bool:
     """ISO text without a UTC offset (text that is no datetime counts as naive)."""
     try:
-        return datetime.fromisoformat(text).tzinfo is None
+        return from_iso(text).tzinfo is None
     except ValueError:
         return True
+
+
+def from_iso(text: str) -> datetime:
+    """ISO 8601 text as Python 3.11's ``datetime.fromisoformat`` reads it (ValueError if not).
+
+    Python 3.9 and 3.10 read only ``isoformat()``'s own forms (not ``Z``, nor
+    ``20270101T0900``): there python-dateutil's ``isoparse`` reads the rest, its
+    offsets made plain ``timezone`` values.
+    """
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        if sys.version_info >= (3, 11):
+            raise
+    moment = isoparse(text)
+    offset = moment.utcoffset()
+    return moment if offset is None else moment.replace(tzinfo=timezone(offset))
 
 
 def wall_time(naive: datetime, tz: tzinfo) -> tuple[datetime, bool]:

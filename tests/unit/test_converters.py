@@ -129,3 +129,21 @@ def test_config_from_url_prefix(url: str, prefix: str | None, expected: str) -> 
 def test_config_from_url_checks_as_from_app(url: str, prefix: str | None, message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         RedBeatConfig.from_url(url, prefix)
+
+
+@pytest.mark.parametrize(
+    ('text', 'expected'),
+    [
+        ('2027-01-01T00:00Z', datetime(2027, 1, 1, tzinfo=timezone.utc)),
+        ('2027-01-01T09:00+02:00', datetime(2027, 1, 1, 7, tzinfo=timezone.utc)),
+        ('20270101T0900', datetime(2027, 1, 1, 9)),
+        ('2027-01-01 09:00:00.5', datetime(2027, 1, 1, 9, 0, 0, 500000)),
+    ],
+)
+def test_iso_text_reads_alike_on_every_python(text: str, expected: datetime) -> None:
+    """``Z`` and the basic format are read by Python 3.11's fromisoformat only: on 3.9
+    and 3.10 :func:`converters.from_iso` reads them all the same, offsets as ``timezone``."""
+    moment = converters.from_iso(text)
+    assert moment == expected
+    assert (moment.tzinfo is None) is (expected.tzinfo is None)
+    assert moment.tzinfo is None or isinstance(moment.tzinfo, timezone)

@@ -41,3 +41,17 @@ def test_an_unknown_policy_keyword_names_the_entry(celery_app: Celery) -> None:
     with pytest.raises(DefinitionError, match=r"nightly.*unknown policy fields \['jiter'\]"):
         client.add('nightly', 'proj.tasks.report', 60, jiter=5)  # type: ignore[call-arg]
     assert client.names() == []
+
+
+def test_codec_is_the_decoder_under_the_name_that_says_it_encodes_too() -> None:
+    from celery.schedules import crontab
+
+    import redbeat.codec as codec
+    import redbeat.decoder as decoder
+
+    assert codec.__all__ == decoder.__all__
+    assert all(getattr(codec, name) is getattr(decoder, name) for name in codec.__all__)
+    fields = {'name': 'n', 'task': 'proj.t', 'schedule': crontab(minute=5), 'args': [1],
+              'kwargs': {}, 'options': {}, 'enabled': True}  # fmt: skip
+    back = codec.decode_definition('redbeat:n', codec.encode_definition(fields))
+    assert (back['schedule'], back['args']) == (crontab(minute=5), [1])

@@ -108,7 +108,7 @@ class Dispatch:
 def _iso(value: Any) -> datetime | None:
     if value is None:
         return None
-    moment = datetime.fromisoformat(str(value))
+    moment = converters.from_iso(str(value))
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 

@@ -10,7 +10,7 @@ import redis
 from celery import Celery
 from celery.schedules import crontab, schedule
 
-from redbeat.api import Schedule
+from redbeat.api import Dispatch, Schedule
 from redbeat.errors import DefinitionError, EntryNotFound
 from redbeat.store import ScheduleStore
 from tests.integration.test_round_trips import counted_round_trips
@@ -249,3 +249,18 @@ def test_entries_made_by_a_schedule_save_where_it_reads_without_an_app(
     assert entry.context is api.context
     assert redis_client.exists('elsewhere:job') == 1
     assert api.names() == ['job']
+
+
+def test_history_records_read_as_iso_text_on_every_python() -> None:
+    """A record written by another tool (``Z``, one fractional digit) reads on
+    Python 3.9 and 3.10 too, whose fromisoformat refuses both."""
+
+    text = json.dumps({'scheduled': '2026-03-30T01:00:00Z', 'sent': '2026-03-30T01:00:12.5Z',
+                       'task_id': 'id-2', 'outcome': 'sent'})  # fmt: skip
+    record = Dispatch.from_json(text)
+    assert record == Dispatch(
+        datetime(2026, 3, 30, 1, tzinfo=timezone.utc),
+        datetime(2026, 3, 30, 1, 0, 12, 500000, tzinfo=timezone.utc),
+        'id-2',
+        'sent',
+    )

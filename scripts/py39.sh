@@ -21,7 +21,12 @@ find_python39() {
     fi
 }
 
-python=$(find_python39) || {
+if ! python=$(find_python39) && command -v pyenv >/dev/null; then
+    echo '[py39] no Python 3.9 found: pyenv install 3.9 (a few minutes)' >&2
+    pyenv install -s 3.9 >&2
+    python=$(find_python39) || true
+fi
+[ -n "${python:-}" ] || {
     echo 'FAILED: no Python 3.9 (put python3.9 on PATH, set PYTHON39, or pyenv install 3.9)' >&2
     exit 1
 }

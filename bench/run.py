@@ -218,7 +218,7 @@ FIGURES: list[tuple[str, str, str, Any, bool]] = [
     ('bulk save of N entries (legacy: save() loop)', 'save', 'bulk_s', fmt_time, False),
     ('  Redis round trips', 'save', 'bulk_rt', fmt_num, False),
     ('  Redis busy in scripts', 'save', 'bulk_script_s', fmt_time, False),
-    ('Redis memory per entry (used_memory delta)', 'tick', 'mem_used_per_entry', fmt_num, False),
+    ('Redis memory per entry (used_memory freed)', 'tick', 'mem_used_per_entry', fmt_num, False),
     (
         'Redis memory per entry (MEMORY USAGE, hash + zset)',
         'tick',

@@ -174,11 +174,11 @@ class EntryInfo:
         return self.score is not None
 
     def as_item(self) -> dict[str, Any]:
-        """The entry as a ``beat_schedule`` item with its schedule in stored JSON form.
+        """The entry as a ``beat_schedule`` item, its schedule in the full JSON form 2.x writes.
 
         A policy other than the default is under ``policy``, as stored.
         """
-        item = dict(json.loads(encode_definition(self._fields())))
+        item = dict(json.loads(encode_definition(self._fields(), full=True)))
         del item['name']
         return item | policy_item(self.policy)
 
@@ -1065,7 +1065,7 @@ class ImportPlan:
 
 def entry_item(entry: RedBeatSchedulerEntry) -> dict[str, Any]:
     """``entry`` as :meth:`EntryInfo.as_item` shows a stored one (to tell them apart)."""
-    item: dict[str, Any] = json.loads(dumps(entry.definition()))
+    item: dict[str, Any] = json.loads(dumps(entry.definition(), full=True))
     del item['name']
     return item | policy_item(entry.policy)
 

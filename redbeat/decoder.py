@@ -258,50 +258,91 @@ def _number(seconds: float) -> float | int:
     return int(seconds) if float(seconds).is_integer() else seconds
 
 
-def _encode_rrule(rule: rrule) -> dict[str, Any]:
+# What is stored is the compact form: a field whose value is the one both
+# readers (this module's and celery-redbeat 2.x's) assume when it is absent is
+# left out.  Every value still goes in a 2.x-readable shape, and the full form
+# (every field, as 2.x writes it) is read as before.  Redis keeps a string in
+# an allocation of the next size up (..., 128, 160, 192 bytes), so a few dozen
+# bytes less in a definition or meta is often a whole size class less per
+# entry.  Fields 2.x requires stay: an interval's ``relative`` (2.x raises
+# KeyError without it), a datetime's year, month and day, a meta's
+# ``last_run_at`` and a definition's ``args`` (2.x would pass None on to Celery).
+
+
+def _encode_rrule(rule: rrule, full: bool) -> dict[str, Any]:
     out: dict[str, Any] = {'__type__': 'rrule'}
-    out.update({name: getattr(rule, name) for name in RULE_FIELDS})
+    for name in RULE_FIELDS:
+        value = getattr(rule, name)
+        # None is dateutil's (and 2.x's) default of every field but freq and interval.
+        if full or name == 'freq' or (value != 1 if name == 'interval' else value is not None):
+            out[name] = value
     for key in ('dtstart', 'until'):
         moment = getattr(rule, key)
         if moment is not None:
             offset = moment.utcoffset()
             out[key] = _number(to_timestamp(moment))
-            out[key + '_tz'] = _number(offset.total_seconds() / 60) if offset else 0
+            if full or offset:  # both readers take a missing offset as 0 (UTC)
+                out[key + '_tz'] = _number(offset.total_seconds() / 60) if offset else 0
     return out
 
 
-def encode_value(obj: Any) -> Any:
-    """The JSON form of one typed value; TypeError for anything else."""
+def _encode_datetime(moment: datetime, full: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        '__type__': 'datetime',
+        'year': moment.year,
+        'month': moment.month,
+        'day': moment.day,
+    }
+    # datetime() defaults the time fields to 0; both readers take no timezone as UTC.
+    for name in ('hour', 'minute', 'second', 'microsecond'):
+        value = getattr(moment, name)
+        if value or full:
+            out[name] = value
+    zone = _zone_name(moment)
+    if zone != 'UTC' or full:
+        out['timezone'] = zone
+    return out
+
+
+def encode_value(obj: Any, full: bool = False) -> Any:
+    """The JSON form of one typed value; TypeError for anything else.
+
+    Compact (fields at their default left out) unless ``full``: then every
+    field, as celery-redbeat 2.x writes it.
+    """
     if isinstance(obj, datetime):
-        out: dict[str, Any] = {'__type__': 'datetime'}
-        out.update({name: getattr(obj, name) for name in DATETIME_FIELDS})
-        out['timezone'] = _zone_name(obj)
-        return out
+        return _encode_datetime(obj, full)
     if isinstance(obj, crontab):
         fields = (obj._orig_minute, obj._orig_hour, obj._orig_day_of_week,
                   obj._orig_day_of_month, obj._orig_month_of_year)  # fmt: skip
-        return {'__type__': 'crontab'} | dict(zip(CRONTAB_FIELDS, map(_cron_text, fields)))
+        texts = zip(CRONTAB_FIELDS, map(_cron_text, fields))
+        # '*' is Celery's default of every crontab field (and this decoder's).
+        return {'__type__': 'crontab'} | {k: v for k, v in texts if full or v != '*'}
     if isinstance(obj, solar):
         return {'__type__': 'solar', 'event': obj.event, 'lat': obj.lat, 'lon': obj.lon}
     if isinstance(obj, rrule):
-        return _encode_rrule(obj)
+        return _encode_rrule(obj, full)
     if isinstance(obj, weekday):
         return {'__type__': 'weekday', 'wkday': obj.weekday} | ({'n': obj.n} if obj.n else {})
-    if isinstance(obj, schedule):
-        every = obj.run_every.total_seconds()
-        return {'__type__': 'interval', 'every': every, 'relative': bool(obj.relative)}
-    if isinstance(obj, timedelta):
-        return {'__type__': 'interval', 'every': obj.total_seconds(), 'relative': False}
+    if isinstance(obj, (schedule, timedelta)):
+        every = (obj.run_every if isinstance(obj, schedule) else obj).total_seconds()
+        relative = isinstance(obj, schedule) and bool(obj.relative)
+        return {'__type__': 'interval', 'every': every if full else _number(every),
+                'relative': relative}  # fmt: skip
     if isinstance(obj, (set, frozenset, tuple)):
         return list(obj)
     raise TypeError(f'cannot store a {type(obj).__name__} in Redis as JSON: {obj!r}')
 
 
+def _encode_full(obj: Any) -> Any:
+    return encode_value(obj, full=True)
+
+
 class RedBeatJSONEncoder(json.JSONEncoder):
-    """A JSON encoder for redbeat's typed values."""
+    """A JSON encoder for redbeat's typed values, in the full form celery-redbeat 2.x writes."""
 
     def default(self, o: Any) -> Any:
-        return encode_value(o)
+        return _encode_full(o)
 
 
 #: One encoder for every write (json.dumps would build one per call).  NaN and
@@ -309,11 +350,14 @@ class RedBeatJSONEncoder(json.JSONEncoder):
 _ENCODER = json.JSONEncoder(
     default=encode_value, separators=(',', ':'), ensure_ascii=False, allow_nan=False
 )
+_FULL_ENCODER = json.JSONEncoder(
+    default=_encode_full, separators=(',', ':'), ensure_ascii=False, allow_nan=False
+)
 
 
-def dumps(value: Any) -> str:
-    """Compact JSON, as redbeat stores it."""
-    return _ENCODER.encode(value)
+def dumps(value: Any, full: bool = False) -> str:
+    """Compact JSON, as redbeat stores it; with ``full``, every typed value's every field."""
+    return (_FULL_ENCODER if full else _ENCODER).encode(value)
 
 
 def parse(key: str, field: str, text: str, hook: Callable[[dict[str, Any]], Any] = _build) -> Any:
@@ -407,20 +451,29 @@ def _typed(key: str, fields: dict[str, Any], name: str, kind: type, default: Any
     return value
 
 
-def encode_definition(fields: dict[str, Any]) -> str:
-    """The stored JSON of a definition (name, task, schedule, args, ...)."""
+def encode_definition(fields: dict[str, Any], full: bool = False) -> str:
+    """The stored JSON of a definition (name, task, schedule, args, ...).
+
+    ``kwargs`` and ``options`` when empty and ``enabled`` when true are left
+    out (both readers default them so), unless ``full``.
+    """
     get = fields.get
     args, kwargs, options, enabled = get('args'), get('kwargs'), get('options'), get('enabled')
     # Copied only when not already what JSON writes (a list or tuple, dicts): bulk saves.
-    return dumps({
+    out = {
         'name': get('name'),
         'task': get('task'),
         'schedule': get('schedule'),
         'args': args if type(args) in (list, tuple) else list(args or ()),
-        'kwargs': kwargs if type(kwargs) is dict else dict(kwargs or {}),
-        'options': options if type(options) is dict else dict(options or {}),
-        'enabled': True if enabled is None else bool(enabled),
-    })  # fmt: skip
+    }
+    if kwargs or full:
+        out['kwargs'] = kwargs if type(kwargs) is dict else dict(kwargs or {})
+    if options or full:
+        out['options'] = options if type(options) is dict else dict(options or {})
+    enabled = True if enabled is None else bool(enabled)
+    if not enabled or full:
+        out['enabled'] = enabled
+    return dumps(out, full)
 
 
 def decode_meta(key: str, text: str | None) -> tuple[datetime | None, int]:
@@ -442,15 +495,29 @@ def decode_meta(key: str, text: str | None) -> tuple[datetime | None, int]:
 def encode_meta(last_run_at: datetime | None, total_run_count: int) -> str:
     """The stored JSON of an entry's run state, as celery-redbeat 2.x reads it.
 
-    Written out by hand: it is encoded once per sent occurrence, on the hot path.
+    Compact as :func:`encode_value`'s datetimes; ``total_run_count`` is left
+    out when 0 (2.x's own ``save()`` writes no count at all).  ``last_run_at``
+    is always there: 2.x reads ``meta['last_run_at']``.  Written out by hand:
+    it is encoded once per sent occurrence, on the hot path.
     """
     count = int(total_run_count)
+    tail = f',"total_run_count":{count}}}' if count else '}'
     if last_run_at is None:
-        return f'{{"last_run_at":null,"total_run_count":{count}}}'
+        return '{"last_run_at":null' + tail
     d = last_run_at
-    moment = (
-        f'{{"__type__":"datetime","year":{d.year},"month":{d.month},"day":{d.day},'
-        f'"hour":{d.hour},"minute":{d.minute},"second":{d.second},'
-        f'"microsecond":{d.microsecond},"timezone":{json.dumps(_zone_name(d))}}}'
+    clock = ''
+    if d.hour:
+        clock += f',"hour":{d.hour}'
+    if d.minute:
+        clock += f',"minute":{d.minute}'
+    if d.second:
+        clock += f',"second":{d.second}'
+    if d.microsecond:
+        clock += f',"microsecond":{d.microsecond}'
+    zone = _zone_name(d)
+    if zone != 'UTC':
+        clock += f',"timezone":{json.dumps(zone)}'
+    return (
+        f'{{"last_run_at":{{"__type__":"datetime","year":{d.year},"month":{d.month},'
+        f'"day":{d.day}{clock}}}' + tail
     )
-    return f'{{"last_run_at":{moment},"total_run_count":{count}}}'

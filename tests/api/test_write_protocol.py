@@ -10,7 +10,6 @@ against the test Redis, hundreds of rounds, bounded in time.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,7 +22,7 @@ from celery import Celery
 
 from redbeat import RedBeatSchedulerEntry
 from redbeat.api import UPDATE_ATTEMPTS, EntryInfo, Schedule
-from redbeat.decoder import decode_meta, encode_meta
+from redbeat.decoder import decode_definition, decode_meta, encode_meta
 from redbeat.errors import EntryNotFound, WriteConflict
 from redbeat.schedulers import RedBeatScheduler
 from redbeat.store import Claim, ScheduleStore
@@ -46,8 +45,9 @@ def api(app: Celery) -> Schedule:
 
 
 def stored(client: redis.Redis, name: str) -> dict[str, Any] | None:
+    """The stored definition's fields, as beat reads them (defaults of left-out fields filled)."""
     text = client.hget(f'redbeat:{name}', 'definition')
-    return None if text is None else dict(json.loads(str(text)))
+    return None if text is None else decode_definition(name, str(text))
 
 
 def run_count(client: redis.Redis, name: str) -> int:

@@ -63,10 +63,8 @@ def test_import_from_the_redisbeat_key(
     assert sub['task'] == 'tasks.sub' and sub['args'] == [1, 1]
     assert sub['schedule'] == {'__type__': 'interval', 'every': 3.0, 'relative': False}
     nightly = json.loads(redis_client.hget('redbeat:nightly', 'definition') or '{}')
-    assert nightly['schedule'] == {
-        '__type__': 'crontab', 'minute': '0', 'hour': '3', 'day_of_week': '*',
-        'day_of_month': '*', 'month_of_year': '*',
-    }  # fmt: skip
+    # stored compact: the crontab fields that are '*' are left out
+    assert nightly['schedule'] == {'__type__': 'crontab', 'minute': '0', 'hour': '3'}
     assert nightly['kwargs'] == {'dept': 'ops'} and nightly['options'] == {'queue': 'reports'}
     assert redis_client.zscore('redbeat::schedule', 'redbeat:nightly') is not None
     # redisbeat's own data is left as it was (a rollback stays possible).

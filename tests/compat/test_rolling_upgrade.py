@@ -4,8 +4,9 @@ Both are real ``celery beat`` processes on one schedule with a custom
 ``redbeat_lock_key='beat-lock'``; 2.x makes it ``redbeat:beat-lock`` and so do
 we, so exactly one of them sends at any time, whichever started first, and
 the other takes over when it stops.  The schedule holds what 2.4.2 saved
-(interval, crontab, rrule, disabled) and a static entry; each beat in turn
-runs it from the data the previous one left.
+(interval, crontab, rrule, disabled), a static entry and an entry saved by
+us in the compact form (defaults left out); each beat in turn runs it from
+the data the previous one left, 2.4.2's from our compact run state too.
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ from pathlib import Path
 
 import pytest
 import redis
+from celery import Celery
+from celery.schedules import schedule
 
+from redbeat import RedBeatSchedulerEntry
 from tests.compat.legacy import legacy_env, legacy_python, legacy_run
 from tests.procs import CeleryProcess, wait_for
 from tests.redis_server import RedisServer
@@ -40,7 +44,12 @@ app.conf.update(
 LOCK = 'redbeat:beat-lock'
 SENT = 'Sending due task every-2s'
 #: Entries each leader must send while it leads (the 2-second ones).
-FAST = ('every-2s', 'iv', 'rr')
+FAST = ('every-2s', 'iv', 'rr', 'ours-iv')
+#: What we store for 'ours-iv': no kwargs, options or enabled (their defaults).
+OURS_DEFINITION = (
+    '{"name":"ours-iv","task":"mixed.ours",'
+    '"schedule":{"__type__":"interval","every":2,"relative":false},"args":["ours"]}'
+)
 
 
 def sends(log: str, after: int = 0) -> set[str]:
@@ -70,6 +79,14 @@ def test_old_and_new_beats_share_one_lock(
         return int(broker.llen('celery'))
 
     legacy_run('legacy_writer.py', redis_url, tmp_path)
+    ours_app = Celery('mixed', broker=env['MIXED_BROKER_URL'])
+    ours_app.conf.update(redbeat_redis_url=redis_url, redbeat_lock_key='beat-lock')
+    RedBeatSchedulerEntry('ours-iv', 'mixed.ours', schedule(2.0), args=['ours'],
+                          app=ours_app).save()  # fmt: skip
+    assert client.hget('redbeat:ours-iv', 'definition') == OURS_DEFINITION
+    meta = client.hget('redbeat:ours-iv', 'meta') or ''
+    assert meta.startswith('{"last_run_at":{"__type__":"datetime","year":'), meta
+    assert '"timezone"' not in meta and 'total_run_count' not in meta, meta  # UTC; 0 runs
     first = beat('old-1', old_python, tmp_path, old_env, ours=False)
     new = None
     second = None
@@ -92,6 +109,12 @@ def test_old_and_new_beats_share_one_lock(
         wait_for(lambda: sent() >= baseline + 3, 30, message='three more sends')
         assert SENT not in second.log() and 'Acquired lock' not in second.log()
 
+        # What 2.4.2 takes over is our compact run state (no UTC zone, no spaces).
+        for name in ('iv', 'rr', 'ours-iv'):
+            meta = client.hget(f'redbeat:{name}', 'meta') or ''
+            assert meta.startswith('{"last_run_at":{"__type__":"datetime"'), meta
+            assert '"timezone"' not in meta and '"total_run_count":' in meta, meta
+        assert client.hget('redbeat:ours-iv', 'definition') == OURS_DEFINITION
         new.stop()  # rolled back: the 2.4.2 beat takes over
         wait_for(lambda: 'Acquired lock' in second.log(), 30, message='2.4.2 takes over')
         wait_for(lambda: sends(second.log()) >= set(FAST), 30, message='2.4.2 sends all again')
@@ -112,7 +135,7 @@ def test_old_and_new_beats_share_one_lock(
     messages = broker_messages(redis_server)
     assert len(messages) == logged
     tasks = {json.loads(m)['headers']['task'] for m in messages}
-    assert tasks <= {'mixed.tick', 'mixed.iv', 'mixed.rr', 'mixed.cron'}
+    assert tasks <= {'mixed.tick', 'mixed.iv', 'mixed.rr', 'mixed.cron', 'mixed.ours'}
 
 
 def broker_messages(redis_server: RedisServer) -> list[str]:

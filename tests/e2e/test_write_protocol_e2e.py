@@ -7,7 +7,6 @@ entries while beat claims and finishes them.  Every wait is bounded.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -17,7 +16,7 @@ import pytest
 import redis
 
 from redbeat.api import Schedule
-from redbeat.decoder import decode_meta
+from redbeat.decoder import decode_definition, decode_meta
 from tests.e2e.conftest import Live
 from tests.e2e.harness import TASK
 from tests.procs import wait_for
@@ -28,7 +27,7 @@ UTC = timezone.utc
 
 def definition(client: redis.Redis, name: str) -> dict[str, Any] | None:
     text = client.hget(f'redbeat:{name}', 'definition')
-    return None if text is None else dict(json.loads(str(text)))
+    return None if text is None else decode_definition(name, str(text))  # defaults filled
 
 
 def runs(client: redis.Redis, name: str) -> int:

@@ -39,6 +39,7 @@ from celery import Celery
 from celery.schedules import schedule
 
 from redbeat import RedBeatSchedulerEntry, save_entries
+from redbeat.decoder import decode_meta
 from redbeat.schedulers import RedBeatScheduler
 from tests.e2e.harness import LOCK_KEY, lock_holder
 from tests.ha.conftest import wait_new_holder
@@ -91,7 +92,7 @@ def run_counts(conn: redis.Redis) -> dict[str, int]:
         for key in keys:
             pipe.hget(key, 'meta')
         metas = pipe.execute()
-    return {k: json.loads(m)['total_run_count'] if m else 0 for k, m in zip(keys, metas)}
+    return {k: decode_meta(k, m)[1] for k, m in zip(keys, metas)}  # a count of 0 is left out
 
 
 def lost(conn: redis.Redis, tally: Tally) -> int:

@@ -24,6 +24,7 @@ from kombu.exceptions import BatchPublishError
 from kombu.transport.redis import PublishBatch
 
 from redbeat import RedBeatSchedulerEntry
+from redbeat.decoder import decode_meta
 from redbeat.entry import save_entries
 from redbeat.keys import Keys
 from redbeat.schedulers import RedBeatScheduler
@@ -48,8 +49,8 @@ def claimed(keys: Keys, client: redis.Redis, n: int) -> int:
     """Occurrences claimed: the sum of the entries' run counts."""
     total = 0
     for i in range(n):
-        meta = client.hget(keys.entry(f'e{i:03d}'), 'meta')
-        total += json.loads(meta)['total_run_count'] if meta else 0
+        key = keys.entry(f'e{i:03d}')
+        total += decode_meta(key, client.hget(key, 'meta'))[1]  # a count of 0 is left out
     return total
 
 

@@ -49,12 +49,12 @@ def test_save_writes_definition_meta_and_a_future_score(
     after = datetime.now(UTC)
 
     stored = redis_client.hgetall(keys.entry('job'))
-    definition = json.loads(stored['definition'])
-    assert definition == {
-        'name': 'job', 'task': 'proj.tasks.job',
-        'schedule': {'__type__': 'interval', 'every': 60.0, 'relative': False},
-        'args': [1, 2], 'kwargs': {'a': 'b'}, 'options': {'queue': 'q'}, 'enabled': True,
-    }  # fmt: skip
+    assert stored['definition'] == (  # compact: enabled (true) is left out
+        '{"name":"job","task":"proj.tasks.job",'
+        '"schedule":{"__type__":"interval","every":60,"relative":false},'
+        '"args":[1,2],"kwargs":{"a":"b"},"options":{"queue":"q"}}'
+    )
+    assert set(json.loads(stored['meta'])) == {'last_run_at'}  # a run count of 0 is left out
     last_run_at, count = decode_meta(keys.entry('job'), stored['meta'])
     assert count == 0
     assert last_run_at is not None and before <= last_run_at <= after
@@ -64,6 +64,30 @@ def test_save_writes_definition_meta_and_a_future_score(
     # not due now: saving never fires at once (celery-redbeat #79 / #154)
     assert score > after.timestamp()
     assert redis_client.zrangebyscore(keys.schedule, 0, after.timestamp()) == []
+
+
+def test_a_full_form_entry_saved_again_is_stored_compact_with_its_run_state(
+    keys: Keys, celery_app: Celery, redis_client: redis.Redis
+) -> None:
+    # what celery-redbeat 2.x writes: every field, spaces, the UTC zone
+    full = ('{"name": "job", "task": "proj.tasks.job", "args": [1], "kwargs": {}, "options": {}, '
+            '"schedule": {"__type__": "interval", "every": 60.0, "relative": false}, '
+            '"enabled": true}')  # fmt: skip
+    meta = ('{"last_run_at": {"__type__": "datetime", "year": 2026, "month": 1, "day": 1, '
+            '"hour": 12, "minute": 0, "second": 0, "microsecond": 250000, "timezone": "UTC"}, '
+            '"total_run_count": 3}')  # fmt: skip
+    redis_client.hset(keys.entry('job'), mapping={'definition': full, 'meta': meta})
+    redis_client.zadd(keys.schedule, {keys.entry('job'): 0})
+
+    RedBeatSchedulerEntry.from_key(keys.entry('job'), app=celery_app).save()
+
+    assert redis_client.hget(keys.entry('job'), 'definition') == (
+        '{"name":"job","task":"proj.tasks.job",'
+        '"schedule":{"__type__":"interval","every":60,"relative":false},"args":[1]}'
+    )
+    assert redis_client.hget(keys.entry('job'), 'meta') == meta  # run state kept as it was
+    score = redis_client.zscore(keys.schedule, keys.entry('job'))
+    assert score == T0.timestamp() + 60  # due from its last run, as for any changed definition
 
 
 def test_save_with_fixed_now_keeps_sub_second_score(

@@ -23,7 +23,7 @@ from celery.schedules import schedule
 
 from redbeat import RedBeatSchedulerEntry
 from redbeat.api import Schedule
-from redbeat.decoder import decode_meta, encode_meta
+from redbeat.decoder import decode_definition, decode_meta, encode_meta
 from redbeat.policy import Policy
 from redbeat.schedulers import RedBeatScheduler
 from redbeat.schedules import rrule
@@ -70,7 +70,7 @@ def counters(client: redis.Redis, name: str) -> tuple[int, int]:
 
 def definition(client: redis.Redis, name: str) -> dict[str, Any] | None:
     text = client.hget(f'redbeat:{name}', 'definition')
-    return None if text is None else dict(json.loads(text))
+    return None if text is None else decode_definition(name, text)  # defaults filled
 
 
 def eta_of(header: dict[str, Any]) -> str:

@@ -40,6 +40,8 @@ import redis
 from celery import Celery, signals
 from kombu import exceptions as kombu_errors
 
+from . import direct
+from .direct import NotDirect
 from .templates import Templates
 
 logger = logging.getLogger('celery.beat')
@@ -220,13 +222,15 @@ class Publisher:
     ) -> None:
         for group in self._groups(len(messages)):
             start = group.start
-            if not self._batchable(messages, group):
+            channel = self._direct_channel(messages, group)
+            if channel is None and not self._batchable(messages, group):
                 if not self._send_singly(messages, group, outcome):
                     return
                 between_groups()
                 continue
             try:
-                self._send_batch(messages, group)
+                if channel is None or not self._send_direct(channel, messages, group):
+                    self._send_batch(messages, group)
             except UNCERTAIN as exc:
                 # The pipeline broke while being written: some messages may be
                 # in the broker.  The caller decides (never twice, or at least once).
@@ -254,6 +258,56 @@ class Publisher:
         if not hasattr(self._producer(), 'batch'):
             return False
         return all(self.templates.batchable(messages[i].fields) for i in group)
+
+    def _direct_channel(self, messages: Sequence[Message], group: range) -> Any | None:
+        """The broker channel to push ``group`` onto directly, or None (kombu sends it)."""
+        if self._hooked is not None or not self._fast:
+            return None
+        if not all(self.templates.pushable(messages[i].fields) for i in group):
+            return None
+        return direct.channel_of(self._producer())
+
+    def _send_direct(self, channel: Any, messages: Sequence[Message], group: range) -> bool:
+        """Push ``group`` in one pipeline; False (nothing pushed) if kombu must send it.
+
+        The same steps and guarantees as :meth:`_send_batch`: Celery's per-message
+        steps (argument check, result backend hook) first, one write of the
+        whole group with stop signals held, ``after_task_publish`` once the
+        broker has it; a write that broke midway is of unknown delivery.
+        """
+        producer = self._producer()
+        signalled: list[dict[str, Any]] = []
+        pushes: list[tuple[direct.Envelope, str]] = []
+        self.templates.deferred, self.templates.pushes = signalled, pushes
+        try:
+            for index in group:
+                if not self._send_one(messages[index], producer, batched=True):
+                    return False
+        except NotDirect:
+            return False
+        finally:
+            self.templates.deferred = self.templates.pushes = None
+        with channel.conn_or_acquire() as client:
+            exchanges = {envelope.exchange for envelope, _ in pushes if envelope.exchange}
+            tables = direct.lookup_tables(client, channel, exchanges)
+            try:
+                keyed = [(direct.queue_key(channel, e, tables), text) for e, text in pushes]
+            except NotDirect as exc:  # the bindings changed: kombu routes from now on
+                self.templates.refuse_direct({envelope for envelope, _ in pushes}, exc)
+                return False
+            with stop_signals_held():
+                self._flushing = True  # until written: an interruption leaves it set
+                try:
+                    with client.pipeline(transaction=False) as pipe:
+                        for key, text in keyed:
+                            pipe.lpush(key, text)
+                        pipe.execute()
+                except Exception as exc:
+                    raise UNCERTAIN('Redis publish batch failed; delivery is uncertain') from exc
+                self._done, self._flushing = group.stop, False
+                for kwargs in signalled:
+                    signals.after_task_publish.send(**kwargs)
+        return True
 
     def _send_batch(self, messages: Sequence[Message], group: range) -> None:
         """Publish ``group`` in one batch; fire its signals once the broker has it."""

@@ -38,6 +38,7 @@ message the broker does not have.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
 from collections.abc import Mapping
@@ -51,6 +52,9 @@ from celery.app.routes import MapRoute
 from celery.app.task import Task
 from celery.utils.saferepr import saferepr
 from kombu.serialization import dumps
+
+from . import direct
+from .direct import Envelope, NotDirect
 
 logger = logging.getLogger('celery.beat')
 
@@ -130,7 +134,7 @@ class Template:
         return kwargs, headers
 
 
-@dataclass(frozen=True)
+@dataclass
 class Arguments:
     """The parts of a message that depend on the entry's arguments."""
 
@@ -138,6 +142,16 @@ class Arguments:
     argsrepr: str
     kwargsrepr: str
     serialized: dict[str, Any]  # the body serialized, with its content type and encoding
+    #: base64 body, argsrepr and kwargsrepr as JSON text, for direct pushes (made once)
+    pushed: tuple[str, str, str] | None = None
+
+    def pushed_values(self) -> tuple[str, str, str]:
+        """The body (base64, as kombu's Redis transport stores it) and reprs, as JSON text."""
+        if self.pushed is None:
+            serialized = self.serialized
+            body = direct.encode_body(serialized['serialized'], serialized['content_encoding'])
+            self.pushed = (json.dumps(body), json.dumps(self.argsrepr), json.dumps(self.kwargsrepr))
+        return self.pushed
 
 
 #: Entries whose rendered arguments are kept (cleared when full, like decoded definitions).
@@ -152,6 +166,11 @@ class _KindState:
     opaque: bool = False  # it did not: each entry keeps its own recording
     #: entry key -> (its definition fields, its recording), for opaque kinds
     entries: dict[str, tuple[Mapping[str, Any], Template]] = field(default_factory=dict)
+    #: kombu's Redis LPUSH of one rendered message, cut at its per-message values
+    envelope: Envelope | None = None
+    #: kombu pushed a second message exactly as the envelope renders it: push directly
+    direct: bool = False
+    no_direct: bool = False  # something here is not modelled: always through kombu
 
 
 def _plain(method: Any, original: Any) -> bool:
@@ -173,6 +192,8 @@ class Templates:
         #: While a batch is open: ``after_task_publish`` arguments, to be sent
         #: once the batch is flushed (the signal means "the broker has it").
         self.deferred: list[dict[str, Any]] | None = None
+        #: While a direct group is open: (envelope, text) to LPUSH, in order.
+        self.pushes: list[tuple[Envelope, str]] | None = None
 
     def _app_supported(self) -> bool:
         app, conf = self.app, self.app.conf
@@ -218,6 +239,19 @@ class Templates:
         """True unless the entry's kind is known to go through ``apply_async``."""
         return not self._state(fields).slow
 
+    def refuse_direct(self, envelopes: set[Envelope], reason: Exception) -> None:
+        """Send the kinds of ``envelopes`` through kombu from now on."""
+        for state in self._kinds.values():
+            if state.envelope in envelopes:
+                state.direct, state.no_direct, state.envelope = False, True, None
+                logger.info('beat: messages of %s are sent through kombu from now on: %s',
+                            state.first.task if state.first else '?', reason)  # fmt: skip
+
+    def pushable(self, fields: Mapping[str, Any]) -> bool:
+        """True if the entry's kind is verified for direct pushes (see :mod:`redbeat.direct`)."""
+        state = self._state(fields)
+        return state.direct and state.verified and not state.slow
+
     def send(self, fields: Mapping[str, Any], key: str, options: dict[str, Any],
              producer: Any) -> bool:  # fmt: skip
         """Send one occurrence; False if it must go through ``apply_async`` instead.
@@ -238,7 +272,11 @@ class Templates:
             headers['argsrepr'], headers['kwargsrepr'] = args.argsrepr, args.kwargsrepr
             kwargs['body'] = args.body
             kwargs.update(args.serialized)
-            self._publish(producer, name, kwargs, headers)
+            if self.pushes is not None:
+                self._push(producer, state, name, kwargs, headers, args)
+                self.counts['pushed'] += 1
+                return True
+            self._publish(producer, name, kwargs, headers, check=(state, args))
             self.counts['rendered'] += 1
             return True
         known = state.entries.get(key)
@@ -343,17 +381,100 @@ class Templates:
         kwargs: dict[str, Any],
         headers: dict[str, Any],
         backend_told: bool = False,
+        check: tuple[_KindState, Arguments] | None = None,
     ) -> None:
         """What Celery does once the message is built: backend hook, publish, signal.
 
         ``backend_told``: Celery ran the result backend's hook while recording.
+        ``check``: a rendered message, whose kind may still learn or verify its
+        envelope from what kombu pushes.
         """
         if not backend_told and not headers.get('ignore_result'):
             self.app.backend.on_task_call(producer, headers['id'])
         kwargs['declare'] = self._to_declare(producer, kwargs.get('declare'))
         body = kwargs.pop('body')
         data = kwargs.pop('serialized', body)  # serialized already: kombu leaves it alone
+        learning = check is not None and not (check[0].direct or check[0].no_direct)
+        pipeline = direct.batch_pipeline(producer) if learning else None
+        before = len(pipeline.command_stack) if pipeline is not None else 0
         producer.publish(data, **kwargs)
+        if check is not None and learning:
+            pipeline = direct.batch_pipeline(producer)
+            if pipeline is not None:  # in a kombu batch: what kombu pushed is readable
+                self._learn_envelope(producer, *check, kwargs, headers,
+                                     pipeline.command_stack[before:])  # fmt: skip
+        self._signal(name, body, headers, kwargs)
+
+    def _push(
+        self,
+        producer: Any,
+        state: _KindState,
+        name: str,
+        kwargs: dict[str, Any],
+        headers: dict[str, Any],
+        args: Arguments,
+    ) -> None:
+        """Queue a rendered message for the open direct group (Celery's steps, kombu's text)."""
+        assert self.pushes is not None and state.envelope is not None
+        if self._to_declare(producer, kwargs.get('declare')):
+            raise NotDirect('a queue to declare on this connection')  # kombu declares it
+        if not headers.get('ignore_result'):
+            self.app.backend.on_task_call(producer, headers['id'])
+        body, argsrepr, kwargsrepr = args.pushed_values()
+        encoded = (json.dumps(headers['id']), json.dumps(direct.new_tag()), body, argsrepr,
+                   kwargsrepr)  # fmt: skip
+        self.pushes.append((state.envelope, state.envelope.render_encoded(encoded)))
+        self._signal(name, kwargs.pop('body'), headers, kwargs)
+
+    def _learn_envelope(
+        self,
+        producer: Any,
+        state: _KindState,
+        args: Arguments,
+        kwargs: dict[str, Any],
+        headers: dict[str, Any],
+        commands: list[Any],
+    ) -> None:
+        """Cut the kind's envelope from kombu's push, or verify it against a second push."""
+        try:
+            channel = direct.channel_of(producer)
+            exchange, routing_key = kwargs.get('exchange'), kwargs.get('routing_key')
+            if channel is None or kwargs.get('compression') or len(commands) != 1:
+                raise NotDirect('not a plain Redis channel, compressed, or not one LPUSH')
+            if not isinstance(exchange, str) or not isinstance(routing_key, str):
+                raise NotDirect('exchange or routing key given as an object')
+            command = commands[0][0]
+            if len(command) != 3 or str(command[0]).upper() != 'LPUSH':
+                raise NotDirect(f'kombu sent {command[0]!r}, not LPUSH')
+            key, payload = direct.text(command[1]), direct.text(command[2])
+            tag, body = direct.values_of(payload)
+            pushed = args.pushed_values()
+            if json.dumps(body) != pushed[0]:
+                raise NotDirect('the body kombu pushed is not the one rendered')
+            values = (headers['id'], tag, body, args.argsrepr, args.kwargsrepr)
+            if state.envelope is None:
+                state.envelope = Envelope.cut(payload, values, exchange, routing_key)
+                return
+            envelope = state.envelope
+            if envelope.render(values) != payload or (exchange, routing_key) != (
+                envelope.exchange,
+                envelope.routing_key,
+            ):
+                raise NotDirect('a second message of the kind differs from its envelope')
+            with channel.conn_or_acquire() as client:
+                tables = direct.lookup_tables(client, channel, {exchange} - {''})
+            if direct.queue_key(channel, envelope, tables) != key:
+                raise NotDirect(f'kombu pushed onto {key!r}, not where the envelope goes')
+            state.direct = True
+        except (NotDirect, ValueError, KeyError, TypeError) as exc:
+            state.no_direct, state.envelope = True, None
+            logger.info('beat: messages of %s are sent through kombu, not pushed directly: %s',
+                        headers.get('task'), exc)  # fmt: skip
+
+    def _signal(
+        self, name: str, body: Any, headers: dict[str, Any], kwargs: dict[str, Any]
+    ) -> None:
+        """``after_task_publish``, now or once the open batch is in the broker."""
         signalled = {
             'sender': name, 'body': body, 'headers': headers,
             'exchange': kwargs['exchange'], 'routing_key': kwargs['routing_key'],

@@ -170,6 +170,18 @@ def lookup_tables(
     }
 
 
+def by_key(keyed: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
+    """The texts to push per list, in order: one LPUSH of several values per list.
+
+    ``LPUSH key a b`` leaves the list as ``LPUSH key a`` then ``LPUSH key b``
+    would, with one command to pack and one reply to read instead of one per message.
+    """
+    lists: dict[str, list[str]] = {}
+    for key, payload in keyed:
+        lists.setdefault(key, []).append(payload)
+    return lists
+
+
 def text(value: str | bytes) -> str:
     """A key or value of a Redis command as text."""
     return value.decode() if isinstance(value, bytes) else value

@@ -179,6 +179,7 @@ class Publisher:
         self._done = 0  # messages of the current send() known to be in the broker
         self._flushing = False  # a batch is being written to the broker
         self._hooked: SendOne | None = None  # the current send()'s send_one
+        self._channel_client: tuple[Any, Any] | None = None  # for direct pushes
 
     def _groups(self, count: int) -> Iterator[range]:
         for start in range(0, count, self.group_size):
@@ -287,7 +288,7 @@ class Publisher:
             return False
         finally:
             self.templates.deferred = self.templates.pushes = None
-        with channel.conn_or_acquire() as client:
+        with self._client(channel) as client:
             exchanges = {envelope.exchange for envelope, _ in pushes if envelope.exchange}
             tables = direct.lookup_tables(client, channel, exchanges)
             try:
@@ -299,8 +300,8 @@ class Publisher:
                 self._flushing = True  # until written: an interruption leaves it set
                 try:
                     with client.pipeline(transaction=False) as pipe:
-                        for key, text in keyed:
-                            pipe.lpush(key, text)
+                        for key, texts in direct.by_key(keyed).items():
+                            pipe.lpush(key, *texts)
                         pipe.execute()
                 except Exception as exc:
                     raise UNCERTAIN('Redis publish batch failed; delivery is uncertain') from exc
@@ -308,6 +309,18 @@ class Publisher:
                 for kwargs in signalled:
                     signals.after_task_publish.send(**kwargs)
         return True
+
+    @contextlib.contextmanager
+    def _client(self, channel: Any) -> Iterator[Any]:
+        """The channel's Redis client, made once per channel instead of once per group.
+
+        kombu's ``conn_or_acquire()`` makes a new client on the channel's
+        connection pool each time and does nothing on exit; keeping it is the same.
+        """
+        if self._channel_client is None or self._channel_client[0] is not channel:
+            with channel.conn_or_acquire() as client:
+                self._channel_client = (channel, client)
+        yield self._channel_client[1]
 
     def _send_batch(self, messages: Sequence[Message], group: range) -> None:
         """Publish ``group`` in one batch; fire its signals once the broker has it."""

@@ -194,6 +194,7 @@ class Templates:
         self.deferred: list[dict[str, Any]] | None = None
         #: While a direct group is open: (envelope, text) to LPUSH, in order.
         self.pushes: list[tuple[Envelope, str]] | None = None
+        self._levels: int | None = app.conf.task_repr_maxlevels
 
     def _app_supported(self) -> bool:
         app, conf = self.app, self.app.conf
@@ -210,6 +211,8 @@ class Templates:
 
     def usable(self) -> bool:
         """True unless the app is unsupported or someone listens to ``before_task_publish``."""
+        # Read once per send, not per message (Celery's conf lookup is slow).
+        self._levels = self.app.conf.task_repr_maxlevels
         return (
             self.app_supported
             and not signals.before_task_publish.receivers
@@ -351,14 +354,14 @@ class Templates:
         args, kwargs = fields['args'] or (), fields['kwargs'] or {}  # as Celery's as_task_v2
         if not isinstance(args, (list, tuple)) or not isinstance(kwargs, Mapping):
             raise TypeError('task args must be a list or tuple, keyword arguments a mapping')
-        amqp, levels = self.app.amqp, self.app.conf.task_repr_maxlevels
+        amqp, levels = self.app.amqp, self._levels
         body = (args, kwargs, template.body[2])
         serializer = template.kwargs['serializer']
         content_type, encoding, data = dumps(body, serializer=serializer)  # type: ignore[no-untyped-call]
         return Arguments(
             body,
-            saferepr(args, amqp.argsrepr_maxsize, maxlevels=levels),
-            saferepr(kwargs, amqp.kwargsrepr_maxsize, maxlevels=levels),
+            json_saferepr(args, amqp.argsrepr_maxsize, levels),
+            json_saferepr(kwargs, amqp.kwargsrepr_maxsize, levels),
             {'content_type': content_type, 'content_encoding': encoding, 'serialized': data},
         )
 
@@ -483,6 +486,65 @@ class Templates:
             self.deferred.append(signalled)
         else:
             signals.after_task_publish.send(**signalled)
+
+
+def json_saferepr(value: Any, maxlen: int | None, maxlevels: int | None) -> str:
+    """Celery's ``saferepr(value, maxlen, maxlevels=maxlevels)``, faster for decoded JSON.
+
+    Celery's streams tokens through generators to truncate at ``maxlen``.  A
+    value made only of what JSON decodes to (str keys, no subclasses) whose
+    text is shorter than ``maxlen`` is never truncated, and its text is
+    written here directly, by Celery's rules: strings quoted with ``'`` and
+    only ``'`` escaped, numbers by ``str``, containers below ``maxlevels``
+    shown as ``[...]``.  Anything else is Celery's own (tests/unit/test_saferepr.py
+    checks both agree on generated values).
+    """
+    out: list[str] = []
+    if _json_repr(value, maxlevels or 0, 0, out):
+        text = ''.join(out)
+        if maxlen is None or len(text) < maxlen:
+            return text
+    return str(saferepr(value, maxlen, maxlevels=maxlevels))
+
+
+_BRACKETS = {list: ('[', ']'), tuple: ('(', ')'), dict: ('{', '}')}
+
+
+def _json_repr(value: Any, maxlevels: int, level: int, out: list[str]) -> bool:
+    kind = type(value)
+    if kind is str:
+        out.append("'" + value.replace("'", "\\'") + "'")
+    elif kind is int or kind is float or kind is bool:
+        out.append(str(value))
+    elif value is None:
+        out.append('None')
+    elif kind is list or kind is tuple or kind is dict:
+        opening, closing = _BRACKETS[kind]
+        if maxlevels and level >= maxlevels:
+            out.append(opening + '...' + closing)
+            return True
+        out.append(opening)
+        if kind is dict:
+            for i, (key, item) in enumerate(value.items()):
+                if type(key) is not str:
+                    return False
+                if i:
+                    out.append(', ')
+                out.append("'" + key.replace("'", "\\'") + "': ")
+                if not _json_repr(item, maxlevels, level + 1, out):
+                    return False
+        else:
+            for i, item in enumerate(value):
+                if i:
+                    out.append(', ')
+                if not _json_repr(item, maxlevels, level + 1, out):
+                    return False
+            if kind is tuple and len(value) == 1:
+                closing = ',)'
+        out.append(closing)
+    else:
+        return False
+    return True
 
 
 def _canonical(options: Mapping[str, Any]) -> str:

@@ -507,7 +507,7 @@ def json_saferepr(value: Any, maxlen: int | None, maxlevels: int | None) -> str:
     return str(saferepr(value, maxlen, maxlevels=maxlevels))
 
 
-_BRACKETS = {list: ('[', ']'), tuple: ('(', ')'), dict: ('{', '}')}
+_BRACKETS: dict[type, tuple[str, str]] = {list: ('[', ']'), tuple: ('(', ')'), dict: ('{', '}')}
 
 
 def _json_repr(value: Any, maxlevels: int, level: int, out: list[str]) -> bool:

@@ -223,15 +223,13 @@ class Publisher:
     ) -> None:
         for group in self._groups(len(messages)):
             start = group.start
-            channel = self._direct_channel(messages, group)
-            if channel is None and not self._batchable(messages, group):
+            if not self._batchable(messages, group):
                 if not self._send_singly(messages, group, outcome):
                     return
                 between_groups()
                 continue
             try:
-                if channel is None or not self._send_direct(channel, messages, group):
-                    self._send_batch(messages, group)
+                self._send_batch(messages, group)
             except UNCERTAIN as exc:
                 # The pipeline broke while being written: some messages may be
                 # in the broker.  The caller decides (never twice, or at least once).
@@ -260,56 +258,6 @@ class Publisher:
             return False
         return all(self.templates.batchable(messages[i].fields) for i in group)
 
-    def _direct_channel(self, messages: Sequence[Message], group: range) -> Any | None:
-        """The broker channel to push ``group`` onto directly, or None (kombu sends it)."""
-        if self._hooked is not None or not self._fast:
-            return None
-        if not all(self.templates.pushable(messages[i].fields) for i in group):
-            return None
-        return direct.channel_of(self._producer())
-
-    def _send_direct(self, channel: Any, messages: Sequence[Message], group: range) -> bool:
-        """Push ``group`` in one pipeline; False (nothing pushed) if kombu must send it.
-
-        The same steps and guarantees as :meth:`_send_batch`: Celery's per-message
-        steps (argument check, result backend hook) first, one write of the
-        whole group with stop signals held, ``after_task_publish`` once the
-        broker has it; a write that broke midway is of unknown delivery.
-        """
-        producer = self._producer()
-        signalled: list[dict[str, Any]] = []
-        pushes: list[tuple[direct.Envelope, str]] = []
-        self.templates.deferred, self.templates.pushes = signalled, pushes
-        try:
-            for index in group:
-                if not self._send_one(messages[index], producer, batched=True):
-                    return False
-        except NotDirect:
-            return False
-        finally:
-            self.templates.deferred = self.templates.pushes = None
-        with self._client(channel) as client:
-            exchanges = {envelope.exchange for envelope, _ in pushes if envelope.exchange}
-            tables = direct.lookup_tables(client, channel, exchanges)
-            try:
-                keyed = [(direct.queue_key(channel, e, tables), text) for e, text in pushes]
-            except NotDirect as exc:  # the bindings changed: kombu routes from now on
-                self.templates.refuse_direct({envelope for envelope, _ in pushes}, exc)
-                return False
-            with stop_signals_held():
-                self._flushing = True  # until written: an interruption leaves it set
-                try:
-                    with client.pipeline(transaction=False) as pipe:
-                        for key, texts in direct.by_key(keyed).items():
-                            pipe.lpush(key, *texts)
-                        pipe.execute()
-                except Exception as exc:
-                    raise UNCERTAIN('Redis publish batch failed; delivery is uncertain') from exc
-                self._done, self._flushing = group.stop, False
-                for kwargs in signalled:
-                    signals.after_task_publish.send(**kwargs)
-        return True
-
     @contextlib.contextmanager
     def _client(self, channel: Any) -> Iterator[Any]:
         """The channel's Redis client, made once per channel instead of once per group.
@@ -323,25 +271,66 @@ class Publisher:
         yield self._channel_client[1]
 
     def _send_batch(self, messages: Sequence[Message], group: range) -> None:
-        """Publish ``group`` in one batch; fire its signals once the broker has it."""
+        """Publish ``group`` in one batch; fire its signals once the broker has it.
+
+        With a plain Redis broker, the messages of kinds verified for it are
+        pushed directly (:mod:`redbeat.direct`) and the others go through the
+        kombu batch; both are written one after the other with stop signals
+        held, and a write that broke midway makes the whole group of unknown
+        delivery, as a kombu batch whose flush broke.
+        """
         producer = self._producer()
+        channel = direct.channel_of(producer)
         signalled: list[dict[str, Any]] = []
-        self.templates.deferred = signalled
+        pushes: list[tuple[direct.Envelope, str]] = []
+        templates = self.templates
+        templates.deferred = signalled
         try:
             # max_size: no automatic flush inside the group (a message takes a
             # few broker commands), so the group is flushed once, at the end.
+            # Decided for the whole group first: a kind verified by a message of
+            # this group is pushed from the next group on.
+            push = [channel is not None and templates.pushable(messages[i].fields) for i in group]
             with producer.batch(max_size=8 * len(group)) as batch:
-                for index in group:
+                for index, pushed in zip(group, push):
+                    templates.pushes = pushes if pushed else None
                     if not self._send_one(messages[index], producer, batched=True):
                         raise _Unbatchable
-                with stop_signals_held():
-                    self._flushing = True  # until flushed: an interruption leaves it set
-                    batch.flush()
-                    self._done, self._flushing = group.stop, False
-                    for kwargs in signalled:
-                        signals.after_task_publish.send(**kwargs)
+                templates.pushes = None
+                with self._client(channel) if pushes else contextlib.nullcontext() as client:
+                    keyed = self._route(channel, client, pushes) if pushes else []
+                    with stop_signals_held():
+                        self._flushing = True  # until flushed: an interruption leaves it set
+                        batch.flush()
+                        if keyed:
+                            self._push(client, keyed)
+                        self._done, self._flushing = group.stop, False
+                        for kwargs in signalled:
+                            signals.after_task_publish.send(**kwargs)
         finally:
-            self.templates.deferred = None
+            templates.deferred = templates.pushes = None
+
+    def _route(
+        self, channel: Any, client: Any, pushes: list[tuple[direct.Envelope, str]]
+    ) -> list[tuple[str, str]]:
+        """The list each push goes onto, with the bindings read once for the group."""
+        exchanges = {envelope.exchange for envelope, _ in pushes if envelope.exchange}
+        tables = direct.lookup_tables(client, channel, exchanges)
+        try:
+            return [(direct.queue_key(channel, e, tables), text) for e, text in pushes]
+        except NotDirect as exc:  # the bindings changed: kombu routes from now on
+            self.templates.refuse_direct({envelope for envelope, _ in pushes}, exc)
+            raise _Unbatchable from exc
+
+    def _push(self, client: Any, keyed: list[tuple[str, str]]) -> None:
+        """Write the group's pushes in one pipeline (any failure: delivery unknown)."""
+        try:
+            with client.pipeline(transaction=False) as pipe:
+                for key, texts in direct.by_key(keyed).items():
+                    pipe.lpush(key, *texts)
+                pipe.execute()
+        except Exception as exc:
+            raise UNCERTAIN('Redis publish batch failed; delivery is uncertain') from exc
 
     def _send_singly(self, messages: Sequence[Message], group: range, outcome: Outcome) -> bool:
         """Publish each message of ``group`` on its own; False if the broker went away."""

@@ -57,18 +57,27 @@ def claimed(keys: Keys, client: redis.Redis, n: int) -> int:
 def kill_at(
     scheduler: RedBeatScheduler, publishes: int, death: type[BaseException] = Killed
 ) -> None:
-    """Make the scheduler's producer die on its ``publishes``-th publish."""
+    """Make the scheduler die on its ``publishes``-th message.
+
+    A message is handed to kombu's ``producer.publish``, or, once its kind is
+    verified for direct pushes to the Redis broker, queued for its group's
+    LPUSH (``Templates._push``): either is where the n-th message dies.
+    """
     producer = scheduler.producer
-    original = producer.publish
+    templates = scheduler.publisher.templates
     count = [0]
 
-    def publish(*args: Any, **kwargs: Any) -> Any:
-        count[0] += 1
-        if count[0] == publishes:
-            raise death
-        return original(*args, **kwargs)
+    def dying(original: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            count[0] += 1
+            if count[0] == publishes:
+                raise death
+            return original(*args, **kwargs)
 
-    producer.publish = publish
+        return call
+
+    producer.publish = dying(producer.publish)
+    templates._push = dying(templates._push)  # type: ignore[method-assign]
 
 
 def job(*args: Any) -> None:

@@ -24,8 +24,10 @@ import pytest
 import redis
 from celery import Celery, Task, signals
 from celery.schedules import schedule
+from kombu import Exchange, Queue
+from kombu.transport import redis as kombu_redis
 
-from redbeat import RedBeatSchedulerEntry, save_entries
+from redbeat import RedBeatSchedulerEntry, direct, save_entries
 from redbeat.compat import context_for
 from redbeat.schedulers import RedBeatScheduler
 from tests.redis_server import RedisServer
@@ -372,3 +374,208 @@ def test_messages_do_not_share_mutable_headers(app: Celery, broker: redis.Redis)
     for message in drain(broker)['fast.tasks.plain']:
         assert message['headers']['timelimit'] == [None, None]
         assert message['headers']['stamps'] == {}
+
+
+# --- direct pushes to the Redis broker (redbeat.direct) ----------------------
+
+#: Kinds whose messages kombu's redis transport writes in a way redbeat.direct
+#: models: after the first tick verified them, every message is pushed directly.
+PUSHED_KINDS = {k: v for k, v in FAST_KINDS.items() if k != 'compressed'}
+
+
+def raw_messages(broker: redis.Redis) -> dict[str, list[str]]:
+    """Every queue list's texts, ids made neutral, sorted; the lists are emptied.
+
+    Only the per-message ids differ between two sends of one message: the
+    task id (``id``, ``root_id``, ``correlation_id``) and kombu's
+    ``delivery_tag``.  Everything else is compared as the text in Redis.
+    """
+    found: dict[str, list[str]] = {}
+    for key in broker.keys('*'):
+        if broker.type(key) != 'list':
+            continue
+        for raw in broker.lrange(key, 0, -1):
+            message = json.loads(raw)
+            task_id, tag = message['headers']['id'], message['properties']['delivery_tag']
+            assert raw.count(tag) == 1, raw
+            found.setdefault(key, []).append(raw.replace(task_id, '<id>').replace(tag, '<tag>'))
+        broker.delete(key)
+    return {key: sorted(texts) for key, texts in found.items()}
+
+
+def verified(
+    app: Celery, kinds: dict[str, dict[str, Any]], broker: redis.Redis
+) -> RedBeatScheduler:
+    """A scheduler whose first tick sent (and verified) every kind; the broker emptied."""
+    save_kinds(app, kinds)
+    scheduler = RedBeatScheduler(app=app)
+    scheduler.listen_for_changes = False
+    scheduler.tick()
+    raw_messages(broker)
+    make_all_due(app)
+    return scheduler
+
+
+def test_direct_pushes_equal_kombus_text_byte_for_byte(
+    app: Celery, broker: redis.Redis, after_signals: Counter[str]
+) -> None:
+    """Second tick: every message pushed directly; the texts are kombu's own but for the ids."""
+    scheduler = verified(app, FAST_KINDS, broker)
+    counts = scheduler.publisher.templates.counts
+    assert counts['pushed'] == 0  # the first tick learnt from kombu's pushes
+    scheduler.tick()
+    scheduler.close()
+    from_beat = raw_messages(broker)
+    apply_async_all(app, FAST_KINDS)
+    from_celery = raw_messages(broker)
+
+    assert sorted(from_beat) == sorted(from_celery)
+    for key in from_celery:
+        assert from_beat[key] == from_celery[key], key
+    assert 'prio\x06\x166' in from_beat  # priority 7: kombu's list for priority step 6
+    assert counts['pushed'] == len(ARGUMENTS) * len(PUSHED_KINDS)
+    # compressed bodies are not modelled: that kind stays with kombu (rendered, then
+    # published in the same groups as the pushes)
+    assert counts['rendered'] == (len(ARGUMENTS) - 2) * len(FAST_KINDS) + len(ARGUMENTS)
+    # the after signal: once per message of either tick, and of apply_async
+    assert all(after_signals[task_name(kind)] == 3 * len(ARGUMENTS) for kind in FAST_KINDS)
+
+
+def test_exchanges_direct_are_pushed_others_stay_with_kombu(
+    app: Celery, broker: redis.Redis
+) -> None:
+    """A direct exchange is routed by its bindings (read once per group); a topic one is kombu's."""
+    app.conf.task_queues = [
+        Queue('celery'),
+        Queue('bound', Exchange('bx', type='direct'), routing_key='bx.key'),
+        Queue('topical', Exchange('tx', type='topic'), routing_key='t.#'),
+    ]
+    kinds = {
+        'plain': {'queue': 'bound', 'exchange': 'bx', 'routing_key': 'bx.key'},
+        'quiet': {'queue': 'topical', 'exchange': 'tx', 'routing_key': 't.a'},
+    }
+    scheduler = verified(app, kinds, broker)
+    scheduler.tick()
+    scheduler.close()
+    from_beat = raw_messages(broker)
+    apply_async_all(app, kinds)
+    assert from_beat == raw_messages(broker)
+    assert sorted(from_beat) == ['bound', 'topical']
+    counts = scheduler.publisher.templates.counts
+    assert counts['pushed'] == len(ARGUMENTS)  # 'bound' only
+    assert json.loads(broker_text := from_beat['bound'][0])['properties']['delivery_info'] == {
+        'exchange': 'bx',
+        'routing_key': 'bx.key',
+    }, broker_text
+
+
+def test_memory_broker_is_never_pushed_to(app: Celery) -> None:
+    """Only kombu's plain Redis transport is modelled: any other broker keeps kombu's publish."""
+    app.conf.broker_url = 'memory://'
+    save_kinds(app, {'plain': {}})
+    scheduler = RedBeatScheduler(app=app)
+    scheduler.listen_for_changes = False
+    for _ in range(2):
+        make_all_due(app)
+        scheduler.tick()
+    assert direct.channel_of(scheduler.producer) is None
+    counts = scheduler.publisher.templates.counts
+    assert counts['rendered'] == 2 * len(ARGUMENTS) - 2 and counts['pushed'] == 0
+    with app.connection_for_write() as connection:
+        assert connection.default_channel.queue_purge('celery') == 2 * len(ARGUMENTS)
+    scheduler.close()
+
+
+def test_sentinel_and_subclassed_channels_are_not_pushed_to() -> None:
+    """The channel must be exactly kombu's Redis channel: sentinel routes through its master."""
+
+    class Producer:
+        exchange = Exchange('')
+
+        def __init__(self, channel: Any) -> None:
+            self.channel = channel
+
+    sentinel = object.__new__(kombu_redis.SentinelChannel)
+    assert direct.channel_of(Producer(sentinel)) is None
+
+
+def test_before_task_publish_receiver_stops_direct_pushes(app: Celery, broker: redis.Redis) -> None:
+    """A receiver connected after the kinds were verified gets every message, through Celery."""
+    scheduler = verified(app, {'plain': {}}, broker)
+    received: list[str] = []
+
+    def before(sender: str, headers: dict[str, Any], **_: Any) -> None:
+        headers['traced'] = 'by-receiver'
+        received.append(sender)
+
+    signals.before_task_publish.connect(before, weak=False)
+    try:
+        scheduler.tick()
+    finally:
+        signals.before_task_publish.disconnect(before)
+    scheduler.close()
+    sent = [json.loads(raw) for raw in broker.lrange('celery', 0, -1)]
+    assert [m['headers']['traced'] for m in sent] == ['by-receiver'] * len(ARGUMENTS)
+    assert received == ['fast.tasks.plain'] * len(ARGUMENTS)
+    assert scheduler.publisher.templates.counts['pushed'] == 0
+
+
+def write_then_fail(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The direct group's pipeline reaches the broker, then the connection breaks."""
+    original = redis.client.Pipeline.execute
+    failed: list[int] = []
+
+    def execute(self: redis.client.Pipeline, raise_on_error: bool = True) -> Any:
+        pushes = any(args[0] == 'LPUSH' for args, _ in self.command_stack)
+        result = original(self, raise_on_error)
+        if pushes:
+            failed.append(1)
+            raise redis.ConnectionError('connection lost before the reply')
+        return result
+
+    monkeypatch.setattr(redis.client.Pipeline, 'execute', execute)
+    return failed
+
+
+@pytest.mark.parametrize('mode', ['at-most-once', 'at-least-once'])
+def test_a_direct_group_of_unknown_delivery_is_resent_only_at_least_once(
+    mode: str, app: Celery, broker: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As a kombu batch whose flush broke: never twice by default, re-sent with its ids if asked."""
+    app.conf.redbeat_delivery = mode
+    scheduler = verified(app, {'plain': {}}, broker)
+    with monkeypatch.context() as patch:
+        failed = write_then_fail(patch)
+        scheduler.tick()
+    assert failed == [1]
+    assert scheduler.publisher.templates.counts['pushed'] == len(ARGUMENTS)
+    scheduler.tick()  # at least once: the journal is re-sent now
+    scheduler.close()
+    ids = Counter(json.loads(raw)['headers']['id'] for raw in broker.lrange('celery', 0, -1))
+    assert len(ids) == len(ARGUMENTS)
+    assert set(ids.values()) == ({1} if mode == 'at-most-once' else {2})
+
+
+def test_broker_down_before_a_direct_group_hands_it_back(
+    app: Celery, broker: redis.Redis, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """The bindings cannot be read (broker unreachable): nothing pushed, the claims handed back."""
+    app.conf.task_queues = [Queue('bound', Exchange('bx', type='direct'), routing_key='bx.key')]
+    kind = {'queue': 'bound', 'exchange': 'bx', 'routing_key': 'bx.key'}
+    scheduler = verified(app, {'plain': kind}, broker)
+
+    def unreachable(*args: Any, **kwargs: Any) -> Any:
+        raise redis.ConnectionError('Connection refused')
+
+    with monkeypatch.context() as patch, caplog.at_level(logging.WARNING):
+        patch.setattr(direct, 'lookup_tables', unreachable)
+        scheduler.tick()
+    assert broker.llen('bound') == 0
+    assert any('Broker unavailable' in r.getMessage() for r in caplog.records)
+    assert any('handed back' in r.getMessage() for r in caplog.records)
+    scheduler.tick()  # the broker is back: everything handed back is sent, once
+    scheduler.close()
+    ids = Counter(json.loads(raw)['headers']['id'] for raw in broker.lrange('bound', 0, -1))
+    assert len(ids) == len(ARGUMENTS) and set(ids.values()) == {1}
+    assert scheduler.publisher.templates.counts['pushed'] == 2 * len(ARGUMENTS)

@@ -8,6 +8,7 @@ Configured from the environment (see :func:`tests.e2e.harness.app_env`):
 ``E2E_LOCK_TIMEOUT``  ``redbeat_lock_timeout`` in seconds (default: redbeat's)
 ``E2E_STATIC``        JSON ``{"name": every_seconds}``: the ``beat_schedule``
 ``E2E_REDIS_OPTIONS`` JSON: ``redbeat_redis_options`` (e.g. a Sentinel service name)
+``E2E_NO_STAMP``      set: no ``before_task_publish`` receiver (see below)
 
 Every task the tests schedule is ``e2eapp.record(entry_name)``.  Each process
 that publishes it stamps the message with its pid and the send time (header
@@ -68,13 +69,18 @@ def append_record(filename: str, record: dict[str, Any]) -> None:
         os.close(fd)
 
 
-@before_task_publish.connect
 def _stamp_sender(
     sender: str | None = None, headers: dict[str, Any] | None = None, **_: Any
 ) -> None:
     """Say which process sent the message, and when (read back by the worker)."""
     if sender == 'e2eapp.record' and headers is not None:
         headers[SENDER_HEADER] = {'pid': os.getpid(), 'at': time.time()}
+
+
+# E2E_NO_STAMP: no before_task_publish receiver, so beat may build messages
+# itself (redbeat.templates, redbeat.direct); records then lack the sender.
+if not os.environ.get('E2E_NO_STAMP'):
+    before_task_publish.connect(_stamp_sender)
 
 
 @app.task(name='e2eapp.record', bind=True)

@@ -214,3 +214,34 @@ def test_static_entries_come_back_after_redis_lost_its_data(
             c.records.wait_count('config-1s', 2, timeout=8, since=back)
         finally:
             assert beat.alive
+
+
+def test_a_worker_runs_messages_pushed_directly(
+    tmp_path: Path, redis_server: RedisServer, redis_url: str
+) -> None:
+    """Once a kind's messages are verified against kombu's, beat pushes them itself.
+
+    Six static entries of one kind, due together each second (no
+    ``before_task_publish`` receiver, which would keep every message with
+    Celery): the first tick has kombu publish them and verifies the kind on
+    two of them, the next ticks push them straight onto the broker's list.
+    The real worker must run those: each entry keeps running with its own
+    arguments.
+    """
+    names = [f'pushed-{i}' for i in range(6)]
+    env = app_env(tmp_path, redis_url, redis_server.url_for(1), static=dict.fromkeys(names, 1))
+    env['E2E_NO_STAMP'] = '1'
+    with cluster(tmp_path, env) as c:
+        c.wait_ready(c.worker())
+        beat = c.beat()
+        line = f'messages of {TASK} are now pushed to the broker directly'
+        wait_for(lambda: line in beat.log() or not beat.alive, 20, message='direct pushes')
+        pushed_from = time.time()
+        for name in names:
+            c.records.wait_count(name, 3, timeout=20, since=pushed_from)
+        log = beat.log()
+        assert 'Traceback' not in log and 'ERROR' not in log, log[-3000:]
+        for name in names:
+            runs = c.records.of(name)
+            assert [e.entry for e in runs] == [name] * len(runs)  # its own arguments
+            assert len({e.task_id for e in runs}) == len(runs)  # each occurrence once

@@ -58,6 +58,9 @@ def parse_args() -> argparse.Namespace:
         '--ours-root', default=str(ROOT), help='ours: the directory holding redbeat/ to import'
     )
     parser.add_argument('--profile', help='write a cProfile of the tick, start or bulk save here')
+    parser.add_argument(
+        '--profile-block', help="profile this block instead (tick: 'again', the steady state)"
+    )
     return parser.parse_args()
 
 
@@ -151,7 +154,7 @@ class Probe:
         self.wire.sends = 0
         self.wire.active = True
         profiler = None
-        if ARGS.profile and prefix == PROFILED.get(ARGS.scenario):
+        if ARGS.profile and prefix == (ARGS.profile_block or PROFILED.get(ARGS.scenario)):
             import cProfile
 
             profiler = cProfile.Profile()

@@ -185,6 +185,7 @@ class Templates:
         self.app = app
         self._kinds: dict[Kind, _KindState] = {}
         self._arguments: dict[str, tuple[Mapping[str, Any], Arguments]] = {}
+        self._states: dict[int, tuple[Mapping[str, Any], _KindState]] = {}
         self.app_supported = self._app_supported()
         #: How messages went: recorded by Celery, rendered from a kind's template,
         #: replayed from an entry's own recording, or handed to apply_async.
@@ -231,11 +232,19 @@ class Templates:
         )
 
     def _state(self, fields: Mapping[str, Any]) -> _KindState:
+        # Definitions are decoded once and kept (the planner's cache): the same
+        # fields object is asked about at every send, its kind worked out once.
+        known = self._states.get(id(fields))
+        if known is not None and known[0] is fields:
+            return known[1]
         name = fields['task']
         kind = (name, _canonical(fields['options']))
         state = self._kinds.get(kind)
         if state is None:
             state = self._kinds[kind] = _KindState(slow=not self._task_supported(name))
+        if len(self._states) >= ARGUMENTS_CACHE_MAX:
+            self._states.clear()
+        self._states[id(fields)] = (fields, state)  # holds fields: its id is not reused
         return state
 
     def batchable(self, fields: Mapping[str, Any]) -> bool:

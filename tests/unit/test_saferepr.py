@@ -1,4 +1,4 @@
-"""redbeat's saferepr of decoded JSON is Celery's saferepr, character for character.
+"""redbeat's saferepr and body JSON of decoded arguments are Celery's and kombu's, exactly.
 
 :func:`redbeat.templates.json_saferepr` writes the ``argsrepr`` and
 ``kwargsrepr`` headers of every rendered message; Celery writes them with
@@ -6,15 +6,18 @@
 they differ would put a header in a beat message that ``apply_async`` does
 not, so both run on generated values: every JSON type, quotes and
 backslashes, unicode, nesting past the levels, texts around the length limit.
+The body is compared with kombu's ``dumps`` the same way.
 """
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
 
 from celery.utils.saferepr import saferepr
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from kombu.serialization import dumps as kombu_dumps
 
 from redbeat import templates
 from redbeat.templates import json_saferepr
@@ -63,3 +66,18 @@ def test_json_values_do_not_call_celery(monkeypatch: Any) -> None:
     monkeypatch.setattr(templates, 'saferepr', refuse)
     value = [1, "it's", 2.5, True, None, {'a': [1, {'b': 'c\\d'}]}]
     assert json_saferepr(value, 1024, 3) == "[1, 'it\\'s', 2.5, True, None, {'a': [1, {...}]}]"
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=arguments, kwargs=st.dictionaries(texts, json_values, max_size=4))
+def test_body_serialized_as_kombu_serializes_it(value: Any, kwargs: dict[str, Any]) -> None:
+    """The message body, encoded by ``json.dumps`` where it can be, is kombu's own text."""
+    body = (value, kwargs, {'callbacks': None, 'errbacks': None, 'chain': None, 'chord': None})
+    assert templates._serialized(body, 'json') == kombu_dumps(body, serializer='json')
+
+
+def test_body_json_cannot_encode_is_kombus() -> None:
+    """A datetime argument (decoded from a typed value) is encoded by kombu's encoder."""
+    body = ([datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)], {}, None)
+    assert templates._serialized(body, 'json') == kombu_dumps(body, serializer='json')
+    assert '"__type__": "datetime"' in templates._serialized(body, 'json')[2]  # kombu's form

@@ -293,8 +293,15 @@ class Publisher:
             push = [channel is not None and templates.pushable(messages[i].fields) for i in group]
             with producer.batch(max_size=8 * len(group)) as batch:
                 for index, pushed in zip(group, push):
-                    templates.pushes = pushes if pushed else None
-                    if not self._send_one(messages[index], producer, batched=True):
+                    message = messages[index]
+                    if pushed:
+                        templates.pushes = pushes
+                        logger.info('Scheduler: Sending due task %s (%s)',
+                                    message.fields['name'], message.fields['task'])  # fmt: skip
+                        templates.push(message.fields, message.key, message.task_id, producer)
+                        continue
+                    templates.pushes = None
+                    if not self._send_one(message, producer, batched=True):
                         raise _Unbatchable
                 templates.pushes = None
                 with self._client(channel) if pushes else contextlib.nullcontext() as client:

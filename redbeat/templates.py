@@ -280,16 +280,10 @@ class Templates:
             return False
         task_id = options['task_id']
         if state.verified:
-            assert state.first is not None
-            args = self._rendered(state.first, key, fields)
-            kwargs, headers = state.first.stamped(task_id)
-            headers['argsrepr'], headers['kwargsrepr'] = args.argsrepr, args.kwargsrepr
-            kwargs['body'] = args.body
-            kwargs.update(args.serialized)
-            if self.pushes is not None:
-                self._push(producer, state, name, kwargs, headers, args)
-                self.counts['pushed'] += 1
+            if self.pushes is not None and state.direct:
+                self.push(fields, key, task_id, producer)
                 return True
+            args, kwargs, headers = self._stamped(state, key, fields, task_id)
             self._publish(producer, name, kwargs, headers, check=(state, args))
             self.counts['rendered'] += 1
             return True
@@ -310,6 +304,25 @@ class Templates:
         else:
             self._learn(state, key, fields, template)
         return True
+
+    def push(self, fields: Mapping[str, Any], key: str, task_id: str, producer: Any) -> None:
+        """Queue one message of a :meth:`pushable` kind for the open direct group."""
+        state = self._state(fields)
+        args, kwargs, headers = self._stamped(state, key, fields, task_id)
+        self._push(producer, state, fields['task'], kwargs, headers, args)
+        self.counts['pushed'] += 1
+
+    def _stamped(
+        self, state: _KindState, key: str, fields: Mapping[str, Any], task_id: str
+    ) -> tuple[Arguments, dict[str, Any], dict[str, Any]]:
+        """A verified kind's publish kwargs and headers for this entry and task id."""
+        assert state.first is not None
+        args = self._rendered(state.first, key, fields)
+        kwargs, headers = state.first.stamped(task_id)
+        headers['argsrepr'], headers['kwargsrepr'] = args.argsrepr, args.kwargsrepr
+        kwargs['body'] = args.body
+        kwargs.update(args.serialized)
+        return args, kwargs, headers
 
     def _learn(self, state: _KindState, key: str, fields: Mapping[str, Any],
                template: Template) -> None:  # fmt: skip

@@ -15,10 +15,10 @@ envelope from kombu's own ``LPUSH`` of one message (the text must come back
 exactly from its own values) and trusts it only after kombu's ``LPUSH`` of a
 second message of the kind, with other arguments and ids, equals the
 envelope filled with that message's values, queue list included.  Anything
-this module does not model sends through kombu: any broker but plain Redis
-(sentinel, rediss with another channel class, amqp, memory), a
-``global_keyprefix``, queues with an expiry, exchanges that are not direct, a
-routing key bound to no queue or to several, compression.
+this module does not model sends through kombu: any channel but kombu's own
+Redis channel (``redis://`` and ``rediss://`` use it; sentinel, amqp, memory or a
+subclass do not), a ``global_keyprefix``, queues with an expiry, exchanges that
+are not direct, a routing key bound to no queue or to several, compression.
 """
 
 from __future__ import annotations

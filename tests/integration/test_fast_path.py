@@ -25,6 +25,7 @@ import redis
 from celery import Celery, Task, signals
 from celery.schedules import schedule
 from kombu import Exchange, Queue
+from kombu.transport import pyamqp as kombu_pyamqp
 from kombu.transport import redis as kombu_redis
 
 from redbeat import RedBeatSchedulerEntry, direct, save_entries
@@ -487,7 +488,7 @@ def test_memory_broker_is_never_pushed_to(app: Celery) -> None:
 
 
 def test_sentinel_and_subclassed_channels_are_not_pushed_to() -> None:
-    """The channel must be exactly kombu's Redis channel: sentinel routes through its master."""
+    """The channel must be exactly kombu's Redis channel (sentinel, amqp: kombu publishes)."""
 
     class Producer:
         exchange = Exchange('')
@@ -497,6 +498,8 @@ def test_sentinel_and_subclassed_channels_are_not_pushed_to() -> None:
 
     sentinel = object.__new__(kombu_redis.SentinelChannel)
     assert direct.channel_of(Producer(sentinel)) is None
+    amqp = object.__new__(kombu_pyamqp.Channel)  # RabbitMQ: kombu's own publish
+    assert direct.channel_of(Producer(amqp)) is None
 
 
 def test_before_task_publish_receiver_stops_direct_pushes(app: Celery, broker: redis.Redis) -> None:

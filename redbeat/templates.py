@@ -197,7 +197,8 @@ class Templates:
         self.deferred: list[dict[str, Any]] | None = None
         #: While a direct group is open: (envelope, text) to LPUSH, in order.
         self.pushes: list[tuple[Envelope, str]] | None = None
-        self._levels: int | None = app.conf.task_repr_maxlevels
+        # Celery < 5.7 (the last on Python 3.9) has no such setting: its depth was 3.
+        self._levels: int | None = app.conf.get('task_repr_maxlevels', 3)
 
     def _app_supported(self) -> bool:
         app, conf = self.app, self.app.conf
@@ -215,7 +216,7 @@ class Templates:
     def usable(self) -> bool:
         """True unless the app is unsupported or someone listens to ``before_task_publish``."""
         # Read once per send, not per message (Celery's conf lookup is slow).
-        self._levels = self.app.conf.task_repr_maxlevels
+        self._levels = self.app.conf.get('task_repr_maxlevels', 3)
         return (
             self.app_supported
             and not signals.before_task_publish.receivers

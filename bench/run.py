@@ -23,7 +23,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,9 @@ CACHE = ROOT / '.bench'
 LEGACY = 'celery-redbeat==2.4.2'
 #: Pinned in the legacy virtualenv to this interpreter's versions.
 SHARED = ('celery', 'kombu', 'redis', 'amqp', 'billiard', 'vine', 'python-dateutil', 'packaging')
+#: redis-py's C reply parser (the ``hiredis`` extra): pinned too when installed
+#: here, so that both packages read replies with the same parser.
+OPTIONAL_SHARED = ('hiredis',)
 WORKER_TIMEOUT = 3600.0
 
 #: (scenario, impl, N) -> what the worker printed
@@ -96,6 +99,7 @@ def redis_server(name: str) -> Iterator[str]:
 def legacy_python() -> Path:
     """The interpreter of a virtualenv with celery-redbeat 2.4.2 (made once, cached)."""
     pins = [LEGACY] + [f'{name}=={version(name)}' for name in SHARED]
+    pins += [f'{name}=={version(name)}' for name in OPTIONAL_SHARED if installed(name)]
     tag = '-'.join(p.split('==')[1] for p in pins[:4])
     venv = CACHE / f'legacy-{tag}'
     python = venv / 'bin' / 'python'
@@ -109,6 +113,18 @@ def legacy_python() -> Path:
     subprocess.run([*pip, *pins], check=True)
     stamp.write_text('\n'.join(pins))
     return python
+
+
+def installed(name: str) -> bool:
+    try:
+        version(name)
+    except PackageNotFoundError:
+        return False
+    return True
+
+
+def parser_name() -> str:
+    return f'hiredis {version("hiredis")}' if installed('hiredis') else 'no hiredis'
 
 
 # --- running the measurements ---------------------------------------------------
@@ -485,7 +501,8 @@ def main() -> None:
     header = (
         f'redbeat benchmark, {time.strftime("%Y-%m-%d %H:%M")}: {os.cpu_count()} cores, '
         f'Python {platform.python_version()}, Redis {server}, celery {version("celery")}, '
-        f'kombu {version("kombu")}, redis-py {version("redis")}; ours {found.get("ours")} '
+        f'kombu {version("kombu")}, redis-py {version("redis")} ({parser_name()}); '
+        f'ours {found.get("ours")} '
         f'({commit or "?"}, source {",".join(sorted(codes)) or "?"}), '
         f'legacy {found.get("legacy")}; took {time.time() - started:.0f}s'
     )

@@ -387,7 +387,8 @@ def lateness_report(results: Results) -> list[str]:
     if not done:
         return []
     first = done[0][1]
-    print(f'\nLateness: N entries due at the same instant, {first["runs"]} bursts '
+    print(f'\nLateness: N {first.get("schedule", "rrule")} entries due at the same instant, '
+          f'{first["runs"]} bursts '
           f'{first["period"]} s apart, real celery beat and worker ({first["worker"]}); '
           'ms after the due instant; drift: fitted rise of the per-burst p99 '
           'from the first burst to the last\n')  # fmt: skip
@@ -523,6 +524,12 @@ def main() -> None:
     parser.add_argument(
         '--lateness-concurrency', type=int, default=4, help='lateness: worker threads'
     )
+    parser.add_argument(
+        '--lateness-schedule',
+        choices=('rrule', 'interval'),
+        default='rrule',
+        help="lateness: the entries' schedule (interval is exact for ours only)",
+    )
     args = parser.parse_args()
     if args.report:
         saved = json.loads(Path(args.report).read_text())
@@ -567,6 +574,7 @@ def main() -> None:
         if 'lateness' in scenarios:
             extra = ['--runs', str(args.lateness_runs), '--period', str(args.lateness_period),
                      '--concurrency', str(args.lateness_concurrency),
+                     '--schedule', args.lateness_schedule,
                      '--worker-python', sys.executable]  # fmt: skip
             for n in [int(s) for s in args.lateness_sizes.split(',')]:
                 for impl in impls:

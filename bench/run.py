@@ -141,7 +141,8 @@ def snapshot() -> Iterator[Path]:
 
 def run_worker(python: Path, impl: str, scenario: str, n: int, urls: dict[str, str],
                extra: list[str] | None = None) -> dict[str, Any]:  # fmt: skip
-    cmd = [str(python), str(HERE / 'scenarios.py'), '--impl', impl, '--scenario', scenario,
+    script = HERE / ('lateness.py' if scenario == 'lateness' else 'scenarios.py')
+    cmd = [str(python), str(script), '--impl', impl, '--scenario', scenario,
            '--n', str(n), '--redis-url', urls['schedule'], '--broker-url', urls['broker'],
            *(['--ours-root', urls['ours']] if impl == 'ours' else []), *(extra or [])]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
@@ -381,6 +382,84 @@ def metrics_report(r: dict[str, Any], n: int) -> list[str]:
     return problems
 
 
+#: Issue 13's send lateness targets: p99 by N (no drift at any N).
+LATENESS_TARGETS = {50: 0.020, 1000: 0.250}
+
+
+def fmt_ms(seconds: float | None) -> str:
+    return '-' if seconds is None or seconds != seconds else f'{seconds * 1e3:.1f}'
+
+
+def drift(series: dict[str, Any]) -> float | None:
+    """The rise of p99 over the whole run, fitted (slope per run x runs - 1), seconds."""
+    slope = series.get('drift_slope')
+    return None if slope is None else slope * (len(series['run_p99']) - 1)
+
+
+def lateness_report(results: Results) -> list[str]:
+    """The lateness tables (bench/lateness.py); runs that went wrong."""
+    late = sorted(((n, impl), r) for (s, impl, n), r in results.items() if s == 'lateness')
+    done = [(key, r) for key, r in late if 'send' in r]
+    if not done:
+        return []
+    first = done[0][1]
+    print(f'\nLateness: N {first.get("schedule", "rrule")} entries due at the same instant, '
+          f'{first["runs"]} bursts '
+          f'{first["period"]} s apart, real celery beat and worker ({first["worker"]}); '
+          'ms after the due instant; drift: fitted rise of the per-burst p99 '
+          'from the first burst to the last\n')  # fmt: skip
+    rows = []
+    for (n, impl), r in done:
+        for what, label in (('send', 'in broker'), ('exec', 'task starts')):
+            s = r[what]
+            later = s.get('later', {})
+            rows.append([f'{n:,}', impl, label, fmt_ms(s.get('p50')), fmt_ms(s.get('p99')),
+                         fmt_ms(s.get('max')), fmt_ms(later.get('p99')), fmt_ms(later.get('max')),
+                         fmt_ms(drift(s))])  # fmt: skip
+    columns = ['N', 'impl', 'lateness', 'p50', 'p99', 'max', 'p99, bursts 2+', 'max, 2+', 'drift']
+    print(table(columns, rows))
+    print('\nPer-burst p99 (ms), burst 1 first\n')
+    rows = [
+        [f'{n:,}', impl, what, ' '.join(fmt_ms(v) for v in r[what]['run_p99'])]
+        for (n, impl), r in done
+        for what in ('send', 'exec')
+        if 'run_p99' in r[what]
+    ]
+    print(table(['N', 'impl', 'lateness', 'p99 of each burst'], rows))
+    targets = []
+    for (n, impl), r in done:
+        target = LATENESS_TARGETS.get(n)
+        p99, rise = r['send'].get('p99'), drift(r['send'])
+        if impl != 'ours' or target is None or p99 is None:
+            continue
+        targets.append([f'send p99 <= {target * 1e3:.0f} ms (N={n:,})', f'{fmt_ms(p99)} ms',
+                        'yes' if p99 <= target else 'NO'])  # fmt: skip
+        later = r['send'].get('later', {}).get('p99')
+        if later is not None:
+            targets.append([f'  the same, bursts 2+ (N={n:,})', f'{fmt_ms(later)} ms',
+                            'yes' if later <= target else 'NO'])  # fmt: skip
+        if rise is not None:
+            # no drift: the fitted rise over the run is within a tenth of the target
+            targets.append([f'no drift, send p99 (N={n:,})', f'{fmt_ms(rise)} ms over the run',
+                            'yes' if rise <= target / 10 else 'NO'])  # fmt: skip
+    if targets:
+        print('\nIssue 13 lateness targets (ours)\n')
+        print(table(['target', 'measured', 'met'], targets))
+    problems = []
+    for (n, impl), r in late:
+        label = f'lateness/{impl}/n={n}'
+        for what in ('send', 'exec'):
+            counts = r.get(what, {}).get('counts', [])
+            wrong = [(k + 1, c) for k, c in enumerate(counts) if c != n]
+            if wrong:
+                problems.append(f'{label}: {what} count per burst is not {n}: {wrong}')
+            if r.get(what, {}).get('outside'):
+                problems.append(f'{label}: {r[what]["outside"]} {what} stamps outside the bursts')
+        if r.get('ready_before_due_s', 1) <= 0:
+            problems.append(f'{label}: beat was not ready before the first burst')
+    return problems
+
+
 def report(results: Results, sizes: list[int], header: str) -> list[str]:
     """Print the tables; the problems found (wrong results, not slow ones)."""
     problems = [
@@ -414,6 +493,7 @@ def report(results: Results, sizes: list[int], header: str) -> list[str]:
     for (scenario, _, n), r in results.items():
         if scenario == 'metrics' and 'tick_on_s' in r:
             problems += metrics_report(r, n)
+    problems += lateness_report(results)
     targets = target_rows(results, sizes)
     if targets:
         print('\nIssue 3 targets (ours)\n')
@@ -450,11 +530,27 @@ def main() -> None:
     )
     parser.add_argument('--metrics-n', type=int, default=10_000)
     parser.add_argument('--metrics-rounds', type=int, default=7)
+    parser.add_argument(
+        '--lateness-sizes', default='50,1000', help='lateness: N entries due at one instant'
+    )
+    parser.add_argument('--lateness-runs', type=int, default=20, help='lateness: bursts')
+    parser.add_argument(
+        '--lateness-period', type=int, default=10, help='lateness: seconds between bursts'
+    )
+    parser.add_argument(
+        '--lateness-concurrency', type=int, default=4, help='lateness: worker threads'
+    )
+    parser.add_argument(
+        '--lateness-schedule',
+        choices=('rrule', 'interval'),
+        default='rrule',
+        help="lateness: the entries' schedule (interval is exact for ours only)",
+    )
     args = parser.parse_args()
     if args.report:
         saved = json.loads(Path(args.report).read_text())
         results = {(r['scenario'], r['impl'], r['n']): r for r in saved['results']}
-        sizes = sorted({n for (scenario, _, n) in results if scenario != 'sustained'})
+        sizes = sorted({n for (s, _, n) in results if s not in ('sustained', 'lateness')})
         sys.exit(1 if report(results, sizes, saved['header']) else 0)
 
     sizes = [1000, 10000] if args.quick else [int(s) for s in args.sizes.split(',')]
@@ -478,6 +574,8 @@ def main() -> None:
         server = redis.Redis.from_url(schedule_url).info('server')['redis_version']
         for n in sizes:
             for scenario in scenarios:
+                if scenario == 'lateness':
+                    continue  # its own sizes, below
                 if scenario in CATCH_UP and n >= 100_000 and not args.catchup_100k:
                     continue
                 for impl in impls if scenario != 'publish' else ['ours']:
@@ -489,6 +587,16 @@ def main() -> None:
                 pythons['ours'], 'ours', 'metrics', args.metrics_n, urls,
                 ['--rounds', str(args.metrics_rounds)],
             )  # fmt: skip
+        if 'lateness' in scenarios:
+            extra = ['--runs', str(args.lateness_runs), '--period', str(args.lateness_period),
+                     '--concurrency', str(args.lateness_concurrency),
+                     '--schedule', args.lateness_schedule,
+                     '--worker-python', sys.executable]  # fmt: skip
+            for n in [int(s) for s in args.lateness_sizes.split(',')]:
+                for impl in impls:
+                    results[('lateness', impl, n)] = run_worker(
+                        pythons[impl], impl, 'lateness', n, urls, extra
+                    )
         if args.sustained:
             extra = ['--minutes', str(args.sustained_minutes)]
             n = args.sustained_n

@@ -77,6 +77,25 @@ REDIS_ERRORS = (
 #: Bound on the chunks one tick handles (a tick never loops forever).
 _MAX_CHUNKS_PER_TICK = 1000
 
+#: A poll() of ``t`` seconds can return as late as ``t * _POLL_SLACK + _POLL_ROUNDING``
+#: after it was due: Python rounds its timeout up to a whole millisecond, and
+#: Linux lets a select()/poll() sleeper fire up to 0.1 % of its timeout late
+#: (timer slack).  Waiting for a due instant 3.3 s away (the lock's renewal
+#: period) beat woke 4-5 ms after it, every burst.
+_POLL_SLACK = 0.001
+_POLL_ROUNDING = 0.001
+
+
+def poll_for(left: float) -> float:
+    """How long to wait on the changes channel when ``left`` seconds remain.
+
+    As long as possible while even a poll that overshoots as much as it may
+    still returns by the deadline; 0 when that is under a millisecond (the
+    rest is slept instead: ``time.sleep`` overshoots by microseconds).
+    """
+    timeout = (left - _POLL_ROUNDING) / (1 + _POLL_SLACK)
+    return timeout if timeout >= _POLL_ROUNDING else 0.0
+
 
 class _Pace:
     """How long a chunk takes, per entry, from planning to its last message leaving."""
@@ -154,6 +173,8 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         #: UNIX seconds now: every moment the scheduler plans with is read from it,
         #: so tests drive it (the leader lock's renewal and Redis' TTLs keep real time).
         self.clock = clock
+        #: Sleeps the last moment before a due instant (tests move their clock on instead).
+        self._sleep: Callable[[float], None] = time.sleep
         config = RedBeatConfig.from_app(app)
         if lock_key is not None:
             config = config.but(lock_key=lock_key)
@@ -490,11 +511,17 @@ class RedBeatScheduler(Scheduler):  # type: ignore[misc]
         try:
             if self._changes is None:
                 self._changes = self.store.listen()
-            deadline = time.monotonic() + wait
+            # Due instants are on the scheduler's clock; the monotonic bound keeps
+            # a wall clock stepped back from stretching the wait.
+            deadline, due_at = time.monotonic() + wait, self.clock() + wait
             self._waiting = True
             try:
-                while (left := deadline - time.monotonic()) > 0:
-                    if self._changes.get_message(timeout=left) is not None:
+                while (left := min(deadline - time.monotonic(), due_at - self.clock())) > 0:
+                    timeout = poll_for(left)
+                    if timeout <= 0:
+                        self._sleep(left)  # the last moment: a poll would overshoot it
+                        break
+                    if self._changes.get_message(timeout=timeout) is not None:
                         logger.debug('beat: Woken up by a change to the schedule.')
                         break
             finally:

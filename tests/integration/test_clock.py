@@ -105,3 +105,53 @@ def test_a_standby_takes_over_a_dead_leader_and_sends_each_occurrence_once(
     # the run is recorded when its message is expected to leave (beat's send estimate)
     following = redis_client.zscore(keys.schedule, keys.entry('fast'))
     assert following == pytest.approx(clock.now + 10, abs=RedBeatScheduler.send_estimate * 2)
+
+
+class Kernel:
+    """Beat's wait on the changes channel served as Linux may serve a poll: the
+    beat's clock moves on by the timeout, plus, ``late``, the most the kernel may
+    add (Python rounds the timeout up to a millisecond; select/poll timer slack
+    is 0.1 % of it).  The read itself is real, without blocking."""
+
+    def __init__(self, clock: Clock, pubsub: Any, late: bool) -> None:
+        self.clock = clock
+        self.read = pubsub.get_message
+        self.late = late
+        self.polls: list[float] = []
+
+    def get_message(self, timeout: float) -> Any:
+        self.polls.append(timeout)
+        self.clock.now += timeout + (timeout * 0.001 + 0.001 if self.late else 0.0)
+        return self.read(timeout=0)
+
+    def sleep(self, seconds: float) -> None:
+        self.clock.now += seconds  # nanosleep: microseconds of slack, none here
+
+
+@pytest.mark.parametrize('late', [False, True], ids=['poll-on-time', 'poll-late'])
+def test_beat_wakes_at_the_due_instant_not_after_it(
+    late: bool,
+    keys: Keys,
+    celery_app: Celery,
+    redis_client: redis.Redis,
+    make_scheduler: Make,
+    sent: Sent,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A single poll until the due instant woke beat up to 0.1 % of the wait plus
+    a millisecond after it (4-5 ms for the lock's 3.3 s renewal period), every burst."""
+    clock = Clock(float(int(time.time())))
+    put(redis_client, keys, 'aligned', 10, last=clock.now - 7.5)  # due in 2.5 s
+    due = clock.now + 2.5
+    beat = make_scheduler(celery_app, listen=True, clock=clock)
+    beat._changes = beat.store.listen()
+    kernel = Kernel(clock, beat._changes, late)
+    monkeypatch.setattr(beat._changes, 'get_message', kernel.get_message)
+    beat._sleep = kernel.sleep
+
+    assert beat.tick() == 0.0  # nothing due: waited on the channel for the entry
+    assert kernel.polls, 'the wait listened for changes'
+    assert clock.now == pytest.approx(due, abs=1e-9)
+
+    beat.tick()
+    assert len(of(sent, 'aligned')) == 1

@@ -517,6 +517,18 @@ def _due_occurrences(
             return cron_count(sched, lo, hi, zone)
 
         return _Walk(after, first, now, counter)
+    if isinstance(sched, rrule):
+        start_at = None if policy.start_at is None else utc(policy.start_at)
+        end_at = None if policy.end_at is None else utc(policy.end_at)
+
+        def rule_counter(lo: datetime, hi: datetime, most: int) -> int | None:
+            # One walk of the rule instead of a search per occurrence; the
+            # policy's bounds as occurrence_after applies them.
+            lo = lo if start_at is None else max(lo, start_at)
+            hi = hi if end_at is None else min(hi, end_at)
+            return sched.count_between(lo, hi, most, policy.tz)
+
+        return _Walk(after, first, now, rule_counter)
     if not isinstance(sched, schedule) or isinstance(sched, solar):
         return _Walk(after, first, now)
     if policy.anchor is not None:

@@ -59,6 +59,10 @@ RULE_FIELDS = (
 
 
 _TICK = timedelta(microseconds=1)
+_DAY = timedelta(days=1)
+#: The longest span counted by arithmetic: shorter than the time between two
+#: UTC offset changes of any zone (as ``timing.cron_count`` assumes).
+_GRID_SPAN = timedelta(days=14)
 #: Where a zone's UTC offset is looked at before a moment (see :func:`_steady`).
 _STEADY_PROBES = tuple(_STEADY * k / 4 for k in range(1, 5))
 
@@ -284,6 +288,9 @@ class rrule(BaseSchedule):  # type: ignore[misc]
         """
         if hi < lo or most <= 0:
             return 0
+        counted = self._count_on_grid(lo, hi, tz)
+        if counted is not None:
+            return min(counted, most)
         rule = self.rrule if tz is None else self._zoned(tz)
         before = self._local(lo - _TICK, tz)
         if self._no_day_from(before.date()):
@@ -305,6 +312,33 @@ class rrule(BaseSchedule):  # type: ignore[misc]
                 break
             before = self._local(moment.astimezone(timezone.utc), tz)
         return found
+
+    def _count_on_grid(self, lo: datetime, hi: datetime, tz: tzinfo | None) -> int | None:
+        """:meth:`count_between` by arithmetic for a rule without by-fields: its wall
+        times are ``dtstart + k * interval`` periods, and where the zone keeps one
+        UTC offset (over the span and a day around it) walls and instants agree.
+        None where that is not so (then the rule is walked)."""
+        period = _PERIOD.get(self.freq)
+        if period is None or self.dtstart is None:
+            return None
+        if any(getattr(self, name) is not None for name in _BY_FIELDS):
+            return None
+        lo, hi = _as_utc(lo), _as_utc(hi)
+        if hi - lo > _GRID_SPAN or (self.until is not None and self.until < hi + _DAY):
+            return None
+        zone = self.dtstart.tzinfo if tz is None else tz
+        if not isinstance(zone, timezone):
+            offset = lo.astimezone(zone).utcoffset()
+            if any(m.astimezone(zone).utcoffset() != offset for m in (lo - _DAY, hi, hi + _DAY)):
+                return None
+        # dateutil drops dtstart's microseconds, and steps wall-clock times.
+        start = self.dtstart.astimezone(zone).replace(tzinfo=None, microsecond=0)
+        step = period * self.interval
+        first = max(0, -((start - lo.astimezone(zone).replace(tzinfo=None)) // step))
+        last = (hi.astimezone(zone).replace(tzinfo=None) - start) // step
+        if self.count is not None:
+            last = min(last, self.count - 1)
+        return max(0, last - first + 1)
 
     @staticmethod
     def _local(moment: datetime, tz: tzinfo | None) -> datetime:

@@ -41,7 +41,8 @@ INTERVAL = 3600.0  # entries' interval: after one run nothing is due for an hour
 SCENARIO_NAMES = ('tick', 'start', 'save', 'publish', 'sustained', 'metrics', 'day', 'years', 'mix')
 #: Catch-up scenarios: how long ago the entries last ran.
 CATCH_UP = ('day', 'years', 'mix')
-PROFILED = {'tick': 'tick', 'start': 'start', 'save': 'bulk'}  # the block --profile covers
+#: The block --profile covers, per scenario.
+PROFILED = {'tick': 'tick', 'start': 'start', 'save': 'bulk', **dict.fromkeys(CATCH_UP, 'tick')}
 
 
 def parse_args() -> argparse.Namespace:

@@ -360,20 +360,107 @@ def dumps(value: Any, full: bool = False) -> str:
     return (_FULL_ENCODER if full else _ENCODER).encode(value)
 
 
-def parse(key: str, field: str, text: str, hook: Callable[[dict[str, Any]], Any] = _build) -> Any:
+#: Decoders made once: ``json.loads`` with keywords builds a new one per call.
+_DECODERS: dict[Callable[[dict[str, Any]], Any], json.JSONDecoder] = {
+    hook: json.JSONDecoder(object_hook=hook, **_NUMBERS) for hook in (_build, _build_nested)
+}
+#: Without the object hook: the whole document is parsed in C (see :func:`_one_typed`).
+_PLAIN = json.JSONDecoder(**_NUMBERS)
+_TYPE_KEY = '__type__'
+
+
+#: Typed values already built, by their fields (see :func:`_one_typed`).
+Built = dict[tuple[tuple[str, type, Any], ...], Any]
+#: Most values a :data:`Built` cache holds (emptied when full).
+BUILT_MAX = 10_000
+
+
+def parse(
+    key: str,
+    field: str,
+    text: str,
+    hook: Callable[[dict[str, Any]], Any] = _build,
+    typed: str | None = None,
+    built: Built | None = None,
+) -> Any:
     """A stored JSON document, within the size and depth limits, typed values built.
+
+    ``typed``: the member of the document that usually holds its only typed
+    value (a definition's ``schedule``, a meta's ``last_run_at``); such a
+    document is read without calling ``hook`` on each of its objects, with
+    the same result (:func:`_one_typed`), and that value is taken from
+    ``built`` when one with the same fields was built before.
 
     Every failure is a :class:`DefinitionError` naming ``key`` and ``field``.
     """
     try:
         validation.check_document(field, text)
-        return json.loads(text, object_hook=hook, **_NUMBERS)
+        if typed is not None:
+            found = _one_typed(text, typed, hook, built)
+            if found is not None:
+                return found
+        decoder = _DECODERS.get(hook)
+        if decoder is None or not isinstance(text, str) or text.startswith('\ufeff'):
+            # json.loads words a byte-order mark its own way: keep its messages
+            return json.loads(text, object_hook=hook, **_NUMBERS)
+        return decoder.decode(text)
     except (TypedValueError, validation.InvalidValue) as exc:
         raise DefinitionError(key, f'{field}: {exc}') from None
     except RecursionError:  # the depth check makes this unreachable; kept as a guard
         raise DefinitionError(key, f'{field} nests too deeply') from None
     except ValueError as exc:
         raise DefinitionError(key, f'{field} is not valid JSON ({exc})') from None
+
+
+def _one_typed(
+    text: str, member: str, hook: Callable[[dict[str, Any]], Any], built: Built | None = None
+) -> Any:
+    """``text`` decoded as the object hook would, when its one typed value is ``member``
+    of the top object; None when that is not so, or not sure (then the hook decodes it).
+
+    The hook changes only objects holding ``__type__``.  Without a ``\\u`` escape
+    every ``__type__`` key is spelled out in the text, so when the text holds
+    the word once and ``member`` has that key, no other object (not even one
+    a duplicate key discarded) is changed by the hook: the C parser reads the
+    document and the hook builds that one value.  Any error goes back to the
+    hook's path, which words it.
+    """
+    if text.count(_TYPE_KEY) != 1 or '\\u' in text or text.startswith('\ufeff'):
+        return None
+    try:
+        raw = _PLAIN.decode(text)
+    except ValueError:  # not JSON, or a number out of range
+        return None
+    if type(raw) is not dict or _TYPE_KEY in raw:
+        return None
+    value = raw.get(member)
+    if type(value) is not dict or _TYPE_KEY not in value:
+        return None
+    try:
+        raw[member] = hook(value) if built is None else _built_once(value, hook, built)
+    except (TypedValueError, validation.InvalidValue):
+        return None
+    return raw
+
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _built_once(value: dict[str, Any], hook: Callable[[dict[str, Any]], Any], built: Built) -> Any:
+    """``hook(value)``, or the value built before from the same fields (their types
+    too: ``1``, ``1.0`` and ``true`` are equal in Python)."""
+    fields = tuple((name, type(v), v) for name, v in value.items())
+    if not all(kind in _SCALARS for _, kind, _ in fields):
+        return hook(value)
+    done = built.get(fields)
+    if done is None:
+        done = hook(value)
+        if type(done) is dict:  # not a typed value: left for the caller to refuse
+            return done
+        if len(built) >= BUILT_MAX:
+            built.clear()
+        built[fields] = done
+    return done
 
 
 # --- definitions and meta ------------------------------------------------------
@@ -391,15 +478,17 @@ def _split_flat(raw: dict[str, Any]) -> dict[str, Any]:
     return entry
 
 
-def decode_definition(key: str, text: str | None) -> dict[str, Any]:
+def decode_definition(key: str, text: str | None, built: Built | None = None) -> dict[str, Any]:
     """Read a stored definition into checked entry fields.
 
     Returns ``name, task, schedule, args, kwargs, options, enabled``; raises
-    :class:`DefinitionError` naming ``key`` and what is wrong.
+    :class:`DefinitionError` naming ``key`` and what is wrong.  ``built``: a
+    cache of schedules by their fields, shared by the definitions decoded
+    with it (they get one schedule object; beat's planner passes its own).
     """
     if text is None:
         raise DefinitionError(key, "hash has no 'definition' field")
-    raw = parse(key, 'definition', text, _build_nested)  # typed values built in the parse
+    raw = parse(key, 'definition', text, _build_nested, 'schedule', built)  # typed values built
     if isinstance(raw, dict) and '__type__' in raw:
         raw = _split_flat(raw)
         try:
@@ -480,7 +569,7 @@ def decode_meta(key: str, text: str | None) -> tuple[datetime | None, int]:
     """``(last_run_at, total_run_count)`` from a stored meta (absent: never run)."""
     if not text:
         return None, 0
-    raw = parse(key, 'meta', text)
+    raw = parse(key, 'meta', text, typed='last_run_at')
     if not isinstance(raw, dict):
         raise DefinitionError(key, 'meta must be a JSON object')
     last = raw.get('last_run_at')

@@ -18,7 +18,7 @@ from datetime import datetime, tzinfo
 from typing import Any
 
 from . import timing
-from .decoder import decode_definition, decode_meta, encode_definition, encode_meta
+from .decoder import Built, decode_definition, decode_meta, encode_definition, encode_meta
 from .errors import DefinitionError
 from .keys import Keys
 from .policy import Policy
@@ -66,6 +66,9 @@ class Planner:
         self._decoded: dict[str, dict[str, Any]] = {}  # definition text -> fields
         self._metas: dict[str, tuple[datetime | None, int]] = {}  # meta text -> run state
         self._policies: dict[str, Policy] = {}  # policy text -> merged policy
+        #: Schedules by their stored fields: entries alike share one (a crontab
+        #: takes far longer to parse than the rest of its definition).
+        self._schedules: Built = {}
 
     def plan(
         self, member: str, score: str, row: Row, now: datetime, send_at: datetime | None = None
@@ -128,14 +131,20 @@ class Planner:
         return cached
 
     def meta(self, row: Row) -> tuple[datetime | None, int]:
-        """The entry's run state; the meta this planner wrote last is not parsed again."""
-        known = self._metas.get(row.meta) if row.meta else None
-        return known if known is not None else decode_meta(row.key, row.meta)
+        """The entry's run state (cached by its text: the meta this planner wrote, and
+        the one many entries share, such as crontabs that ran at the same minute)."""
+        if not row.meta:
+            return None, 0
+        known = self._metas.get(row.meta)
+        if known is None:
+            known = decode_meta(row.key, row.meta)
+            self._remember_meta(row.meta, *known)
+        return known
 
     def _remember_meta(self, meta: str, last_run_at: datetime | None, count: int) -> None:
         if len(self._metas) >= CACHE_MAX:
             self._metas.clear()
-        self._metas[meta] = (last_run_at, count)
+        self._metas[meta] = (last_run_at, count)  # immutable: safe to share
 
     def decode(self, row: Row) -> dict[str, Any]:
         """The entry's definition fields (cached by its text); DefinitionError if unreadable."""
@@ -147,7 +156,7 @@ class Planner:
             )
         fields = self._decoded.get(row.definition)
         if fields is None:
-            fields = decode_definition(row.key, row.definition)
+            fields = decode_definition(row.key, row.definition, self._schedules)
             if len(self._decoded) >= CACHE_MAX:
                 self._decoded.clear()
             self._decoded[row.definition] = fields

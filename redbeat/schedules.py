@@ -32,8 +32,16 @@ _PERIOD = {
     du.MINUTELY: timedelta(minutes=1),
     du.SECONDLY: timedelta(seconds=1),
 }
-#: A search starts at most this many periods before the moment it looks after.
+#: A search starts at most this many periods before the moment it looks after
+#: (where the zone's UTC offset changed in the last :data:`_STEADY`).
 _SEARCH_SLACK = 1000
+#: How long a zone's UTC offset must have been unchanged before a moment for a
+#: search to start just before it: longer than any change of offset can move a
+#: wall-clock time (offsets lie within ±24 hours).
+_STEADY = timedelta(days=2)
+#: Where the offset is steady, a search started up to this many periods before
+#: the moment is used again; further, a new one starts a period before it.
+_CLOSE_REACH = 8
 
 #: The fields that narrow or expand a rule's occurrences within a period.
 _BY_FIELDS = (
@@ -48,6 +56,27 @@ RULE_FIELDS = (
     'freq', 'interval', 'wkst', 'count', 'bysetpos', 'bymonth', 'bymonthday',
     'byyearday', 'byeaster', 'byweekno', 'byweekday', 'byhour', 'byminute', 'bysecond',
 )  # fmt: skip
+
+
+_TICK = timedelta(microseconds=1)
+_DAY = timedelta(days=1)
+#: The longest span counted by arithmetic: shorter than the time between two
+#: UTC offset changes of any zone (as ``timing.cron_count`` assumes).
+_GRID_SPAN = timedelta(days=14)
+#: Where a zone's UTC offset is looked at before a moment (see :func:`_steady`).
+_STEADY_PROBES = tuple(_STEADY * k / 4 for k in range(1, 5))
+
+
+def _steady(zone: tzinfo | None, moment: datetime) -> bool:
+    """True if ``zone``'s UTC offset is the same over :data:`_STEADY` before ``moment``.
+
+    A fixed offset always is; a zone is looked at every 12 hours back (no zone
+    changes its offset twice within a day).
+    """
+    if zone is None or isinstance(zone, timezone):
+        return True
+    offset = moment.astimezone(zone).utcoffset()
+    return all((moment - back).astimezone(zone).utcoffset() == offset for back in _STEADY_PROBES)
 
 
 def _as_utc(dt: datetime) -> datetime:
@@ -121,6 +150,7 @@ class rrule(BaseSchedule):  # type: ignore[misc]
         self.bysecond = bysecond
         self._in_zone: dict[tzinfo, du.rrule] = {}
         self._near: dict[tzinfo | None, tuple[datetime, du.rrule]] = {}
+        self._close: dict[tzinfo | None, tuple[datetime, du.rrule]] = {}
         self._dayless_from: date | None = None
         self.rrule = du.rrule(
             freq,  # type: ignore[arg-type]
@@ -149,7 +179,7 @@ class rrule(BaseSchedule):  # type: ignore[misc]
         (the stored ``dtstart`` only keeps a fixed UTC offset).
         """
         rule = self.rrule if tz is None else self._zoned(tz)
-        local = _as_utc(moment).astimezone(tz) if tz else _as_utc(moment)
+        local = self._local(moment, tz)
         if self._no_day_from(local.date()):
             return None
         near = self._near_start(rule, tz, local)
@@ -186,8 +216,8 @@ class rrule(BaseSchedule):  # type: ignore[misc]
         return found is None
 
     def _near_start(self, rule: du.rrule, tz: tzinfo | None, moment: datetime) -> du.rrule | None:
-        """``rule``, started at most ``_SEARCH_SLACK`` periods before ``moment``
-        (None: its ``count`` is used up before then).
+        """``rule``, started near before ``moment`` (None: its ``count`` is used up
+        before then): what it yields after ``moment`` is what ``rule`` yields.
 
         python-dateutil walks every occurrence from ``dtstart``: a secondly
         rule started a year ago takes 31 million steps to find the next one.
@@ -199,6 +229,17 @@ class rrule(BaseSchedule):  # type: ignore[misc]
         no by-field; with by-fields it stays (its walk is bounded by the
         count limit).  Not for monthly and yearly rules (uneven periods, and
         at most 12 steps a year).
+
+        dateutil walks wall-clock times.  In ``tz`` (the rule and ``moment``
+        in one tzinfo) it compares wall times, and the walk may start a period
+        before ``moment``.  In ``dtstart``'s own zone it answers the first
+        wall time whose instant is after ``moment``: where that zone's UTC
+        offset is steady over :data:`_STEADY` before ``moment`` (always, for a
+        fixed offset, as every rule read from Redis has) every earlier wall
+        time is an earlier instant, and the walk starts a period before
+        ``moment``; otherwise an earlier wall time can be a later instant (one
+        a spring-forward skipped), and the walk starts :data:`_SEARCH_SLACK`
+        periods back.
         """
         period = _PERIOD.get(self.freq)
         count = self.count
@@ -207,13 +248,21 @@ class rrule(BaseSchedule):  # type: ignore[misc]
             return rule
         if counted and any(getattr(self, name) is not None for name in _BY_FIELDS):
             return rule
-        wall = moment.replace(tzinfo=None)
+        zone = self.dtstart.tzinfo if tz is None else tz
+        wall = moment.astimezone(zone).replace(tzinfo=None)  # dateutil's wall clock
         step = period * self.interval
-        cached = self._near.get(tz)
-        if cached is not None and timedelta(0) <= wall - cached[0] <= step * 2 * _SEARCH_SLACK:
+        # Zoned, dateutil compares wall times (one tzinfo): any start before will do.
+        steady = tz is not None or _steady(zone, moment)
+        cache, slack, reach = (
+            (self._close, 1, _CLOSE_REACH)
+            if steady
+            else (self._near, _SEARCH_SLACK, 2 * _SEARCH_SLACK)
+        )
+        cached = cache.get(tz)
+        if cached is not None and timedelta(0) <= wall - cached[0] <= step * reach:
             return cached[1]  # started before the moment, and close enough
         start = self.dtstart if tz is None else self.dtstart.astimezone(tz)
-        steps = (wall - start.replace(tzinfo=None)) // step - _SEARCH_SLACK
+        steps = (wall - start.replace(tzinfo=None)) // step - slack
         if steps <= 0:
             return rule
         if count is not None and steps >= count:
@@ -226,8 +275,75 @@ class rrule(BaseSchedule):  # type: ignore[misc]
                 near = rule.replace(dtstart=begin)
         except OverflowError:
             return rule
-        self._near[tz] = (begin.replace(tzinfo=None), near)
+        cache[tz] = (begin.replace(tzinfo=None), near)
         return near
+
+    def count_between(self, lo: datetime, hi: datetime, most: int, tz: tzinfo | None = None) -> int:
+        """How many occurrences lie in ``[lo, hi]`` (aware), counted up to ``most``.
+
+        The occurrences :meth:`next_after` finds one after the other from
+        ``lo``, in one walk of dateutil's iterator, started as
+        :meth:`next_after` starts it, with the same guards: the walk is as
+        long as the calls it replaces would make together, or shorter.
+        """
+        if hi < lo or most <= 0:
+            return 0
+        counted = self._count_on_grid(lo, hi, tz)
+        if counted is not None:
+            return min(counted, most)
+        rule = self.rrule if tz is None else self._zoned(tz)
+        before = self._local(lo - _TICK, tz)
+        if self._no_day_from(before.date()):
+            return 0
+        near = self._near_start(rule, tz, before)
+        if near is None:
+            return 0
+        found = 0
+        for moment in near:
+            # dateutil's order is the wall clock's; the search answers the first
+            # one after the last found (as an instant: a wall time the clocks
+            # skipped reads back an hour later), compared as next_after does.
+            if not moment > before:
+                continue
+            if moment > hi:
+                break
+            found += 1
+            if found >= most:
+                break
+            before = self._local(moment.astimezone(timezone.utc), tz)
+        return found
+
+    def _count_on_grid(self, lo: datetime, hi: datetime, tz: tzinfo | None) -> int | None:
+        """:meth:`count_between` by arithmetic for a rule without by-fields: its wall
+        times are ``dtstart + k * interval`` periods, and where the zone keeps one
+        UTC offset (over the span and a day around it) walls and instants agree.
+        None where that is not so (then the rule is walked)."""
+        period = _PERIOD.get(self.freq)
+        if period is None or self.dtstart is None:
+            return None
+        if any(getattr(self, name) is not None for name in _BY_FIELDS):
+            return None
+        lo, hi = _as_utc(lo), _as_utc(hi)
+        if hi - lo > _GRID_SPAN or (self.until is not None and self.until < hi + _DAY):
+            return None
+        zone = self.dtstart.tzinfo if tz is None else tz
+        if not isinstance(zone, timezone):
+            offset = lo.astimezone(zone).utcoffset()
+            if any(m.astimezone(zone).utcoffset() != offset for m in (lo - _DAY, hi, hi + _DAY)):
+                return None
+        # dateutil drops dtstart's microseconds, and steps wall-clock times.
+        start = self.dtstart.astimezone(zone).replace(tzinfo=None, microsecond=0)
+        step = period * self.interval
+        first = max(0, -((start - lo.astimezone(zone).replace(tzinfo=None)) // step))
+        last = (hi.astimezone(zone).replace(tzinfo=None) - start) // step
+        if self.count is not None:
+            last = min(last, self.count - 1)
+        return max(0, last - first + 1)
+
+    @staticmethod
+    def _local(moment: datetime, tz: tzinfo | None) -> datetime:
+        """``moment`` as :meth:`next_after` hands it to dateutil."""
+        return _as_utc(moment).astimezone(tz) if tz else _as_utc(moment)
 
     def _zoned(self, tz: tzinfo) -> du.rrule:
         cached = self._in_zone.get(tz)

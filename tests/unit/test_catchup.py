@@ -568,3 +568,49 @@ def test_relative_intervals_across_a_half_hour_dst_change(start: datetime, secon
         now = start + timedelta(days=days)
         expected = reference_plan_run(sched, policy, first, now, 0, LORD_HOWE)
         assert plan_run(sched, policy, first, now, 0, LORD_HOWE) == expected
+
+
+# --- the interval fast path ------------------------------------------------------------
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    seconds=st.one_of(
+        st.sampled_from([0.001, 1, 59, 60, 3600, 86400, 3_153_600_000]),
+        st.floats(0.001, 10**7).map(lambda s: round(s, 3)),
+    ),
+    late=st.one_of(st.floats(0, 3), st.floats(0, 10**6), st.integers(0, 10**9)),
+    delay=st.one_of(st.none(), st.floats(-5, 5), st.floats(0, 10**5)),
+    runs=st.integers(0, 12),
+    policy=st.builds(
+        Policy,
+        missed=st.sampled_from([None, 'once']),
+        max_runs=st.one_of(st.none(), st.integers(0, 14)),
+        jitter=st.sampled_from([None, 0, 0.0]),
+        timezone=st.sampled_from([None, 'Europe/Paris']),
+        history=st.sampled_from([None, 3]),
+        on_finish=st.sampled_from([None, 'delete']),
+    ),
+    tz=st.sampled_from(ZONES),
+)
+def test_interval_fast_path_plans_as_the_general_path(
+    seconds: float,
+    late: float,
+    delay: float | None,
+    runs: int,
+    policy: Policy,
+    tz: tzinfo,
+) -> None:
+    """Unanchored intervals under a policy that changes nothing Celery does: the
+    arithmetic of _interval_run decides exactly what the general path decides."""
+    from unittest import mock
+
+    sched = every(seconds)
+    first = at(2026, 3, 29, 0, 59, 58, 999_999)
+    now = first + timedelta(seconds=late * seconds if late < 3 else late)
+    send_at = None if delay is None else now + timedelta(seconds=delay)
+    fast = plan_run(sched, policy, first, now, runs, tz, 'redbeat:f', send_at)
+    with mock.patch.object(timing, '_plain', return_value=False):
+        general = plan_run(sched, policy, first, now, runs, tz, 'redbeat:f', send_at)
+    assert fast == general
+    assert timing._plain(policy)

@@ -12,14 +12,21 @@ import pytest
 from celery.schedules import crontab, schedule
 from dateutil import rrule as du
 from dateutil.rrule import weekday
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from redbeat.decoder import (
+    Built,
     RedBeatJSONDecoder,
     RedBeatJSONEncoder,
+    _build,
+    _build_nested,
+    _one_typed,
     decode_definition,
     decode_meta,
     encode_definition,
     encode_meta,
+    parse,
 )
 from redbeat.errors import DefinitionError
 from redbeat.schedules import rrule
@@ -464,3 +471,150 @@ def test_decoder_never_unpickles(monkeypatch: pytest.MonkeyPatch) -> None:
     for text in (v2.META, v2.META_IANA, v2.META_OFFSET, v2.OLDEST_META):
         decode_meta(KEY, text)
         json.loads(text, cls=RedBeatJSONDecoder)
+
+
+# --- the reader's fast path: one typed value, parsed without the object hook -----
+
+
+def _canonical(value: Any) -> Any:
+    """A comparable form of a decoded document: types, zones and key order included."""
+    if isinstance(value, dict):
+        return ('dict', [(k, _canonical(v)) for k, v in value.items()])
+    if isinstance(value, list):
+        return ('list', [_canonical(v) for v in value])
+    if isinstance(value, datetime):
+        return ('datetime', value.isoformat(), repr(value.tzinfo))
+    if isinstance(value, (schedule, crontab, rrule, weekday)) or hasattr(value, 'event'):
+        return (type(value).__name__, json.dumps(value, cls=RedBeatJSONEncoder, sort_keys=True))
+    return (type(value).__name__, repr(value))
+
+
+def _outcome(read: Any) -> Any:
+    try:
+        return ('ok', _canonical(read()))
+    except DefinitionError as exc:
+        return ('error', exc.reason)
+
+
+def _spellings(document: Any) -> st.SearchStrategy[str]:
+    """JSON texts of ``document``: compact, spaced (celery-redbeat 2.x), escaped."""
+    return st.sampled_from(
+        [
+            json.dumps(document, allow_nan=True, separators=(',', ':')),
+            json.dumps(document, allow_nan=True),  # 2.x: ', ' and ': ', ASCII escapes
+            json.dumps(document, allow_nan=True, ensure_ascii=False),
+        ]
+    )
+
+
+@st.composite
+def _tampered(draw: st.DrawFn, text: str) -> str:
+    """``text``, sometimes with a key repeated, ``__type__`` escaped, or a BOM."""
+    how = draw(st.sampled_from(['as is', 'repeat', 'escape', 'bom', 'cut']))
+    if how == 'repeat' and text.startswith('{') and len(text) > 2:
+        extra = draw(st.sampled_from([
+            '"schedule": {"__type__": "interval", "every": -1}',
+            '"schedule": {"__type__": "interval", "every": 5, "relative": false}',
+            '"last_run_at": {"__type__": "datetime", "year": 99999}',
+            '"last_run_at": null', '"args": [{"__type__": "weekday", "wkday": 9}]',
+            '"kwargs": {"x": 1}', '"name": "other"',
+        ]))  # fmt: skip
+        return (
+            '{' + extra + ', ' + text[1:] if draw(st.booleans()) else text[:-1] + ', ' + extra + '}'
+        )
+    if how == 'escape':
+        return text.replace('"__type__"', '"\\u005f_type__"', 1)
+    if how == 'bom':
+        return '\ufeff' + text
+    if how == 'cut':
+        return text[: draw(st.integers(0, max(0, len(text) - 1)))]
+    return text
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_definition_fast_path_reads_as_the_object_hook(data: st.DataObject) -> None:
+    """Valid, near-valid and arbitrary definitions, in every spelling: the fast path
+    returns what the per-object hook builds, or raises the same error."""
+    from tests.fuzz.strategies import definitions
+
+    document = data.draw(st.one_of(definitions(), st.builds(_valid_definition)), label='doc')
+    text = data.draw(_spellings(document).flatmap(_tampered), label='text')
+    fast = _outcome(lambda: parse(KEY, 'definition', text, _build_nested, 'schedule'))
+    assert fast == _outcome(lambda: parse(KEY, 'definition', text, _build_nested))
+    general = _outcome(lambda: _general_definition(text))
+    assert _outcome(lambda: decode_definition(KEY, text)) == general
+    # With schedules shared by their fields across all the examples, as beat's planner does
+    assert _outcome(lambda: decode_definition(KEY, text, _SHARED)) == general
+
+
+#: One cache of built schedules for every example (collisions are the point).
+_SHARED: Built = {}
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_meta_fast_path_reads_as_the_object_hook(data: st.DataObject) -> None:
+    from tests.fuzz.strategies import metas
+
+    document = data.draw(st.one_of(metas(), st.builds(_valid_meta)), label='doc')
+    text = data.draw(_spellings(document).flatmap(_tampered), label='text')
+    fast = _outcome(lambda: parse(KEY, 'meta', text, _build, 'last_run_at'))
+    assert fast == _outcome(lambda: parse(KEY, 'meta', text, _build))
+
+
+def _valid_definition() -> dict[str, Any]:
+    return json.loads(v2.INTERVAL_DEFINITION)
+
+
+def _valid_meta() -> dict[str, Any]:
+    return json.loads(v2.META)
+
+
+def _general_definition(text: str) -> dict[str, Any]:
+    """decode_definition with the fast path turned off."""
+    from unittest import mock
+
+    with mock.patch('redbeat.decoder._one_typed', return_value=None):
+        return decode_definition(KEY, text)
+
+
+def test_fast_path_is_taken_for_the_common_forms() -> None:
+    """What redbeat and celery-redbeat 2.x write: parsed in C, one value built."""
+    calls: list[dict[str, Any]] = []
+    texts = {
+        'definition': [
+            v2.INTERVAL_DEFINITION,
+            v2.CRONTAB_DEFINITION,
+            encode_definition({'name': 'n', 'task': 't', 'schedule': schedule(60), 'args': [1]}),
+        ],
+        'meta': [v2.META, v2.META_IANA, encode_meta(datetime(2026, 1, 1, tzinfo=UTC), 3)],
+    }
+
+    def hook(d: dict[str, Any]) -> Any:
+        calls.append(d)
+        return _build_nested(d)
+
+    for field, documents in texts.items():
+        member = 'schedule' if field == 'definition' else 'last_run_at'
+        for text in documents:
+            calls.clear()
+            assert _one_typed(text, member, hook) is not None, text
+            assert len(calls) == 1 and '__type__' in calls[0]
+
+
+def test_planner_cache_gives_entries_alike_one_schedule() -> None:
+    built: Built = {}
+    texts = [
+        encode_definition({'name': f'n{i}', 'task': 't', 'schedule': crontab(minute='*/5')})
+        for i in range(3)
+    ]
+    first, *others = (decode_definition(KEY, text, built)['schedule'] for text in texts)
+    assert all(other is first for other in others) and len(built) == 1
+    assert first == crontab(minute='*/5')
+    # 1 and 1.0 and true are equal in Python: the key has their types
+    one = decode_definition(KEY, _with(schedule={'__type__': 'interval', 'every': 1}), built)
+    flag = _with(schedule={'__type__': 'interval', 'every': True})
+    with pytest.raises(DefinitionError, match='every'):
+        decode_definition(KEY, flag, built)
+    assert one['schedule'].run_every == timedelta(seconds=1)

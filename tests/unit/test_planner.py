@@ -160,3 +160,34 @@ def test_queue_finish_disables_conditionally_on_the_text_read() -> None:
 def test_messages_carry_the_row_key() -> None:
     p = plan(row(), 60, 61)
     assert p.messages == (Message(KEYS.entry('job'), p.fields or {}, at(60)),)
+
+
+def test_run_states_and_schedules_alike_are_decoded_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Entries that ran at the same moment share a meta text, entries with one schedule
+    share its object: the planner decodes each once, and plans each entry as alone."""
+    from redbeat import planner as planner_module
+
+    decoded: list[str] = []
+
+    def counting(key: str, text: str | None) -> tuple[datetime | None, int]:
+        decoded.append(key)
+        return decode_meta(key, text)
+
+    monkeypatch.setattr(planner_module, 'decode_meta', counting)
+    planner = Planner(UTC, Policy(), PARK_FOR)
+    rows = [
+        Row(
+            KEYS.entry(f'job{i}'),
+            encode_definition({'name': f'job{i}', 'task': 'proj.job',
+                               'schedule': schedule(timedelta(seconds=60)), 'args': [i]}),
+            encode_meta(at(0), 1),
+        )
+        for i in range(3)
+    ]  # fmt: skip
+    score = repr(timing.to_score(at(60)))
+    plans = [planner.plan(r.key, score, r, at(61)) for r in rows]
+    assert decoded == [KEYS.entry('job0')]  # the one meta text, parsed once
+    assert [p.messages[0].occurrence for p in plans] == [at(60)] * 3
+    assert [p.messages[0].fields['args'] for p in plans] == [[0], [1], [2]]
+    scheds = {id(p.fields['schedule']) for p in plans if p.fields is not None}
+    assert len(scheds) == 1 and len(planner._schedules) == 1

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from celery.schedules import BaseSchedule, crontab, schedule
 
-from redbeat.decoder import encode_definition, encode_meta
+from redbeat.codec import encode_definition, encode_meta
 from redbeat.planner import Planner
 from redbeat.policy import Policy
 from redbeat.schedules import rrule

@@ -36,9 +36,9 @@ from redis.retry import Retry
 
 from . import converters, timing
 from .client import redis_from_config
+from .codec import decode_definition, decode_meta, dumps, encode_definition
 from .compat import context_for
 from .config import RedBeatConfig
-from .decoder import decode_definition, decode_meta, dumps, encode_definition
 from .entry import (
     RedBeatSchedulerEntry,
     StoreContext,

@@ -21,10 +21,7 @@ from celery.schedules import BaseSchedule, schedstate
 
 from . import timing
 from .client import redis_from_config
-from .compat import context_for
-from .config import RedBeatConfig
-from .converters import zone
-from .decoder import (
+from .codec import (
     check_fields,
     decode_definition,
     decode_meta,
@@ -32,6 +29,9 @@ from .decoder import (
     encode_definition,
     encode_meta,
 )
+from .compat import context_for
+from .config import RedBeatConfig
+from .converters import zone
 from .errors import DefinitionError, EntryNotFound, RedBeatError
 from .policy import DEFAULT as DEFAULT_POLICY
 from .policy import Policy

@@ -18,7 +18,7 @@ from datetime import datetime, tzinfo
 from typing import Any
 
 from . import timing
-from .decoder import Built, decode_definition, decode_meta, encode_definition, encode_meta
+from .codec import Built, decode_definition, decode_meta, encode_definition, encode_meta
 from .errors import DefinitionError
 from .keys import Keys
 from .policy import Policy

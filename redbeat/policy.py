@@ -91,7 +91,7 @@ class Policy:
 
     @cached_property
     def _json(self) -> str | None:
-        from .decoder import dumps
+        from .codec import dumps
 
         return dumps(self._given) if self._given else None
 
@@ -100,7 +100,7 @@ class Policy:
         """The policy stored for ``key`` (DefinitionError if it cannot be read)."""
         if not text:
             return DEFAULT
-        from .decoder import parse
+        from .codec import parse
 
         return cls.from_dict(key, parse(key, 'policy', text))
 

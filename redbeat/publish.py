@@ -323,11 +323,14 @@ class Publisher:
         """The list each push goes onto, with the bindings read once for the group."""
         exchanges = {envelope.exchange for envelope, _ in pushes if envelope.exchange}
         tables = direct.lookup_tables(client, channel, exchanges)
+        keys: dict[direct.Envelope, str] = {}  # a group's pushes share a few envelopes
         try:
-            return [(direct.queue_key(channel, e, tables), text) for e, text in pushes]
+            for envelope in {envelope for envelope, _ in pushes}:
+                keys[envelope] = direct.queue_key(channel, envelope, tables)
         except NotDirect as exc:  # the bindings changed: kombu routes from now on
             self.templates.refuse_direct({envelope for envelope, _ in pushes}, exc)
             raise _Unbatchable from exc
+        return [(keys[envelope], text) for envelope, text in pushes]
 
     def _push(self, client: Any, keyed: list[tuple[str, str]]) -> None:
         """Write the group's pushes in one pipeline (any failure: delivery unknown)."""

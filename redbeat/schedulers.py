@@ -38,6 +38,7 @@ from redis.exceptions import ClusterDownError, NoScriptError, RedisClusterExcept
 
 from . import checks, timing
 from .client import cluster_unreachable, needs_operator
+from .codec import decode_definition, decode_meta
 from .compat import (
     RetryingConnection,
     acquire_distributed_beat_lock,
@@ -46,7 +47,6 @@ from .compat import (
     get_redis,
 )
 from .config import RedBeatConfig
-from .decoder import decode_definition, decode_meta
 from .entry import (
     RedBeatSchedulerEntry,
     StoreContext,

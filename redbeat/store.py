@@ -1050,7 +1050,8 @@ def _row(key: str, reply: Any) -> Row:
             reason = 'key holds a value of the wrong type (a hash is expected)'
         return Row(key, error=reason)
     try:
-        definition, meta, policy = (_text(name, raw) for name, raw in zip(_FIELDS, reply))
+        definition = _text('definition', reply[0])  # one by one: made for every due entry
+        meta, policy = _text('meta', reply[1]), _text('policy', reply[2])
     except InvalidValue as exc:
         return Row(key, error=str(exc))
     return Row(key, definition, meta, policy=policy)

@@ -1,6 +1,6 @@
 """What a valid entry is: every limit redbeat holds stored values to, in one place.
 
-The codec (:mod:`redbeat.decoder`) applies these checks to everything read
+The codec (:mod:`redbeat.codec`) applies these checks to everything read
 from Redis, and every write door (entry ``save``, :class:`redbeat.api.ScheduleClient`,
 the command line, ``import``) applies them before anything is written, so
 beat never meets a number it cannot compute with or a document it cannot

@@ -22,7 +22,7 @@ from celery import Celery
 
 from redbeat import RedBeatSchedulerEntry
 from redbeat.api import UPDATE_ATTEMPTS, EntryInfo, Schedule
-from redbeat.decoder import decode_definition, decode_meta, encode_meta
+from redbeat.codec import decode_definition, decode_meta, encode_meta
 from redbeat.errors import EntryNotFound, WriteConflict
 from redbeat.schedulers import RedBeatScheduler
 from redbeat.store import Claim, ScheduleStore

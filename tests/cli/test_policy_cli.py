@@ -15,7 +15,7 @@ import redis
 from click.testing import CliRunner, Result
 
 from redbeat.cli import main
-from redbeat.decoder import encode_meta
+from redbeat.codec import encode_meta
 
 SCHEDULE = 'redbeat::schedule'
 

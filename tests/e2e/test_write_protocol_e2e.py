@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from redbeat.api import Schedule
-from redbeat.decoder import decode_definition, decode_meta
+from redbeat.codec import decode_definition, decode_meta
 from tests.e2e.conftest import Live
 from tests.e2e.harness import TASK
 from tests.procs import wait_for

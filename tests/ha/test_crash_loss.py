@@ -39,7 +39,7 @@ from celery import Celery
 from celery.schedules import schedule
 
 from redbeat import RedBeatSchedulerEntry, save_entries
-from redbeat.decoder import decode_meta
+from redbeat.codec import decode_meta
 from redbeat.schedulers import RedBeatScheduler
 from tests.e2e.harness import LOCK_KEY, lock_holder
 from tests.ha.conftest import wait_new_holder

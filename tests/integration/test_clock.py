@@ -18,7 +18,7 @@ import pytest
 import redis
 from celery import Celery
 
-from redbeat.decoder import decode_meta, encode_meta
+from redbeat.codec import decode_meta, encode_meta
 from redbeat.keys import Keys
 from redbeat.schedulers import RedBeatScheduler
 

@@ -24,7 +24,7 @@ from kombu.exceptions import BatchPublishError
 from kombu.transport.redis import PublishBatch
 
 from redbeat import RedBeatSchedulerEntry
-from redbeat.decoder import decode_meta
+from redbeat.codec import decode_meta
 from redbeat.entry import save_entries
 from redbeat.keys import Keys
 from redbeat.schedulers import RedBeatScheduler

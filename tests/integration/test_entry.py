@@ -17,7 +17,7 @@ import redbeat
 import redbeat.schedulers
 import redbeat.store
 from redbeat import RedBeatSchedulerEntry, save_entries
-from redbeat.decoder import decode_meta, encode_meta
+from redbeat.codec import decode_meta, encode_meta
 from redbeat.errors import DefinitionError, EntryNotFound
 from redbeat.keys import Keys
 from redbeat.schedules import rrule

@@ -18,7 +18,7 @@ import redis
 from celery import Celery
 
 from redbeat import timing
-from redbeat.decoder import encode_meta
+from redbeat.codec import encode_meta
 from redbeat.keys import Keys
 from redbeat.publish import Message, Outcome
 from redbeat.schedulers import RedBeatScheduler

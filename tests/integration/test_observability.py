@@ -30,7 +30,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
 from redbeat import RedBeatSchedulerEntry
-from redbeat.decoder import encode_meta
+from redbeat.codec import encode_meta
 from redbeat.errors import ConfigurationError
 from redbeat.keys import Keys
 from redbeat.metrics import Observer, Watcher

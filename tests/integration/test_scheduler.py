@@ -18,7 +18,7 @@ from kombu.exceptions import OperationalError
 
 import redbeat.store
 from redbeat import RedBeatSchedulerEntry, save_entries
-from redbeat.decoder import decode_meta, encode_meta
+from redbeat.codec import decode_meta, encode_meta
 from redbeat.keys import Keys
 from redbeat.schedulers import RedBeatScheduler
 from tests.backends import PrivateServer, started

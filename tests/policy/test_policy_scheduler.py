@@ -23,7 +23,7 @@ from celery.schedules import schedule
 
 from redbeat import RedBeatSchedulerEntry
 from redbeat.api import Schedule
-from redbeat.decoder import decode_definition, decode_meta, encode_meta
+from redbeat.codec import decode_definition, decode_meta, encode_meta
 from redbeat.policy import Policy
 from redbeat.schedulers import RedBeatScheduler
 from redbeat.schedules import rrule

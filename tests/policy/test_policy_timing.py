@@ -20,7 +20,7 @@ from celery import Celery
 from celery.schedules import BaseSchedule, crontab, schedule
 
 from redbeat import RedBeatSchedulerEntry
-from redbeat.decoder import decode_definition, encode_definition
+from redbeat.codec import decode_definition, encode_definition
 from redbeat.errors import DefinitionError
 from redbeat.policy import DEFAULT, Policy
 from redbeat.schedules import rrule

@@ -18,7 +18,7 @@ from celery import Celery
 from celery.schedules import schedule
 
 from redbeat import RedBeatSchedulerEntry
-from redbeat.decoder import decode_meta
+from redbeat.codec import decode_meta
 from redbeat.schedulers import RedBeatScheduler
 from tests.topology.conftest import Topology
 

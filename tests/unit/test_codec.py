@@ -1,4 +1,4 @@
-"""The JSON codec (redbeat.decoder): celery-redbeat 2.x data both ways, errors, safety."""
+"""The JSON codec (redbeat.codec): celery-redbeat 2.x data both ways, errors, safety."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from dateutil.rrule import weekday
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from redbeat.decoder import (
+from redbeat.codec import (
     Built,
     RedBeatJSONDecoder,
     RedBeatJSONEncoder,
@@ -575,7 +575,7 @@ def _general_definition(text: str) -> dict[str, Any]:
     """decode_definition with the fast path turned off."""
     from unittest import mock
 
-    with mock.patch('redbeat.decoder._one_typed', return_value=None):
+    with mock.patch('redbeat.codec._one_typed', return_value=None):
         return decode_definition(KEY, text)
 
 

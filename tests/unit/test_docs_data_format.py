@@ -8,7 +8,7 @@ import re
 import textwrap
 from typing import Any
 
-from redbeat.decoder import (
+from redbeat.codec import (
     RedBeatJSONDecoder,
     decode_definition,
     decode_meta,

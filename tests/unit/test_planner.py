@@ -9,7 +9,7 @@ import pytest
 from celery.schedules import schedule
 
 from redbeat import timing
-from redbeat.decoder import decode_meta, encode_definition, encode_meta
+from redbeat.codec import decode_meta, encode_definition, encode_meta
 from redbeat.keys import Keys
 from redbeat.planner import Plan, Planner, claim_groups, journaled, queue_finish, record
 from redbeat.policy import Policy

@@ -12,7 +12,7 @@ import pytest
 from dateutil import rrule as du
 
 from redbeat import validation
-from redbeat.decoder import decode_definition, decode_meta
+from redbeat.codec import decode_definition, decode_meta
 from redbeat.errors import DefinitionError
 from redbeat.policy import Policy
 from redbeat.schedules import rrule

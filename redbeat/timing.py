@@ -130,12 +130,33 @@ def _cron_days(c: crontab, start: date) -> Any:
         day += timedelta(days=1)
 
 
+#: Answers of :func:`cron_next` by (schedule identity, instant, zone identity):
+#: entries alike share one crontab object (the planner's) and, run on the same
+#: grid, ask the same questions in a tick. The objects are kept with the answer,
+#: so their ids cannot be reused by others while cached (and some zones, such
+#: as dateutil's, cannot be hashed); emptied when full.
+_CRON_ANSWERS: dict[tuple[int, datetime, int], tuple[crontab, tzinfo, datetime | None]] = {}
+_CRON_ANSWERS_MAX = 4096
+
+
 def cron_next(c: crontab, after: datetime, tz: tzinfo = timezone.utc) -> datetime | None:
     """The first crontab match strictly after ``after``, wall clock read in ``tz``.
 
     Celery's rule: a day matches when month, day of month *and* day of week do.
     """
     after = utc(after)
+    key = (id(c), after, id(tz))
+    known = _CRON_ANSWERS.get(key)
+    if known is not None and known[0] is c and known[1] is tz:
+        return known[2]
+    found = _cron_search(c, after, tz)
+    if len(_CRON_ANSWERS) >= _CRON_ANSWERS_MAX:
+        _CRON_ANSWERS.clear()
+    _CRON_ANSWERS[key] = (c, tz, found)
+    return found
+
+
+def _cron_search(c: crontab, after: datetime, tz: tzinfo) -> datetime | None:
     local = after.astimezone(tz).replace(tzinfo=None, second=0, microsecond=0)
     hours, minutes = sorted(c.hour), sorted(c.minute)
     for day in _cron_days(c, local.date()):

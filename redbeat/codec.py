@@ -450,7 +450,7 @@ def _built_once(value: dict[str, Any], hook: Callable[[dict[str, Any]], Any], bu
     """``hook(value)``, or the value built before from the same fields (their types
     too: ``1``, ``1.0`` and ``true`` are equal in Python)."""
     fields = tuple((name, type(v), v) for name, v in value.items())
-    if not all(kind in _SCALARS for _, kind, _ in fields):
+    if not all(kind in _SCALARS for _, kind, _ in fields) or _from_the_clock(value):
         return hook(value)
     done = built.get(fields)
     if done is None:
@@ -461,6 +461,11 @@ def _built_once(value: dict[str, Any], hook: Callable[[dict[str, Any]], Any], bu
             built.clear()
         built[fields] = done
     return done
+
+
+def _from_the_clock(value: dict[str, Any]) -> bool:
+    """An rrule without ``dtstart`` starts when it is built (dateutil's rule): never shared."""
+    return value.get('__type__') == 'rrule' and value.get('dtstart') is None
 
 
 # --- definitions and meta ------------------------------------------------------

@@ -618,3 +618,18 @@ def test_planner_cache_gives_entries_alike_one_schedule() -> None:
     with pytest.raises(DefinitionError, match='every'):
         decode_definition(KEY, flag, built)
     assert one['schedule'].run_every == timedelta(seconds=1)
+
+
+def test_an_rrule_without_dtstart_is_never_shared() -> None:
+    """dateutil starts such a rule when it is built: a shared one would keep the
+    first entry's start for every later one (found by the property above)."""
+    built: Built = {}
+    clocked = '{"name":"a","task":"t","schedule":{"__type__":"rrule","freq":6},"args":[]}'
+    started = (
+        '{"name":"a","task":"t","schedule":{"__type__":"rrule","freq":6,'
+        '"dtstart":1795847786,"dtstart_tz":0},"args":[]}'
+    )
+    first, again = (decode_definition(KEY, clocked, built)['schedule'] for _ in range(2))
+    assert first is not again
+    first, again = (decode_definition(KEY, started, built)['schedule'] for _ in range(2))
+    assert first is again

@@ -7,6 +7,7 @@ what Redis and the broker hold.
 
 from __future__ import annotations
 
+import gc
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -111,3 +112,56 @@ def test_runs_sent_late_in_a_long_tick_are_not_bunched_with_their_next(
     margins = sorted(scores[key] - left for key, left in left_at.items())
     assert max(left_at.values()) - due > every  # the last left after its next was due
     assert margins[0] >= every / 2 - 0.05, margins[:5]
+
+
+def test_the_garbage_collector_is_paused_while_a_tick_dispatches(
+    keys: Keys,
+    celery_app: Celery,
+    redis_client: redis.Redis,
+    make_scheduler: Make,
+    sent: Sent,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Planning and sending run with Python's cyclic collector off; it is on again after
+    the tick, after a tick that failed midway, and stays off if the application turned
+    it off."""
+    scheduler = make_scheduler(celery_app, lock_timeout=60)
+    scheduler.tick()
+    seen: list[bool] = []
+    real_plan, real_send = timing.plan_run, scheduler.publisher.send
+
+    def plan(*args: Any, **kwargs: Any) -> timing.RunPlan:
+        seen.append(gc.isenabled())
+        return real_plan(*args, **kwargs)
+
+    def send(messages: Sequence[Message], between_groups: Callable[[], None],
+             **kwargs: Any) -> Outcome:  # fmt: skip
+        seen.append(gc.isenabled())
+        return real_send(messages, between_groups, **kwargs)
+
+    monkeypatch.setattr(timing, 'plan_run', plan)
+    monkeypatch.setattr(scheduler.publisher, 'send', send)
+    assert gc.isenabled()
+    put_many(redis_client, keys, 50, every=60, late=0.5)
+    scheduler.tick()
+    assert len(sent()) == 50
+    assert seen and not any(seen)  # planned and sent with the collector off
+    assert gc.isenabled()
+
+    def broken_claim(*args: Any, **kwargs: Any) -> Any:
+        assert not gc.isenabled()
+        raise redis.ConnectionError('the server went away mid-tick')
+
+    monkeypatch.setattr(scheduler.store, 'claim', broken_claim)
+    put_many(redis_client, keys, 5, every=60, late=0.5)
+    assert scheduler.tick() > 0  # survived: backs off
+    assert gc.isenabled()
+
+    monkeypatch.undo()
+    gc.disable()
+    try:
+        put_many(redis_client, keys, 5, every=60, late=0.5)
+        scheduler.tick()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

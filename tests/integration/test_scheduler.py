@@ -610,3 +610,62 @@ def test_static_entries_written_again_when_redis_lost_the_schedule(
         json.loads(redis_client.hget(keys.entry('kept'), 'definition'))['task'] == 'proj.tasks.kept'
     )
     assert redis_client.sismember(keys.statics, 'kept')
+
+
+# --- the broker connection, made while idle -------------------------------------
+
+
+def test_broker_connected_while_idle_before_the_first_send(
+    keys: Keys, celery_app: Celery, redis_client: redis.Redis, make_scheduler: Make, sent: Sent
+) -> None:
+    """A tick with nothing due yet connects to the broker, so the first burst does not
+    pay for it; the first due entry then goes out on that same connection."""
+    scheduler = make_scheduler(celery_app)
+    RedBeatSchedulerEntry('soon', 'proj.tasks.soon', schedule(timedelta(seconds=30)),
+                          app=celery_app).save()  # fmt: skip
+    scheduler.tick()
+    assert tasks(sent) == []
+    assert 'producer' in scheduler.__dict__
+    producer = scheduler.producer
+    assert producer.connection.connected
+    put_due(redis_client, keys, 'now', 'proj.tasks.now')
+    scheduler.tick()
+    assert tasks(sent) == ['proj.tasks.now']
+    assert scheduler.producer is producer
+
+
+def test_broker_down_while_idle_is_tried_once_and_left_to_the_send(
+    celery_app: Celery, make_scheduler: Make, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An unreachable broker is tried once, without retries, and the tick returns
+    normally; later ticks do not try again (the send connects, as Celery's beat does)."""
+    with socket_closed_port() as port:
+        celery_app.conf.broker_url = f'redis://127.0.0.1:{port}/0'
+        scheduler = make_scheduler(celery_app)
+        RedBeatSchedulerEntry('soon', 'proj.tasks.soon', schedule(timedelta(seconds=30)),
+                              app=celery_app).save()  # fmt: skip
+        attempts: list[int] = []
+        real = scheduler.connection.ensure_connection
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            attempts.append(kwargs.get('max_retries', -1))
+            return real(*args, **kwargs)
+
+        scheduler.connection.ensure_connection = counted  # type: ignore[method-assign]
+        with caplog.at_level(logging.DEBUG, logger='celery.beat'):
+            assert scheduler.tick() > 0
+            scheduler.tick()
+    assert attempts == [0]  # once, no retries
+    assert 'producer' not in scheduler.__dict__
+    assert 'Not connected to the broker ahead of the first send' in caplog.text
+
+
+@contextlib.contextmanager
+def socket_closed_port() -> Any:
+    """A loopback port nothing listens on (bound, then closed)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        port = sock.getsockname()[1]
+    yield port

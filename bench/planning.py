@@ -3,7 +3,8 @@
 ``python bench/planning.py [--n 10000] [--rounds 5] [--scenarios tick,day,years,mix]``
 
 Builds the rows ``store.due`` would return for the benchmark's scenarios
-(``bench/scenarios.py``: ``tick`` every hour, due now; ``day`` and ``years``
+(``bench/scenarios.py``: ``tick`` every hour, due now; ``burst`` the lateness
+bench's ``rrule('SECONDLY', interval=10)`` entries, all due at one instant; ``day`` and ``years``
 every minute, last run a day ago or on 2000-01-01; ``mix`` a third each of
 intervals, ``crontab(minute='*')`` and hourly rrules with per-entry zones,
 a day overdue), each entry with a run state of its own (distinct meta text),
@@ -39,7 +40,11 @@ ZONES = ('Europe/Paris', 'America/New_York', 'Asia/Kolkata', 'Australia/Sydney')
 
 def rows(scenario: str, n: int, now: datetime) -> list[tuple[str, str, Row]]:
     """(member, score, row) of ``n`` due entries, as the scenario stores them."""
+    # burst: the lateness bench's entries, rrule every 10 s from 200 s ago, due at the
+    # grid instant just passed (the 21st burst), last run at the one before.
+    grid = now.replace(microsecond=0) - timedelta(seconds=now.second % 10)
     last = {
+        'burst': grid - timedelta(seconds=10),
         'tick': now - timedelta(hours=2),
         'day': now - timedelta(days=1),
         'years': datetime(2000, 1, 1, tzinfo=timezone.utc),
@@ -51,6 +56,8 @@ def rows(scenario: str, n: int, now: datetime) -> list[tuple[str, str, Row]]:
         sched: BaseSchedule
         if scenario == 'tick':
             sched = schedule(timedelta(seconds=3600))
+        elif scenario == 'burst':
+            sched = rrule('SECONDLY', interval=10, dtstart=grid - timedelta(seconds=200))
         elif scenario != 'mix' or i % 3 == 0:
             sched = schedule(timedelta(seconds=60))
         else:
@@ -64,7 +71,9 @@ def rows(scenario: str, n: int, now: datetime) -> list[tuple[str, str, Row]]:
         fields: dict[str, Any] = {'name': key[8:], 'task': 'bench.noop', 'schedule': sched}
         definition = encode_definition({**fields, 'args': [i]})
         meta = encode_meta(last + timedelta(microseconds=i), 0)  # a run state of its own
-        score = '0' if scenario == 'tick' else repr(last.timestamp() + 60)
+        score = {'tick': '0', 'burst': repr(grid.timestamp())}.get(
+            scenario, repr(last.timestamp() + 60)
+        )
         out.append((key, score, Row(key, definition, meta, None, policy)))
     return out
 

@@ -67,6 +67,10 @@ _GRID_SPAN = timedelta(days=14)
 _STEADY_PROBES = tuple(_STEADY * k / 4 for k in range(1, 5))
 
 
+#: next_after answers one rule keeps (a tick asks a few per distinct run state).
+_ANSWERS_MAX = 1024
+
+
 def _steady(zone: tzinfo | None, moment: datetime) -> bool:
     """True if ``zone``'s UTC offset is the same over :data:`_STEADY` before ``moment``.
 
@@ -152,6 +156,9 @@ class rrule(BaseSchedule):  # type: ignore[misc]
         self._near: dict[tzinfo | None, tuple[datetime, du.rrule]] = {}
         self._close: dict[tzinfo | None, tuple[datetime, du.rrule]] = {}
         self._dayless_from: date | None = None
+        #: Answers of next_after: entries alike share one rule (the planner's
+        #: cache) and ask it the same question in a tick.  Emptied when full.
+        self._answers: dict[tuple[datetime, tzinfo | None], datetime | None] = {}
         self.rrule = du.rrule(
             freq,  # type: ignore[arg-type]
             dtstart=self.dtstart,
@@ -178,6 +185,18 @@ class rrule(BaseSchedule):  # type: ignore[misc]
         is read there, so 09:00 stays 09:00 across daylight-saving changes
         (the stored ``dtstart`` only keeps a fixed UTC offset).
         """
+        key = (moment, tz)
+        try:
+            return self._answers[key]
+        except KeyError:
+            pass
+        found = self._search(moment, tz)
+        if len(self._answers) >= _ANSWERS_MAX:
+            self._answers.clear()
+        self._answers[key] = found
+        return found
+
+    def _search(self, moment: datetime, tz: tzinfo | None) -> datetime | None:
         rule = self.rrule if tz is None else self._zoned(tz)
         local = self._local(moment, tz)
         if self._no_day_from(local.date()):

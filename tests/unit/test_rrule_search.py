@@ -220,3 +220,29 @@ def test_count_of_a_secondly_rule_started_centuries_ago_is_bounded() -> None:
     lo = datetime(2026, 6, 1, tzinfo=UTC)
     assert rule.count_between(lo, lo + timedelta(days=365), 100) == 100
     assert rule.count_between(lo, lo + timedelta(seconds=70), 100) in (10, 11)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    case=rules(),
+    other=st.sampled_from(ZONES),
+    later=st.lists(st.integers(0, 3 * 86400), min_size=1, max_size=5),
+    bound=st.sampled_from([1, 2, 1024]),
+)
+def test_remembered_answers_are_the_searches_answers(
+    case: tuple[rrule, datetime, tzinfo | None],
+    other: tzinfo | None,
+    later: list[int],
+    bound: int,
+) -> None:
+    """Asked again (entries alike share one rule), in another zone or the same, with
+    the remembered answers emptied when full: every answer is dateutil's."""
+    rule, moment, zone = case
+    probes = [moment + timedelta(seconds=s - 86400) for s in later]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(schedules, '_ANSWERS_MAX', bound)
+        for _ in range(2):
+            for probe in probes:
+                for z in (zone, other):
+                    assert rule.next_after(probe, z) == dateutils(rule, z).after(in_zone(probe, z))
+                assert len(rule._answers) <= bound

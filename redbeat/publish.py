@@ -67,6 +67,8 @@ TRANSIENT: tuple[type[BaseException], ...] = (
 
 #: The signals of a clean stop (Celery's handler raises SystemExit where beat is).
 _STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
+#: True while :func:`stop_signals_held` holds them (main thread only).
+_holding = False
 
 
 @contextlib.contextmanager
@@ -80,6 +82,10 @@ def stop_signals_held() -> Iterator[None]:
     handlers are swapped, not the signal mask: a mask holds a signal for one
     thread only, and beat has others (remote control) that would take it.
     """
+    global _holding
+    if _holding:  # nested (a group's claim and send hold them, and its flush): held already
+        yield
+        return
     handlers = {number: signal.getsignal(number) for number in _STOP_SIGNALS}
     if threading.current_thread() is not threading.main_thread() or None in handlers.values():
         yield  # signal.signal works in the main thread only; None: a handler set from C
@@ -91,9 +97,11 @@ def stop_signals_held() -> Iterator[None]:
 
     for number in handlers:
         signal.signal(number, hold)
+    _holding = True
     try:
         yield
     finally:
+        _holding = False
         for number, handler in handlers.items():
             signal.signal(number, handler)
         for signum in held:

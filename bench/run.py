@@ -171,6 +171,7 @@ def check(result: dict[str, Any], n: int, label: str) -> list[str]:
         'queue_len',
         'single_queue_len',
         'batch_queue_len',
+        'lpush_queue_len',
         'published',
         'again_published',
         'again_queue_len',
@@ -251,6 +252,7 @@ FIGURES: list[tuple[str, str, str, Any, bool]] = [
 BASELINES = [
     ('Celery apply_async alone, per message', 'single_per_msg_s'),
     ('apply_async in producer.batch(), per message', 'batch_per_msg_s'),
+    ('ready messages LPUSHed, 20 a round trip, per message', 'lpush_per_msg_s'),
 ]
 
 

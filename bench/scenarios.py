@@ -427,7 +427,8 @@ def run_save(app: Celery, env: Env) -> dict[str, Any]:
 
 
 def run_publish(app: Celery, env: Env) -> dict[str, Any]:
-    """Celery alone: apply_async one by one, and inside kombu's producer.batch()."""
+    """Celery alone: apply_async one by one, and inside kombu's producer.batch(); the
+    same messages ready made, LPUSHed 20 a round trip (the floor of a push)."""
     task = app.tasks['bench.noop']
     out: dict[str, Any] = {}
     task.apply_async((0,))  # warm-up: connection, queue declaration
@@ -444,6 +445,17 @@ def run_publish(app: Celery, env: Env) -> dict[str, Any]:
             task.apply_async((i,), producer=producer)
     out['batch_per_msg_s'] = (time.perf_counter() - start) / ARGS.n
     out['batch_queue_len'] = env.broker.llen(QUEUE)
+    # The floor of a push: the same messages, ready, LPUSHed 20 to a round trip
+    # (one pipelined LPUSH per group, as beat's direct pushes write them).
+    texts = env.broker.lrange(QUEUE, 0, -1)[::-1]
+    env.broker.delete(QUEUE)
+    start = time.perf_counter()
+    for i in range(0, len(texts), 20):
+        with env.broker.pipeline(transaction=False) as pipe:
+            pipe.lpush(QUEUE, *texts[i : i + 20])
+            pipe.execute()
+    out['lpush_per_msg_s'] = (time.perf_counter() - start) / ARGS.n
+    out['lpush_queue_len'] = env.broker.llen(QUEUE)
     return out
 
 

@@ -168,6 +168,8 @@ def _build_rrule(d: dict[str, Any]) -> rrule:
             offset = validation.utc_offset(f'rrule {key}_tz', validation.finite(key, minutes) * 60)
             seconds = validation.timestamp(f'rrule {key}', stamp)
             fields[key] = from_timestamp(seconds, offset.total_seconds() / 60)
+        elif stamp is not None and not isinstance(stamp, datetime):
+            raise TypedValueError(f'rrule {key} must be a UNIX timestamp (a number), not {stamp!r}')
     extra = set(fields) - set(RULE_FIELDS) - {'dtstart', 'until'}
     if extra:
         raise TypedValueError(f'rrule has unknown fields {sorted(extra)}')

@@ -134,6 +134,9 @@ class rrule(BaseSchedule):  # type: ignore[misc]
             'byyearday': byyearday, 'byeaster': byeaster, 'byweekno': byweekno,
             'byweekday': byweekday, 'byhour': byhour, 'byminute': byminute, 'bysecond': bysecond,
         })  # fmt: skip
+        for name, moment in (('dtstart', dtstart), ('until', until)):
+            if moment is not None and not isinstance(moment, datetime):
+                raise TypeError(f'{name} must be a datetime, not {moment!r}')
         if dtstart is None:
             dtstart = datetime.now(timezone.utc).replace(microsecond=0)
         self.freq = freq

@@ -46,6 +46,12 @@ REFUSED_DEFINITIONS = [
     (definition({**RULE, 'dtstart': 1e20}), 'rrule dtstart'),
     (definition({**RULE, 'until': -1e20}), 'rrule until'),
     (definition({**RULE, 'dtstart_tz': 1e20}), 'dtstart_tz'),
+    # Found by hypothesis: anything but a number reached dateutil's rule, which
+    # raised AttributeError, naming nothing.
+    (definition({**RULE, 'dtstart': []}), 'rrule dtstart must be a UNIX timestamp'),
+    (definition({**RULE, 'dtstart': '2026-01-01T00:00:00'}), 'rrule dtstart must be'),
+    (definition({**RULE, 'dtstart': True}), 'rrule dtstart must be'),
+    (definition({**RULE, 'until': {}}), 'rrule until must be'),
     (definition({**RULE, 'interval': 0}), 'rrule interval'),
     (definition({**RULE, 'interval': -1}), 'rrule interval'),
     (definition({**RULE, 'count': 0}), 'rrule count'),
@@ -263,3 +269,9 @@ def test_counted_rule_started_near_the_moment_keeps_its_count(
 def test_rule_numbers_above_their_limits_are_refused(fields: dict[str, Any], field: str) -> None:
     with pytest.raises(ValueError, match=field):
         rrule(du.SECONDLY, **fields)
+
+
+@pytest.mark.parametrize('field', ['dtstart', 'until'])
+def test_rrule_made_in_python_refuses_a_start_or_end_that_is_not_a_datetime(field: str) -> None:
+    with pytest.raises(TypeError, match=f'{field} must be a datetime'):
+        rrule('DAILY', **{field: '2026-01-01'})
